@@ -1,0 +1,28 @@
+# Outpost. `make test` is what CI runs (see .ci/run); `make run` starts the
+# whole system on one machine with embedded defaults.
+GO ?= go
+export PATH := $(PATH):/usr/local/go/bin:$(HOME)/go/bin
+
+.PHONY: test test-long deps run bench lint
+
+deps:
+	bash scripts/setup-test-deps.sh
+
+test:
+	$(GO) test -race -count=1 -timeout 12m ./...
+
+# Long soak, kill and fuzz runs: more rounds, not run in CI.
+test-long:
+	OUTPOST_LONG=1 $(GO) test -race -count=1 -timeout 60m ./...
+
+lint:
+	gofmt -l $$(git ls-files '*.go')
+	$(GO) vet ./...
+	staticcheck ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./edge/log/
+
+run:
+	@echo "The edge node is not built yet; running the log benchmarks as a smoke run." >&2
+	$(GO) test -run '^$$' -bench 'Append/always' -benchtime 1000x ./edge/log/

@@ -1,0 +1,740 @@
+package log
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// maxPendingBytes bounds the bytes queued for one partition's next commit;
+// AppendAsync blocks beyond it, which is the back-pressure that keeps memory
+// bounded when the disk is slower than the clients.
+const maxPendingBytes = 16 << 20
+
+// Partition is one ordered sequence of records. It is safe for concurrent
+// use: any number of appenders and readers.
+type Partition struct {
+	log   *Log
+	topic string
+	id    int32
+	dir   string
+
+	mu            sync.Mutex
+	segments      []*segment    // mu; sorted by base, last is active
+	pending       []*appendReq  // mu
+	pendingBytes  int           // mu
+	spaceFreed    chan struct{} // mu; closed when pending is taken
+	notify        chan struct{} // mu; closed when end moves
+	syncRequested bool          // mu
+	closed        bool          // mu
+	failed        error         // mu; sticky
+
+	failedFlag atomic.Bool
+	start      atomic.Int64 // first readable offset
+	end        atomic.Int64 // next offset to be written, as visible to readers
+	bytes      atomic.Int64 // bytes of every .log and .idx
+	useTick    atomic.Int64
+
+	wake chan struct{} // CommitPerPartition: work is pending
+	stop chan struct{} // closed by close
+	done chan struct{} // closed when the committer goroutine exits
+
+	// roundMu makes the holder the partition's only writer. Committer-owned
+	// state below is guarded by it.
+	roundMu    sync.Mutex
+	nextOffset int64
+	writePos   int64 // bytes written to the active segment
+	dirty      bool  // written but not synced
+	buf        []byte
+}
+
+type appendReq struct {
+	recs  []Record
+	size  int
+	first int64
+	done  func(first int64, err error)
+}
+
+func openPartition(l *Log, topicName string, id int32) (*Partition, error) {
+	dir := filepath.Join(l.dir, topicName, strconv.Itoa(int(id)))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("log: create partition dir: %w", err)
+	}
+	p := &Partition{
+		log:        l,
+		topic:      topicName,
+		id:         id,
+		dir:        dir,
+		spaceFreed: make(chan struct{}),
+		notify:     make(chan struct{}),
+		wake:       make(chan struct{}, 1),
+		stop:       make(chan struct{}),
+		done:       make(chan struct{}),
+	}
+	if err := p.recover(); err != nil {
+		p.addBytes(-p.bytes.Load())
+		return nil, fmt.Errorf("log: open %s/%d: %w", topicName, id, err)
+	}
+	if l.cfg.CommitScope == CommitPerPartition {
+		go p.committer()
+	} else {
+		close(p.done)
+	}
+	return p, nil
+}
+
+// Topic returns the partition's topic name.
+func (p *Partition) Topic() string { return p.topic }
+
+// ID returns the partition number.
+func (p *Partition) ID() int32 { return p.id }
+
+// StartOffset returns the first readable offset (records below it were
+// deleted by retention).
+func (p *Partition) StartOffset() int64 { return p.start.Load() }
+
+// EndOffset returns the next offset to be written: the log end offset as
+// readers see it. Under SyncAlways every offset below it is durable.
+func (p *Partition) EndOffset() int64 { return p.end.Load() }
+
+// Bytes returns the size of the partition's segments and indexes.
+func (p *Partition) Bytes() int64 { return p.bytes.Load() }
+
+// Failed returns the sticky failure, or nil.
+func (p *Partition) Failed() error {
+	if !p.failedFlag.Load() {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.failed
+}
+
+// Info describes the partition now.
+func (p *Partition) Info() PartitionInfo {
+	p.mu.Lock()
+	n := len(p.segments)
+	p.mu.Unlock()
+	return PartitionInfo{Partition: p.id, StartOffset: p.StartOffset(), EndOffset: p.EndOffset(), Bytes: p.Bytes(), Segments: n}
+}
+
+func recordsSize(recs []Record) int {
+	n := 16
+	for i := range recs {
+		n += recs[i].Msgsize()
+	}
+	return n
+}
+
+// Append appends records and returns the offset of the first. Under
+// SyncAlways it returns after the records are durable. If ctx ends first,
+// Append returns ctx.Err() and the records may or may not be appended later:
+// like a lost network reply, the caller cannot know.
+func (p *Partition) Append(ctx context.Context, recs []Record) (int64, error) {
+	type result struct {
+		first int64
+		err   error
+	}
+	ch := make(chan result, 1)
+	if err := p.AppendAsync(ctx, recs, func(first int64, err error) { ch <- result{first, err} }); err != nil {
+		return -1, err
+	}
+	select {
+	case r := <-ch:
+		return r.first, r.err
+	case <-ctx.Done():
+		return -1, ctx.Err()
+	}
+}
+
+// AppendAsync queues records for the next group commit. If it returns nil,
+// done is called exactly once, from the committer goroutine, when the records
+// are durable under the sync policy (err nil) or have failed; calls for one
+// partition come in the order of the AppendAsync calls. done must not block.
+// AppendAsync blocks while the partition's queue is full, until ctx ends.
+func (p *Partition) AppendAsync(ctx context.Context, recs []Record, done func(first int64, err error)) error {
+	if len(recs) == 0 {
+		return ErrEmptyBatch
+	}
+	size := recordsSize(recs)
+	if size+frameHeaderSize > p.log.cfg.MaxBatchBytes {
+		return fmt.Errorf("%w: %d bytes, limit %d", ErrBatchTooLarge, size, p.log.cfg.MaxBatchBytes)
+	}
+	p.mu.Lock()
+	for {
+		if p.closed {
+			p.mu.Unlock()
+			return ErrClosed
+		}
+		if p.failed != nil {
+			err := p.failed
+			p.mu.Unlock()
+			return err
+		}
+		if p.pendingBytes == 0 || p.pendingBytes+size <= maxPendingBytes {
+			break
+		}
+		ch := p.spaceFreed
+		p.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		p.mu.Lock()
+	}
+	p.pending = append(p.pending, &appendReq{recs: recs, size: size, done: done})
+	p.pendingBytes += size
+	p.mu.Unlock()
+	p.kick()
+	return nil
+}
+
+func (p *Partition) kick() {
+	if p.log.cfg.CommitScope == CommitPerLog {
+		p.log.pendingMu.Lock()
+		p.log.pendingSet[p] = struct{}{}
+		p.log.pendingMu.Unlock()
+		select {
+		case p.log.commitKick <- struct{}{}:
+		default:
+		}
+		return
+	}
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// committer is the partition's single writer under CommitPerPartition:
+// appends that arrive while one fdatasync runs share the next one.
+func (p *Partition) committer() {
+	defer close(p.done)
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-p.wake:
+		}
+		p.roundMu.Lock()
+		r := p.prepare()
+		p.syncRound(r)
+		p.publish(r)
+		p.roundMu.Unlock()
+	}
+}
+
+// logCommitter is the single writer of every partition under CommitPerLog.
+func (l *Log) logCommitter() {
+	defer l.wg.Done()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-l.commitKick:
+		}
+		l.pendingMu.Lock()
+		ps := make([]*Partition, 0, len(l.pendingSet))
+		for p := range l.pendingSet {
+			ps = append(ps, p)
+		}
+		clear(l.pendingSet)
+		l.pendingMu.Unlock()
+		rounds := make([]*round, len(ps))
+		for i, p := range ps {
+			p.roundMu.Lock()
+			rounds[i] = p.prepare()
+		}
+		for i, p := range ps {
+			p.syncRound(rounds[i])
+		}
+		for i, p := range ps {
+			p.publish(rounds[i])
+			p.roundMu.Unlock()
+		}
+	}
+}
+
+// round is one commit: what prepare wrote and what publish will release.
+type round struct {
+	reqs    []*appendReq
+	end     int64
+	pos     int64
+	needs   bool // needs an fdatasync before publish
+	err     error
+	written bool
+}
+
+// prepare takes the pending appends, assigns offsets, writes their frames to
+// the active segment (rolling as needed) and returns what must be synced.
+// roundMu must be held.
+func (p *Partition) prepare() *round {
+	p.mu.Lock()
+	reqs := p.pending
+	p.pending = nil
+	p.pendingBytes = 0
+	close(p.spaceFreed)
+	p.spaceFreed = make(chan struct{})
+	failed := p.failed
+	syncReq := p.syncRequested
+	p.syncRequested = false
+	p.mu.Unlock()
+
+	r := &round{}
+	if failed != nil {
+		failAll(reqs, failed)
+		return r
+	}
+	cfg := &p.log.cfg
+	if len(reqs) > 0 && cfg.DiskBudgetBytes > 0 {
+		reqs = p.admit(reqs)
+	}
+	r.reqs = reqs
+	if len(reqs) == 0 {
+		if syncReq && p.dirty {
+			r.needs = true
+			r.end = p.nextOffset
+			r.pos = p.writePos
+		}
+		return r
+	}
+	if err := p.writeRequests(reqs); err != nil {
+		p.setFailed(err)
+		r.err = err
+		return r
+	}
+	r.written = true
+	r.end = p.nextOffset
+	r.pos = p.writePos
+	p.dirty = true
+	r.needs = cfg.Sync == SyncAlways || syncReq
+	return r
+}
+
+// admit applies the disk budget to queued appends and returns those that
+// may be written; the others are failed with ErrDiskBudget.
+func (p *Partition) admit(reqs []*appendReq) []*appendReq {
+	l := p.log
+	var need int64
+	for _, q := range reqs {
+		need += int64(q.size + frameHeaderSize)
+	}
+	if l.bytes.Load()+need <= l.cfg.DiskBudgetBytes {
+		return reqs
+	}
+	if l.cfg.BudgetPolicy == BudgetDeleteOldest {
+		l.makeRoom(need, p)
+		if l.bytes.Load()+need <= l.cfg.DiskBudgetBytes {
+			return reqs
+		}
+	}
+	// Admit what fits, in order; refuse the rest.
+	var used int64
+	n := 0
+	for _, q := range reqs {
+		sz := int64(q.size + frameHeaderSize)
+		if l.bytes.Load()+used+sz > l.cfg.DiskBudgetBytes {
+			break
+		}
+		used += sz
+		n++
+	}
+	refused := reqs[n:]
+	l.metrics.budgetRefused.Add(float64(len(refused)))
+	l.budgetRefusedLog(p, len(refused))
+	failAll(refused, fmt.Errorf("%w: %d of %d bytes used; raise the budget, shorten retention or let the forwarder drain", ErrDiskBudget, l.bytes.Load(), l.cfg.DiskBudgetBytes))
+	return reqs[:n]
+}
+
+// writeRequests encodes the requests into frames of at most MaxBatchBytes
+// and writes them to the active segment, rolling when a frame would not fit.
+// roundMu must be held.
+func (p *Partition) writeRequests(reqs []*appendReq) error {
+	cfg := &p.log.cfg
+	p.buf = p.buf[:0]
+	var batch Batch
+	runStart := 0 // index in p.buf where the unwritten run begins
+	flushRun := func() error {
+		if len(p.buf) == runStart {
+			return nil
+		}
+		if err := p.writeActive(p.buf[runStart:]); err != nil {
+			return err
+		}
+		runStart = len(p.buf)
+		return nil
+	}
+	emit := func() error {
+		if len(batch.Records) == 0 {
+			return nil
+		}
+		frameStart := len(p.buf)
+		var err error
+		p.buf, err = appendFrame(p.buf, &batch)
+		if err != nil {
+			return err
+		}
+		frameLen := int64(len(p.buf) - frameStart)
+		if p.writePos+int64(frameStart-runStart)+frameLen > cfg.SegmentMaxBytes && p.writePos+int64(frameStart-runStart) > segmentHeaderSize {
+			// The frame does not fit: write what precedes it, then roll.
+			frame := append([]byte(nil), p.buf[frameStart:]...)
+			p.buf = p.buf[:frameStart]
+			if err := flushRun(); err != nil {
+				return err
+			}
+			if err := p.roll(); err != nil {
+				return err
+			}
+			p.buf = append(p.buf, frame...)
+		}
+		p.indexFrame(batch.BaseOffset, p.writePos+int64(frameStart-runStart), batch.MaxTimestamp)
+		p.nextOffset = batch.BaseOffset + int64(len(batch.Records))
+		batch.Records = batch.Records[:0]
+		return nil
+	}
+	size := 0
+	batch.BaseOffset = p.nextOffset
+	batch.MaxTimestamp = minTs
+	next := p.nextOffset
+	for _, q := range reqs {
+		if size > 0 && size+q.size+frameHeaderSize > cfg.MaxBatchBytes {
+			if err := emit(); err != nil {
+				return err
+			}
+			batch.BaseOffset = next
+			batch.MaxTimestamp = minTs
+			size = 0
+		}
+		q.first = next
+		for i := range q.recs {
+			batch.Records = append(batch.Records, q.recs[i])
+			if q.recs[i].Timestamp > batch.MaxTimestamp {
+				batch.MaxTimestamp = q.recs[i].Timestamp
+			}
+		}
+		next += int64(len(q.recs))
+		size += q.size
+	}
+	if err := emit(); err != nil {
+		return err
+	}
+	err := flushRun()
+	if cap(p.buf) > 2*cfg.MaxBatchBytes {
+		p.buf = nil // don't keep a burst's buffer forever
+	}
+	return err
+}
+
+// indexFrame adds an index entry for the frame about to be written at pos if
+// the last entry is far enough behind. Errors writing the index are logged,
+// not fatal: the index is a cache and is rebuilt at open if it is bad.
+func (p *Partition) indexFrame(base, pos, maxTs int64) {
+	s := p.active()
+	if pos-s.lastIdxPos >= p.log.cfg.IndexIntervalBytes {
+		var b [indexEntrySize]byte
+		indexEntry{relOffset: uint32(base - s.base), pos: uint32(pos), maxTsBefore: s.maxTsBefore}.encode(b[:])
+		s.fmu.Lock()
+		idx := s.idx
+		s.fmu.Unlock()
+		if idx != nil {
+			if _, err := idx.Write(b[:]); err != nil {
+				p.log.cfg.Logger.Warn("log: index write failed; it will be rebuilt at next open", "segment", s.idxPath, "err", err)
+			} else {
+				s.idxEntries.Add(1)
+				p.addBytes(indexEntrySize)
+			}
+		}
+		s.lastIdxPos = pos
+	}
+	if maxTs > s.maxTsBefore {
+		s.maxTsBefore = maxTs
+	}
+}
+
+func (p *Partition) active() *segment {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.segments[len(p.segments)-1]
+}
+
+func (p *Partition) writeActive(b []byte) error {
+	s := p.active()
+	n, err := s.f.Write(b)
+	if n > 0 {
+		p.writePos += int64(n)
+		p.addBytes(int64(n))
+	}
+	if err == nil && n < len(b) {
+		err = fmt.Errorf("short write: %d of %d bytes", n, len(b))
+	}
+	if err != nil {
+		return fmt.Errorf("log: write %s: %w", s.logPath, err)
+	}
+	return nil
+}
+
+func (p *Partition) addBytes(n int64) {
+	p.bytes.Add(n)
+	p.log.metrics.addBytes(n)
+	p.log.bytes.Add(n)
+}
+
+// roll seals the active segment (synced, whatever the policy, so that a
+// sealed segment is never torn) and starts a new one at nextOffset.
+// roundMu must be held.
+func (p *Partition) roll() error {
+	old := p.active()
+	if err := p.syncActive(); err != nil {
+		return err
+	}
+	old.fmu.Lock()
+	if old.idx != nil {
+		if err := old.idx.Sync(); err != nil {
+			p.log.cfg.Logger.Warn("log: index sync failed; it will be rebuilt at next open", "segment", old.idxPath, "err", err)
+		}
+	}
+	old.fmu.Unlock()
+	old.size.Store(p.writePos)
+	old.end.Store(p.nextOffset)
+	old.maxTs.Store(old.maxTsBefore)
+	s, err := p.createSegment(p.nextOffset)
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	p.segments = append(p.segments, s)
+	p.mu.Unlock()
+	p.writePos = segmentHeaderSize
+	p.log.metrics.segmentsRolled.Inc()
+	p.trimOpen()
+	return nil
+}
+
+// createSegment creates and syncs a new segment with its header, and its
+// index, then syncs the directory so the new name survives a power cut.
+func (p *Partition) createSegment(base int64) (*segment, error) {
+	cfg := &p.log.cfg
+	s := newSegment(p.dir, base, cfg.OpenFile)
+	f, err := cfg.OpenFile(s.logPath, os.O_CREATE|os.O_TRUNC|os.O_RDWR|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("log: create segment: %w", err)
+	}
+	if _, err := f.Write(encodeSegmentHeader(base)); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("log: write segment header %s: %w", s.logPath, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("log: sync new segment %s: %w", s.logPath, err)
+	}
+	idx, err := cfg.OpenFile(s.idxPath, os.O_CREATE|os.O_TRUNC|os.O_RDWR|os.O_APPEND, 0o644)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("log: create index: %w", err)
+	}
+	if _, err := idx.Write(indexHeader()); err != nil {
+		f.Close()
+		idx.Close()
+		return nil, fmt.Errorf("log: write index header %s: %w", s.idxPath, err)
+	}
+	if err := syncDir(p.dir); err != nil {
+		f.Close()
+		idx.Close()
+		return nil, fmt.Errorf("log: sync dir %s: %w", p.dir, err)
+	}
+	s.f, s.idx = f, idx
+	s.size.Store(segmentHeaderSize)
+	s.end.Store(base)
+	s.lastIdxPos = segmentHeaderSize
+	p.addBytes(segmentHeaderSize + indexHeaderSize)
+	return s, nil
+}
+
+func (p *Partition) syncActive() error {
+	s := p.active()
+	t0 := time.Now()
+	err := s.f.Sync()
+	d := time.Since(t0)
+	p.log.metrics.fsyncSeconds.Observe(d.Seconds())
+	if d > time.Second {
+		p.log.cfg.Logger.Warn("log: slow fdatasync; the storage may be failing or worn", "segment", s.logPath, "took", d)
+	}
+	if err != nil {
+		return fmt.Errorf("log: fdatasync %s: %w", s.logPath, err)
+	}
+	p.dirty = false
+	return nil
+}
+
+// syncRound makes a prepared round durable. roundMu must be held.
+func (p *Partition) syncRound(r *round) {
+	if r.err != nil || !r.needs {
+		return
+	}
+	if err := p.syncActive(); err != nil {
+		p.setFailed(err)
+		r.err = err
+	}
+}
+
+// publish makes a round's records visible and completes its appends.
+// roundMu must be held.
+func (p *Partition) publish(r *round) {
+	if r.err != nil {
+		failAll(r.reqs, r.err)
+		return
+	}
+	if !r.written {
+		return
+	}
+	s := p.active()
+	s.size.Store(r.pos)
+	s.end.Store(r.end)
+	s.maxTs.Store(s.maxTsBefore)
+	p.mu.Lock()
+	p.end.Store(r.end)
+	close(p.notify)
+	p.notify = make(chan struct{})
+	p.mu.Unlock()
+	var n int
+	for _, q := range r.reqs {
+		n += len(q.recs)
+		q.done(q.first, nil)
+	}
+	p.log.metrics.appendedRecords.Add(float64(n))
+}
+
+func failAll(reqs []*appendReq, err error) {
+	for _, q := range reqs {
+		q.done(-1, err)
+	}
+}
+
+// setFailed makes the partition refuse appends until it is reopened.
+func (p *Partition) setFailed(err error) {
+	p.mu.Lock()
+	if p.failed == nil {
+		p.failed = fmt.Errorf("%w: %s/%d: %w", ErrPartitionFailed, p.topic, p.id, err)
+		p.failedFlag.Store(true)
+		p.log.metrics.partitionFailures.Inc()
+		p.log.cfg.Logger.Error("log: partition failed; appends are refused until the node restarts", "topic", p.topic, "partition", p.id, "err", err)
+	}
+	pending := p.pending
+	p.pending = nil
+	p.pendingBytes = 0
+	failed := p.failed
+	p.mu.Unlock()
+	failAll(pending, failed)
+}
+
+// syncIfDirty asks the committer for an fdatasync (SyncInterval).
+func (p *Partition) syncIfDirty() {
+	p.mu.Lock()
+	p.syncRequested = true
+	p.mu.Unlock()
+	p.kick()
+}
+
+// Wait blocks until the partition's end offset is beyond offset, ctx ends or
+// the partition closes. It is woken by the commit, not by polling.
+func (p *Partition) Wait(ctx context.Context, offset int64) error {
+	for {
+		p.mu.Lock()
+		ch := p.notify
+		closed := p.closed
+		p.mu.Unlock()
+		if p.end.Load() > offset {
+			return nil
+		}
+		if closed {
+			return ErrClosed
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// close stops the committer, commits what is pending, syncs and closes the
+// files. Appends after close fail with ErrClosed.
+func (p *Partition) close() error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	close(p.stop)
+	p.mu.Unlock()
+	<-p.done
+	p.roundMu.Lock()
+	defer p.roundMu.Unlock()
+	r := p.prepare()
+	if r.written || p.dirty {
+		r.needs = true
+	}
+	p.syncRound(r)
+	p.publish(r)
+	var errs []error
+	if p.dirty && p.Failed() == nil {
+		if err := p.syncActive(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	p.mu.Lock()
+	segs := p.segments
+	close(p.notify)
+	p.notify = make(chan struct{})
+	p.mu.Unlock()
+	for i, s := range segs {
+		if i == len(segs)-1 {
+			s.fmu.Lock()
+			if s.idx != nil && p.Failed() == nil {
+				if err := s.idx.Sync(); err != nil {
+					errs = append(errs, err)
+				}
+			}
+			s.fmu.Unlock()
+		}
+		s.release()
+	}
+	return errors.Join(errs...)
+}
+
+// trimOpen closes idle sealed segments beyond Config.OpenSealedMax, least
+// recently used first, so open files do not grow with partition size.
+func (p *Partition) trimOpen() {
+	p.mu.Lock()
+	var open []*segment
+	for _, s := range p.segments[:len(p.segments)-1] {
+		if s.isOpen() {
+			open = append(open, s)
+		}
+	}
+	p.mu.Unlock()
+	for len(open) > p.log.cfg.OpenSealedMax {
+		oldest := 0
+		for i, s := range open {
+			s.fmu.Lock()
+			u := s.lastUse
+			s.fmu.Unlock()
+			open[oldest].fmu.Lock()
+			o := open[oldest].lastUse
+			open[oldest].fmu.Unlock()
+			if u < o {
+				oldest = i
+			}
+		}
+		open[oldest].closeIdle()
+		open = append(open[:oldest], open[oldest+1:]...)
+	}
+}

@@ -1,0 +1,211 @@
+package log
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// readChunk is how much one pread fetches when scanning frames: large enough
+// to amortise the system call, small enough to keep a reader's memory fixed.
+const readChunk = 64 << 10
+
+// Read returns records from offset from on, up to about maxBytes of encoded
+// records but always at least one record if any is readable. It returns an
+// empty slice at the end of the partition, and ErrOffsetOutOfRange below the
+// start or beyond the end. Under SyncAlways it returns only durable records.
+// It reads with pread and never blocks on appends; use Wait to wait.
+func (p *Partition) Read(ctx context.Context, from int64, maxBytes int) ([]Record, error) {
+	for attempt := 0; ; attempt++ {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		end := p.end.Load()
+		start := p.start.Load()
+		if from < start || from > end {
+			return nil, fmt.Errorf("%w: %s/%d offset %d, readable [%d, %d)", ErrOffsetOutOfRange, p.topic, p.id, from, start, end)
+		}
+		if from == end {
+			return nil, nil
+		}
+		s := p.segmentFor(from)
+		if s == nil {
+			if attempt < 3 {
+				continue // deleted by retention meanwhile: recheck the range
+			}
+			return nil, fmt.Errorf("%w: %s/%d offset %d", ErrOffsetOutOfRange, p.topic, p.id, from)
+		}
+		recs, err := p.readSegment(s, from, end, maxBytes)
+		s.release()
+		p.trimOpen()
+		return recs, err
+	}
+}
+
+// segmentFor returns the segment holding offset, with a reference taken.
+func (p *Partition) segmentFor(offset int64) *segment {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	i := len(p.segments) - 1
+	for i > 0 && p.segments[i].base > offset {
+		i--
+	}
+	s := p.segments[i]
+	if s.base > offset || !s.acquire() {
+		return nil
+	}
+	return s
+}
+
+func (p *Partition) readSegment(s *segment, from, end int64, maxBytes int) ([]Record, error) {
+	f, err := s.logFile(p.useTick.Add(1))
+	if err != nil {
+		return nil, err
+	}
+	e, err := s.lookupIndex(s.idxEntries.Load(), func(e indexEntry) bool { return s.base+int64(e.relOffset) <= from })
+	if err != nil {
+		return nil, err
+	}
+	limit := s.size.Load()
+	pos := int64(e.pos)
+	var out []Record
+	var bytes int
+	var rb readBuf
+	for pos < limit {
+		b, n, err := p.frameAt(f, s, pos, limit, &rb)
+		if err != nil {
+			return out, err
+		}
+		for i := range b.Records {
+			r := b.Records[i]
+			if r.Offset < from {
+				continue
+			}
+			if r.Offset >= end || (len(out) > 0 && bytes+r.Msgsize() > maxBytes) {
+				return out, nil
+			}
+			bytes += r.Msgsize()
+			out = append(out, r)
+		}
+		pos += int64(n)
+		if bytes >= maxBytes {
+			break
+		}
+	}
+	return out, nil
+}
+
+// readBuf holds bytes of a segment read ahead from pos.
+type readBuf struct {
+	data []byte
+	pos  int64
+}
+
+func (rb *readBuf) holds(pos int64, n int) bool {
+	return pos >= rb.pos && pos+int64(n) <= rb.pos+int64(len(rb.data))
+}
+
+// frameAt returns the frame at pos, reading ahead into rb so that a run of
+// small frames costs one pread per chunk.
+func (p *Partition) frameAt(f File, s *segment, pos, limit int64, rb *readBuf) (*Batch, int, error) {
+	if !rb.holds(pos, frameHeaderSize) {
+		if err := rb.fill(f, pos, min(limit-pos, readChunk)); err != nil {
+			return nil, 0, p.readErr(s, pos, err)
+		}
+	}
+	off := int(pos - rb.pos)
+	n, err := frameLen(rb.data[off:])
+	if err != nil {
+		return nil, 0, p.readErr(s, pos, err)
+	}
+	if pos+int64(n) > limit {
+		return nil, 0, p.readErr(s, pos, ErrShortFrame)
+	}
+	if !rb.holds(pos, n) {
+		if err := rb.fill(f, pos, min(limit-pos, int64(max(n, readChunk)))); err != nil {
+			return nil, 0, p.readErr(s, pos, err)
+		}
+		off = 0
+	}
+	batch, _, err := DecodeFrame(rb.data[off : off+n])
+	if err != nil {
+		return nil, 0, p.readErr(s, pos, err)
+	}
+	return batch, n, nil
+}
+
+func (rb *readBuf) fill(f File, pos, n int64) error {
+	if int64(cap(rb.data)) < n {
+		rb.data = make([]byte, n)
+	}
+	rb.data = rb.data[:n]
+	rb.pos = pos
+	if _, err := readFull(f, rb.data, pos); err != nil {
+		rb.data = rb.data[:0]
+		return ErrShortFrame
+	}
+	return nil
+}
+
+func (p *Partition) readErr(s *segment, pos int64, err error) error {
+	var ce *CorruptionError
+	if errors.As(err, &ce) {
+		return err
+	}
+	p.log.metrics.readErrors.Inc()
+	return &CorruptionError{Segment: s.logPath, Pos: pos, Err: err}
+}
+
+// OffsetForTime returns the first offset whose record timestamp is at or
+// after ts (Unix nanoseconds), or the end offset if there is none. Device
+// clocks need not be monotonic: the answer is the first such record in log
+// order.
+func (p *Partition) OffsetForTime(ctx context.Context, ts int64) (int64, error) {
+	p.mu.Lock()
+	segs := make([]*segment, 0, len(p.segments))
+	for _, s := range p.segments {
+		if s.acquire() {
+			segs = append(segs, s)
+		}
+	}
+	p.mu.Unlock()
+	defer func() {
+		for _, s := range segs {
+			s.release()
+		}
+	}()
+	end := p.end.Load()
+	for _, s := range segs {
+		if err := ctx.Err(); err != nil {
+			return -1, err
+		}
+		if mt := s.maxTs.Load(); mt != minTs && mt < ts && s.end.Load() <= end && s != segs[len(segs)-1] {
+			continue
+		}
+		e, err := s.lookupIndex(s.idxEntries.Load(), func(e indexEntry) bool { return e.maxTsBefore < ts })
+		if err != nil {
+			return -1, err
+		}
+		f, err := s.logFile(p.useTick.Add(1))
+		if err != nil {
+			return -1, err
+		}
+		limit := s.size.Load()
+		var rb readBuf
+		for pos := int64(e.pos); pos < limit; {
+			b, n, err := p.frameAt(f, s, pos, limit, &rb)
+			if err != nil {
+				return -1, err
+			}
+			if b.MaxTimestamp >= ts {
+				for _, r := range b.Records {
+					if r.Timestamp >= ts && r.Offset < end {
+						return r.Offset, nil
+					}
+				}
+			}
+			pos += int64(n)
+		}
+	}
+	return end, nil
+}

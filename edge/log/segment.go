@@ -1,0 +1,336 @@
+package log
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+)
+
+// Byte layout: see FORMAT.md. Every constant here is named there.
+const (
+	segmentMagic      = "OUTPSTLG"
+	formatVersion     = 1
+	segmentHeaderSize = 32
+
+	frameMagic      = 0x4F504231 // "OPB1"
+	frameHeaderSize = 12
+	// frameMaxLen bounds a frame's announced length independent of the
+	// current config, so recovery never allocates what a torn length says.
+	frameMaxLen = 64 << 20
+
+	indexMagic      = "OPIX"
+	indexHeaderSize = 8
+	indexEntrySize  = 16
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+func segmentName(base int64) string { return fmt.Sprintf(segmentFormat+logSuffix, base) }
+func indexName(base int64) string   { return fmt.Sprintf(segmentFormat+indexSuffix, base) }
+
+func encodeSegmentHeader(base int64) []byte {
+	b := make([]byte, segmentHeaderSize)
+	copy(b[0:8], segmentMagic)
+	binary.BigEndian.PutUint16(b[8:10], formatVersion)
+	binary.BigEndian.PutUint64(b[16:24], uint64(base))
+	binary.BigEndian.PutUint32(b[28:32], crc32.Checksum(b[0:28], castagnoli))
+	return b
+}
+
+func checkSegmentHeader(b []byte, base int64) error {
+	if len(b) < segmentHeaderSize {
+		return ErrShortFrame
+	}
+	if string(b[0:8]) != segmentMagic {
+		return ErrBadMagic
+	}
+	if crc32.Checksum(b[0:28], castagnoli) != binary.BigEndian.Uint32(b[28:32]) {
+		return ErrChecksum
+	}
+	if v := binary.BigEndian.Uint16(b[8:10]); v != formatVersion {
+		return fmt.Errorf("%w %d (this build reads %d)", ErrBadVersion, v, formatVersion)
+	}
+	if got := int64(binary.BigEndian.Uint64(b[16:24])); got != base {
+		return fmt.Errorf("%w: header says base offset %d, file name says %d", ErrBadOffset, got, base)
+	}
+	return nil
+}
+
+// appendFrame appends one frame holding batch to dst.
+func appendFrame(dst []byte, b *Batch) ([]byte, error) {
+	start := len(dst)
+	dst = append(dst, make([]byte, frameHeaderSize)...)
+	dst, err := b.MarshalMsg(dst)
+	if err != nil {
+		return dst[:start], fmt.Errorf("log: encode batch: %w", err)
+	}
+	payload := dst[start+frameHeaderSize:]
+	binary.BigEndian.PutUint32(dst[start:], frameMagic)
+	binary.BigEndian.PutUint32(dst[start+4:], uint32(len(payload)))
+	binary.BigEndian.PutUint32(dst[start+8:], crc32.Checksum(payload, castagnoli))
+	return dst, nil
+}
+
+// EncodeBatch returns one frame holding b, as it is stored in a segment.
+func EncodeBatch(b *Batch) ([]byte, error) { return appendFrame(nil, b) }
+
+// DecodeFrame decodes the first frame of buf. It returns the batch and the
+// frame's total length. It never panics on arbitrary input.
+func DecodeFrame(buf []byte) (*Batch, int, error) {
+	n, err := frameLen(buf)
+	if err != nil {
+		return nil, 0, err
+	}
+	if len(buf) < n {
+		return nil, 0, ErrShortFrame
+	}
+	b, err := decodePayload(buf[frameHeaderSize:n], binary.BigEndian.Uint32(buf[8:12]))
+	if err != nil {
+		return nil, 0, err
+	}
+	return b, n, nil
+}
+
+// frameLen validates a frame header and returns the whole frame's length.
+func frameLen(hdr []byte) (int, error) {
+	if len(hdr) < frameHeaderSize {
+		return 0, ErrShortFrame
+	}
+	if binary.BigEndian.Uint32(hdr[0:4]) != frameMagic {
+		return 0, ErrBadMagic
+	}
+	n := binary.BigEndian.Uint32(hdr[4:8])
+	if n == 0 || n > frameMaxLen {
+		return 0, fmt.Errorf("%w: frame length %d", ErrShortFrame, n)
+	}
+	return frameHeaderSize + int(n), nil
+}
+
+func decodePayload(payload []byte, sum uint32) (*Batch, error) {
+	if crc32.Checksum(payload, castagnoli) != sum {
+		return nil, ErrChecksum
+	}
+	b := new(Batch)
+	rest, err := b.UnmarshalMsg(payload)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrDecode, err)
+	}
+	if len(rest) != 0 || len(b.Records) == 0 || b.BaseOffset < 0 {
+		return nil, fmt.Errorf("%w: %d trailing bytes, %d records, base %d", ErrDecode, len(rest), len(b.Records), b.BaseOffset)
+	}
+	for i := range b.Records {
+		b.Records[i].Offset = b.BaseOffset + int64(i)
+	}
+	return b, nil
+}
+
+// indexEntry points at the frame holding base+relOffset at byte pos.
+// maxTsBefore is the largest record timestamp in the segment before pos, so
+// that a time lookup may start its scan at the last entry whose maxTsBefore
+// is below the target.
+type indexEntry struct {
+	relOffset   uint32
+	pos         uint32
+	maxTsBefore int64
+}
+
+func (e indexEntry) encode(b []byte) {
+	binary.BigEndian.PutUint32(b[0:4], e.relOffset)
+	binary.BigEndian.PutUint32(b[4:8], e.pos)
+	binary.BigEndian.PutUint64(b[8:16], uint64(e.maxTsBefore))
+}
+
+func decodeIndexEntry(b []byte) indexEntry {
+	return indexEntry{
+		relOffset:   binary.BigEndian.Uint32(b[0:4]),
+		pos:         binary.BigEndian.Uint32(b[4:8]),
+		maxTsBefore: int64(binary.BigEndian.Uint64(b[8:16])),
+	}
+}
+
+func indexHeader() []byte {
+	b := make([]byte, indexHeaderSize)
+	copy(b, indexMagic)
+	binary.BigEndian.PutUint16(b[4:6], formatVersion)
+	return b
+}
+
+// segment is one .log file and its .idx. Fields that the committer changes
+// while readers run are atomics; the rest are fixed once the segment is
+// sealed or guarded by Partition.mu as noted.
+type segment struct {
+	base    int64
+	logPath string
+	idxPath string
+
+	// size is the number of readable bytes: for the active segment, what
+	// the committer has published (under SyncAlways: synced); for a sealed
+	// one, the file's length.
+	size atomic.Int64
+	// end is the offset after the last record (the next segment's base).
+	end atomic.Int64
+	// maxTs is the largest record timestamp, or minTs when unknown (a sealed
+	// segment found at open computes it lazily).
+	maxTs atomic.Int64
+
+	// refs counts users of the open files: the partition's list holds one,
+	// each reader holds one for the duration of a read.
+	refs    atomic.Int32
+	deleted atomic.Bool
+
+	fmu      sync.Mutex // guards f, idx, lastUse
+	f        File
+	idx      File
+	lastUse  int64
+	openFile OpenFileFunc
+
+	// idxEntries is the number of entries in the .idx file; the committer
+	// adds to it after writing an entry.
+	idxEntries atomic.Int64
+
+	// Committer-owned (active segment only).
+	lastIdxPos  int64 // byte pos of the last indexed frame
+	maxTsBefore int64 // largest timestamp before the write position
+}
+
+const minTs = -1 << 63
+
+func newSegment(dir string, base int64, open OpenFileFunc) *segment {
+	s := &segment{
+		base:     base,
+		logPath:  filepath.Join(dir, segmentName(base)),
+		idxPath:  filepath.Join(dir, indexName(base)),
+		openFile: open,
+	}
+	s.maxTs.Store(minTs)
+	s.maxTsBefore = minTs
+	s.refs.Store(1)
+	return s
+}
+
+// acquire takes a reference for reading; false if the segment is gone.
+func (s *segment) acquire() bool {
+	for {
+		n := s.refs.Load()
+		if n <= 0 {
+			return false
+		}
+		if s.refs.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+func (s *segment) release() {
+	if s.refs.Add(-1) == 0 {
+		s.closeFiles()
+	}
+}
+
+// logFile returns the open .log file, opening a sealed one read-only on
+// first use.
+func (s *segment) logFile(tick int64) (File, error) {
+	s.fmu.Lock()
+	defer s.fmu.Unlock()
+	s.lastUse = tick
+	if s.f != nil {
+		return s.f, nil
+	}
+	f, err := s.openFile(s.logPath, os.O_RDONLY, 0)
+	if err != nil {
+		return nil, fmt.Errorf("log: open segment: %w", err)
+	}
+	s.f = f
+	return f, nil
+}
+
+func (s *segment) idxFile() (File, error) {
+	s.fmu.Lock()
+	defer s.fmu.Unlock()
+	if s.idx != nil {
+		return s.idx, nil
+	}
+	f, err := s.openFile(s.idxPath, os.O_RDONLY, 0)
+	if err != nil {
+		return nil, fmt.Errorf("log: open index: %w", err)
+	}
+	s.idx = f
+	return f, nil
+}
+
+func (s *segment) isOpen() bool {
+	s.fmu.Lock()
+	defer s.fmu.Unlock()
+	return s.f != nil || s.idx != nil
+}
+
+// closeIdle closes a sealed segment's files if no reader holds them.
+func (s *segment) closeIdle() {
+	if s.refs.Load() == 1 {
+		s.closeFiles()
+	}
+}
+
+func (s *segment) closeFiles() error {
+	s.fmu.Lock()
+	defer s.fmu.Unlock()
+	var errs []error
+	if s.f != nil {
+		errs = append(errs, s.f.Close())
+		s.f = nil
+	}
+	if s.idx != nil {
+		errs = append(errs, s.idx.Close())
+		s.idx = nil
+	}
+	return errors.Join(errs...)
+}
+
+// readAt reads len(p) bytes at off from the .log, or fewer at EOF.
+func readFull(f File, p []byte, off int64) (int, error) {
+	n, err := f.ReadAt(p, off)
+	if err == io.EOF && n > 0 {
+		err = nil
+	}
+	if err == nil && n < len(p) {
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
+}
+
+// lookupIndex returns the last index entry at or below target (by offset
+// when byTime is false, by maxTsBefore < ts when true), or the segment's
+// first frame. It binary-searches the index file with pread: memory does
+// not grow with the index.
+func (s *segment) lookupIndex(n int64, pred func(indexEntry) bool) (indexEntry, error) {
+	best := indexEntry{relOffset: 0, pos: segmentHeaderSize, maxTsBefore: minTs}
+	if n == 0 {
+		return best, nil
+	}
+	f, err := s.idxFile()
+	if err != nil {
+		return best, err
+	}
+	buf := make([]byte, indexEntrySize)
+	lo, hi := int64(0), n-1
+	for lo <= hi {
+		mid := (lo + hi) / 2
+		if _, err := readFull(f, buf, indexHeaderSize+mid*indexEntrySize); err != nil {
+			return best, fmt.Errorf("log: read index %s: %w", s.idxPath, err)
+		}
+		e := decodeIndexEntry(buf)
+		if pred(e) {
+			best = e
+			lo = mid + 1
+		} else {
+			hi = mid - 1
+		}
+	}
+	return best, nil
+}
