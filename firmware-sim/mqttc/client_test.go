@@ -1,0 +1,191 @@
+package mqttc_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/outpost-edge/outpost/firmware-sim/internal/mochitest"
+	"github.com/outpost-edge/outpost/firmware-sim/mqttc"
+)
+
+func waitFor(t testing.TB, timeout time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %v", timeout, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+type collector struct {
+	mu   sync.Mutex
+	seen map[string]int
+}
+
+func (c *collector) onMessage(topic string, payload []byte, qos byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.seen[string(payload)]++
+}
+
+func (c *collector) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.seen)
+}
+
+func subscribe(t *testing.T, url string, version int, qos byte, filter string) *collector {
+	t.Helper()
+	col := &collector{seen: map[string]int{}}
+	sub := mqttc.New(mqttc.Config{Broker: url, ClientID: "sub-" + filter, Version: version, CleanStart: true}, mqttc.Handlers{OnMessage: col.onMessage})
+	t.Cleanup(sub.Close)
+	if _, err := sub.Connect(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sub.Subscribe(context.Background(), qos, filter); err != nil {
+		t.Fatal(err)
+	}
+	return col
+}
+
+func TestQoSFlows(t *testing.T) {
+	b := mochitest.StartWS(t)
+	for _, version := range []int{3, 5} {
+		for _, qos := range []byte{0, 1, 2} {
+			for _, url := range []string{b.URL, b.WSURL} {
+				t.Run(fmt.Sprintf("v%d/qos%d/%s", version, qos, url[:2]), func(t *testing.T) {
+					topic := fmt.Sprintf("t/v%d/q%d/%s", version, qos, url[:2])
+					col := subscribe(t, b.URL, version, 2, topic)
+					var acked atomic.Int64
+					var bad atomic.Int64
+					c := mqttc.New(mqttc.Config{Broker: url, ClientID: "pub-" + topic, Version: version, CleanStart: true, InFlight: 50},
+						mqttc.Handlers{OnAck: func(a mqttc.Ack) {
+							acked.Add(1)
+							if a.Reason >= 0x80 || a.Latency <= 0 {
+								bad.Add(1)
+							}
+						}})
+					defer c.Close()
+					if _, err := c.Connect(context.Background()); err != nil {
+						t.Fatal(err)
+					}
+					const n = 500
+					for i := range n {
+						if err := c.Publish(context.Background(), &mqttc.Message{Topic: topic, QoS: qos, Payload: fmt.Appendf(nil, "m%d", i)}); err != nil {
+							t.Fatal(err)
+						}
+					}
+					if err := c.Flush(); err != nil {
+						t.Fatal(err)
+					}
+					if qos > 0 {
+						ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+						defer cancel()
+						if err := c.WaitIdle(ctx); err != nil {
+							t.Fatal(err)
+						}
+						if acked.Load() != n || bad.Load() != 0 {
+							t.Fatalf("acked %d (bad %d), want %d", acked.Load(), bad.Load(), n)
+						}
+					}
+					waitFor(t, 10*time.Second, func() error {
+						if got := col.count(); got != n {
+							return fmt.Errorf("subscriber got %d distinct, want %d", got, n)
+						}
+						return nil
+					})
+					if err := c.Disconnect(); err != nil {
+						t.Fatal(err)
+					}
+				})
+			}
+		}
+	}
+}
+
+// TestResendAfterServerDrop drops the publisher's connection at the broker
+// while messages are in flight; every message must be acknowledged after
+// the reconnect and reach the subscriber.
+func TestResendAfterServerDrop(t *testing.T) {
+	for _, version := range []int{3, 5} {
+		for _, qos := range []byte{1, 2} {
+			t.Run(fmt.Sprintf("v%d/qos%d", version, qos), func(t *testing.T) {
+				b := mochitest.Start(t)
+				col := subscribe(t, b.URL, version, 2, "r/#")
+				var acked atomic.Int64
+				c := mqttc.New(mqttc.Config{Broker: b.URL, ClientID: "dev", Version: version, InFlight: 100, SessionExpiry: time.Hour},
+					mqttc.Handlers{OnAck: func(a mqttc.Ack) { acked.Add(1) }})
+				defer c.Close()
+				ctx := context.Background()
+				if _, err := c.Connect(ctx); err != nil {
+					t.Fatal(err)
+				}
+				const n = 3000
+				drops := 0
+				for i := 0; i < n; {
+					err := c.Publish(ctx, &mqttc.Message{Topic: "r/x", QoS: qos, Payload: fmt.Appendf(nil, "m%d", i)})
+					if errors.Is(err, mqttc.ErrNotConnected) {
+						ack, err := c.Connect(ctx)
+						if err != nil {
+							t.Fatal(err)
+						}
+						if !ack.SessionPresent {
+							t.Fatalf("session not present after reconnect")
+						}
+						continue
+					}
+					if err != nil {
+						t.Fatal(err)
+					}
+					i++
+					if i%1000 == 500 {
+						cl, ok := b.Server.Clients.Get("dev")
+						if !ok {
+							t.Fatal("client not on server")
+						}
+						cl.Stop(errors.New("test drop"))
+						drops++
+					}
+				}
+				for c.InFlight() > 0 {
+					ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+					err := c.WaitIdle(ctx)
+					cancel()
+					if errors.Is(err, mqttc.ErrNotConnected) {
+						if _, err := c.Connect(context.Background()); err != nil {
+							t.Fatal(err)
+						}
+						continue
+					}
+					if err != nil {
+						t.Fatalf("%v: %d in flight, %d acked, %d resent", err, c.InFlight(), acked.Load(), c.Resent())
+					}
+				}
+				if acked.Load() != n {
+					t.Fatalf("acked %d, want %d", acked.Load(), n)
+				}
+				if c.Resent() == 0 {
+					t.Fatalf("no message resent across %d drops", drops)
+				}
+				waitFor(t, 10*time.Second, func() error {
+					if got := col.count(); got != n {
+						return fmt.Errorf("subscriber got %d distinct, want %d", got, n)
+					}
+					return nil
+				})
+				t.Logf("%d drops, %d resent", drops, c.Resent())
+			})
+		}
+	}
+}
