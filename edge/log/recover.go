@@ -52,7 +52,7 @@ func (p *Partition) recover() error {
 			if err := p.openSealed(s, bases[i+1]); err != nil {
 				var ce *CorruptionError
 				if errors.As(err, &ce) && cfg.Recovery == RecoveryTruncate {
-					return p.truncateFromSegment(i, err)
+					return p.truncateFromSegment(bases[i:], err)
 				}
 				p.closeSegments()
 				return err
@@ -403,24 +403,28 @@ func (p *Partition) reportCut(s *segment, f File, pos, size int64, why error) {
 		"dropped_bytes", dropped, "kept_as", broken, "reason", why)
 }
 
-// truncateFromSegment handles RecoveryTruncate when sealed segment i is
-// damaged: it and every later segment are set aside as .broken and the
-// partition ends at segment i's base.
-func (p *Partition) truncateFromSegment(i int, why error) error {
+// truncateFromSegment handles RecoveryTruncate when a sealed segment is
+// damaged: it and every later segment (bases, from the damaged one on) are
+// set aside as .broken, so the partition ends where the damage starts and no
+// offset gap can appear.
+func (p *Partition) truncateFromSegment(bases []int64, why error) error {
 	cfg := &p.log.cfg
-	segs := p.segments
 	p.closeSegments()
-	for _, s := range segs[i:] {
-		cfg.Logger.Warn("log: setting aside damaged segment (recovery=truncate)", "segment", s.logPath, "reason", why)
-		os.Rename(s.logPath, s.logPath+brokenSuffix)
+	for _, base := range bases {
+		s := newSegment(p.dir, base, cfg.OpenFile)
+		cfg.Logger.Warn("log: setting aside damaged segment and all after it (recovery=truncate)", "segment", s.logPath, "reason", why)
+		if err := os.Rename(s.logPath, s.logPath+brokenSuffix); err != nil {
+			return fmt.Errorf("log: set aside %s: %w", s.logPath, err)
+		}
 		os.Remove(s.idxPath)
 	}
 	if err := syncDir(p.dir); err != nil {
 		return err
 	}
+	p.log.metrics.tornTails.Inc()
 	p.segments = nil
 	p.addBytes(-p.bytes.Load())
-	return p.recoverAgain(segs[i].base)
+	return p.recoverAgain(bases[0])
 }
 
 // recoverAgain reruns recovery after segments were set aside; if none are

@@ -1,0 +1,225 @@
+// Package logtest is the test kit of edge/log: a file layer that injects
+// faults (failed or held-back fsyncs, short writes) and remembers each file's
+// length at its last successful fsync, so that a test can simulate a power cut
+// by truncating every file to that length.
+package logtest
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"sync"
+	"testing"
+
+	elog "github.com/outpost-edge/outpost/edge/log"
+)
+
+// ErrInjected is the error injected faults return.
+var ErrInjected = errors.New("logtest: injected fault")
+
+// FS opens files through the operating system and wraps them. The zero value
+// is not usable; call NewFS.
+type FS struct {
+	mu         sync.Mutex
+	synced     map[string]int64 // path -> length at last successful sync
+	failSyncs  int              // fail this many upcoming syncs
+	failWrite  int64            // fail a write once this many more bytes are written; -1 off
+	hold       chan struct{}    // if non-nil, Sync waits for it to be closed
+	syncCount  int
+	writeBytes int64
+	dead       bool // after Crash: nothing reaches the files any more
+}
+
+// Crash makes every later write, sync and truncate fail without touching the
+// file: the process is gone, only what is on disk remains. Follow it with
+// PowerLoss to drop what was not synced.
+func (fs *FS) Crash() {
+	fs.mu.Lock()
+	fs.dead = true
+	fs.mu.Unlock()
+}
+
+func (fs *FS) isDead() bool {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	return fs.dead
+}
+
+// NewFS returns a file layer with no faults armed.
+func NewFS() *FS { return &FS{synced: make(map[string]int64), failWrite: -1} }
+
+// Open is an elog.OpenFileFunc.
+func (fs *FS) Open(name string, flag int, perm os.FileMode) (elog.File, error) {
+	f, err := elog.OSOpenFile(name, flag, perm)
+	if err != nil {
+		return nil, err
+	}
+	fs.mu.Lock()
+	if _, ok := fs.synced[name]; !ok {
+		// What existed before this FS saw the file counts as durable: it was
+		// written by an earlier, cleanly closed generation.
+		size, err := f.Size()
+		if err != nil {
+			fs.mu.Unlock()
+			f.Close()
+			return nil, err
+		}
+		fs.synced[name] = size
+	}
+	fs.mu.Unlock()
+	return &file{File: f, fs: fs, name: name}, nil
+}
+
+// FailSyncs makes the next n fsyncs fail with ErrInjected.
+func (fs *FS) FailSyncs(n int) {
+	fs.mu.Lock()
+	fs.failSyncs = n
+	fs.mu.Unlock()
+}
+
+// FailWriteAfter makes a write fail once n more bytes have been written; the
+// bytes before the limit are written (a short write), as a full disk does.
+func (fs *FS) FailWriteAfter(n int64) {
+	fs.mu.Lock()
+	fs.failWrite = n
+	fs.mu.Unlock()
+}
+
+// HoldSyncs makes every fsync wait until release is called.
+func (fs *FS) HoldSyncs() (release func()) {
+	ch := make(chan struct{})
+	fs.mu.Lock()
+	fs.hold = ch
+	fs.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			fs.mu.Lock()
+			fs.hold = nil
+			fs.mu.Unlock()
+			close(ch)
+		})
+	}
+}
+
+// Syncs returns how many fsyncs succeeded.
+func (fs *FS) Syncs() int {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	return fs.syncCount
+}
+
+// PowerLoss truncates every file the FS has seen to its length at its last
+// successful fsync, as a power cut would leave it, and, if rnd is not nil,
+// sometimes appends garbage where the unsynced bytes were (a disk may
+// persist part of a write, or garbage). Call it after abandoning the log
+// without Close (the process "died").
+func (fs *FS) PowerLoss(tb testing.TB, rnd *rand.Rand) {
+	tb.Helper()
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	for name, size := range fs.synced {
+		st, err := os.Stat(name)
+		if err != nil {
+			continue // removed since
+		}
+		if st.Size() <= size {
+			continue
+		}
+		if err := os.Truncate(name, size); err != nil {
+			tb.Fatalf("power loss: truncate %s: %v", name, err)
+		}
+		if rnd != nil && rnd.IntN(3) == 0 {
+			garbage := make([]byte, 1+rnd.IntN(int(min(st.Size()-size, 4096))))
+			for i := range garbage {
+				garbage[i] = byte(rnd.IntN(256))
+			}
+			f, err := os.OpenFile(name, os.O_WRONLY|os.O_APPEND, 0)
+			if err != nil {
+				tb.Fatalf("power loss: %v", err)
+			}
+			f.Write(garbage)
+			f.Close()
+		}
+	}
+	fs.synced = make(map[string]int64)
+}
+
+type file struct {
+	elog.File
+	fs   *FS
+	name string
+}
+
+func (f *file) Write(p []byte) (int, error) {
+	if f.fs.isDead() {
+		return 0, ErrInjected
+	}
+	f.fs.mu.Lock()
+	limit := f.fs.failWrite
+	if limit >= 0 && int64(len(p)) > limit {
+		f.fs.failWrite = -1
+		f.fs.mu.Unlock()
+		n, _ := f.File.Write(p[:limit])
+		return n, fmt.Errorf("%w: short write after %d bytes", ErrInjected, n)
+	}
+	if limit >= 0 {
+		f.fs.failWrite -= int64(len(p))
+	}
+	f.fs.writeBytes += int64(len(p))
+	f.fs.mu.Unlock()
+	return f.File.Write(p)
+}
+
+func (f *file) Sync() error {
+	f.fs.mu.Lock()
+	hold := f.fs.hold
+	f.fs.mu.Unlock()
+	if hold != nil {
+		<-hold
+	}
+	if f.fs.isDead() {
+		return ErrInjected
+	}
+	f.fs.mu.Lock()
+	if f.fs.failSyncs > 0 {
+		f.fs.failSyncs--
+		f.fs.mu.Unlock()
+		return fmt.Errorf("%w: fsync %s", ErrInjected, f.name)
+	}
+	f.fs.mu.Unlock()
+	// Measure before syncing: bytes written after this point are not covered.
+	size, err := f.File.Size()
+	if err != nil {
+		return err
+	}
+	if err := f.File.Sync(); err != nil {
+		return err
+	}
+	f.fs.mu.Lock()
+	if size > f.fs.synced[f.name] {
+		f.fs.synced[f.name] = size
+	}
+	f.fs.syncCount++
+	f.fs.mu.Unlock()
+	return nil
+}
+
+func (f *file) Truncate(size int64) error {
+	if f.fs.isDead() {
+		return ErrInjected
+	}
+	if err := f.File.Truncate(size); err != nil {
+		return err
+	}
+	// A truncate is not durable until the next fsync; shorter is safer to
+	// assume for the power-loss model only if it was synced, so keep the
+	// recorded length no larger than the new size.
+	f.fs.mu.Lock()
+	if f.fs.synced[f.name] > size {
+		f.fs.synced[f.name] = size
+	}
+	f.fs.mu.Unlock()
+	return nil
+}
