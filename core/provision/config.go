@@ -1,0 +1,197 @@
+package provision
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/outpost-edge/outpost/core/wire"
+)
+
+// TopicConfig is the stream shape of one topic. Zero fields take the value
+// of Config.Defaults, then of DefaultTopicConfig.
+type TopicConfig struct {
+	// DuplicateWindow is how long JetStream remembers Nats-Msg-Ids to drop
+	// resends. Longer costs memory per message in the window; exactly-once
+	// after longer outages comes from wire.LastOffset, not from this.
+	DuplicateWindow time.Duration `yaml:"duplicate_window"`
+	// MaxAge drops messages older than this; 0 keeps them forever.
+	MaxAge time.Duration `yaml:"max_age"`
+	// MaxBytes caps the stream size; 0 means no cap.
+	MaxBytes int64 `yaml:"max_bytes"`
+	// Replicas is the JetStream replication factor (1..5); a single-node
+	// server supports only 1.
+	Replicas int `yaml:"replicas"`
+	// Discard is what happens at MaxBytes/MaxAge: "old" drops the oldest
+	// messages, "new" refuses new ones (forwarders then pause and keep the
+	// data at the edge until an operator makes room).
+	Discard string `yaml:"discard"`
+}
+
+// DefaultTopicConfig returns the built-in stream shape: 2 minute duplicate
+// window, no age or size limit, 1 replica, discard old.
+func DefaultTopicConfig() TopicConfig {
+	return TopicConfig{DuplicateWindow: 2 * time.Minute, Replicas: 1, Discard: "old"}
+}
+
+// withDefaults fills zero fields of tc from d.
+func (tc TopicConfig) withDefaults(d TopicConfig) TopicConfig {
+	if tc.DuplicateWindow == 0 {
+		tc.DuplicateWindow = d.DuplicateWindow
+	}
+	if tc.MaxAge == 0 {
+		tc.MaxAge = d.MaxAge
+	}
+	if tc.MaxBytes == 0 {
+		tc.MaxBytes = d.MaxBytes
+	}
+	if tc.Replicas == 0 {
+		tc.Replicas = d.Replicas
+	}
+	if tc.Discard == "" {
+		tc.Discard = d.Discard
+	}
+	return tc
+}
+
+// Validate checks tc after defaults are applied; field names the YAML path
+// used in errors.
+func (tc TopicConfig) Validate(field string) error {
+	if tc.DuplicateWindow < 0 {
+		return fmt.Errorf("%s.duplicate_window: %v is negative", field, tc.DuplicateWindow)
+	}
+	if tc.MaxAge < 0 {
+		return fmt.Errorf("%s.max_age: %v is negative; use 0 for no limit", field, tc.MaxAge)
+	}
+	if tc.MaxAge > 0 && tc.DuplicateWindow > tc.MaxAge {
+		return fmt.Errorf("%s.duplicate_window: %v is longer than max_age %v", field, tc.DuplicateWindow, tc.MaxAge)
+	}
+	if tc.MaxBytes < 0 {
+		return fmt.Errorf("%s.max_bytes: %d is negative; use 0 for no limit", field, tc.MaxBytes)
+	}
+	if tc.Replicas < 0 || tc.Replicas > 5 {
+		return fmt.Errorf("%s.replicas: %d is outside 1..5", field, tc.Replicas)
+	}
+	switch tc.Discard {
+	case "", "old", "new":
+	default:
+		return fmt.Errorf("%s.discard: %q is neither \"old\" nor \"new\"", field, tc.Discard)
+	}
+	return nil
+}
+
+// Topic is one configured topic.
+type Topic struct {
+	// Name is the log topic name ([A-Za-z0-9._-]).
+	Name string `yaml:"name"`
+	// TopicConfig overrides Config.Defaults for this topic.
+	TopicConfig `yaml:",inline"`
+}
+
+// Config is what the provisioner provisions.
+type Config struct {
+	// Prefix is the subject prefix (wire.DefaultPrefix).
+	Prefix string `yaml:"-"`
+	// AutoProvision creates streams for unlisted topics when an edge asks.
+	AutoProvision bool `yaml:"auto_provision"`
+	// Defaults is the stream shape of unlisted topics and the base of
+	// listed ones.
+	Defaults TopicConfig `yaml:"defaults"`
+	// Topics are provisioned at start with their own shape.
+	Topics []Topic `yaml:"topics"`
+}
+
+// DefaultConfig returns prefix "outpost", auto-provisioning on, the
+// DefaultTopicConfig and no listed topics.
+func DefaultConfig() Config {
+	return Config{Prefix: wire.DefaultPrefix, AutoProvision: true, Defaults: DefaultTopicConfig()}
+}
+
+// Validate checks c; errors start with the offending field (under
+// "streams.").
+func (c Config) Validate() error {
+	if err := wire.ValidatePrefix(c.Prefix); err != nil {
+		return fmt.Errorf("prefix: %w", err)
+	}
+	d := c.Defaults.withDefaults(DefaultTopicConfig())
+	if err := d.Validate("streams.defaults"); err != nil {
+		return err
+	}
+	seen := make(map[string]int, len(c.Topics))
+	for i, t := range c.Topics {
+		field := fmt.Sprintf("streams.topics[%d]", i)
+		if err := wire.ValidateTopic(t.Name); err != nil {
+			return fmt.Errorf("%s.name: %w", field, err)
+		}
+		if j, dup := seen[t.Name]; dup {
+			return fmt.Errorf("%s.name: %q is already listed at streams.topics[%d]", field, t.Name, j)
+		}
+		seen[t.Name] = i
+		if err := t.withDefaults(d).Validate(field); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// MaxReplicas returns the largest replica count c can ask for.
+func (c Config) MaxReplicas() int {
+	d := c.Defaults.withDefaults(DefaultTopicConfig())
+	m := d.Replicas
+	for _, t := range c.Topics {
+		if r := t.withDefaults(d).Replicas; r > m {
+			m = r
+		}
+	}
+	return m
+}
+
+// StreamConfig returns the stream core provisions for topic with tc (zero
+// fields of tc take DefaultTopicConfig values).
+func StreamConfig(prefix, topic string, tc TopicConfig) (jetstream.StreamConfig, error) {
+	if err := wire.ValidatePrefix(prefix); err != nil {
+		return jetstream.StreamConfig{}, fmt.Errorf("provision: %w", err)
+	}
+	if err := wire.ValidateTopic(topic); err != nil {
+		return jetstream.StreamConfig{}, fmt.Errorf("provision: %w", err)
+	}
+	tc = tc.withDefaults(DefaultTopicConfig())
+	if err := tc.Validate("topic " + topic); err != nil {
+		return jetstream.StreamConfig{}, fmt.Errorf("provision: %w", err)
+	}
+	maxBytes := tc.MaxBytes
+	if maxBytes == 0 {
+		maxBytes = -1
+	}
+	discard := jetstream.DiscardOld
+	if tc.Discard == "new" {
+		discard = jetstream.DiscardNew
+	}
+	return jetstream.StreamConfig{
+		Name:        wire.StreamName(prefix, topic),
+		Description: "Outpost log topic " + topic,
+		Subjects:    []string{wire.StreamSubjects(prefix, topic)},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		Discard:     discard,
+		MaxAge:      tc.MaxAge,
+		MaxBytes:    maxBytes,
+		MaxMsgs:     -1,
+		Replicas:    tc.Replicas,
+		Duplicates:  tc.DuplicateWindow,
+		// Off on purpose: see package doc and wire.LastOffset.
+		AllowDirect: false,
+		Metadata: map[string]string{
+			MetadataTopic:  topic,
+			MetadataPrefix: prefix,
+		},
+	}, nil
+}
+
+// Stream metadata keys core sets, so tools can map a stream back to its
+// topic without parsing its name.
+const (
+	MetadataTopic  = "outpost.topic"
+	MetadataPrefix = "outpost.prefix"
+)
