@@ -190,4 +190,3 @@ func (p *Provisioner) count(result string) {
 		p.requests.WithLabelValues(result).Inc()
 	}
 }
-

@@ -170,12 +170,16 @@ func TestConfigValidateNamesField(t *testing.T) {
 		mutate func(*provision.Config)
 		field  string
 	}{
-		"bad_prefix":       {func(c *provision.Config) { c.Prefix = "a b" }, "prefix"},
-		"negative_age":     {func(c *provision.Config) { c.Defaults.MaxAge = -time.Second }, "streams.defaults.max_age"},
-		"dup_over_age":     {func(c *provision.Config) { c.Topics = []provision.Topic{{Name: "t", TopicConfig: provision.TopicConfig{MaxAge: time.Second}}} }, "streams.topics[0].duplicate_window"},
-		"bad_topic":        {func(c *provision.Config) { c.Topics = []provision.Topic{{Name: "a/b"}} }, "streams.topics[0].name"},
-		"duplicate_topic":  {func(c *provision.Config) { c.Topics = []provision.Topic{{Name: "a"}, {Name: "a"}} }, "streams.topics[1].name"},
-		"replicas":         {func(c *provision.Config) { c.Topics = []provision.Topic{{Name: "a", TopicConfig: provision.TopicConfig{Replicas: 7}}} }, "streams.topics[0].replicas"},
+		"bad_prefix":   {func(c *provision.Config) { c.Prefix = "a b" }, "prefix"},
+		"negative_age": {func(c *provision.Config) { c.Defaults.MaxAge = -time.Second }, "streams.defaults.max_age"},
+		"dup_over_age": {func(c *provision.Config) {
+			c.Topics = []provision.Topic{{Name: "t", TopicConfig: provision.TopicConfig{MaxAge: time.Second}}}
+		}, "streams.topics[0].duplicate_window"},
+		"bad_topic":       {func(c *provision.Config) { c.Topics = []provision.Topic{{Name: "a/b"}} }, "streams.topics[0].name"},
+		"duplicate_topic": {func(c *provision.Config) { c.Topics = []provision.Topic{{Name: "a"}, {Name: "a"}} }, "streams.topics[1].name"},
+		"replicas": {func(c *provision.Config) {
+			c.Topics = []provision.Topic{{Name: "a", TopicConfig: provision.TopicConfig{Replicas: 7}}}
+		}, "streams.topics[0].replicas"},
 		"discard":          {func(c *provision.Config) { c.Defaults.Discard = "oldest" }, "streams.defaults.discard"},
 		"negative_bytes":   {func(c *provision.Config) { c.Defaults.MaxBytes = -1 }, "streams.defaults.max_bytes"},
 		"negative_dup_win": {func(c *provision.Config) { c.Defaults.DuplicateWindow = -1 }, "streams.defaults.duplicate_window"},
