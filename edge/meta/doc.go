@@ -1,5 +1,54 @@
-// Package meta is the edge node's metadata store in bbolt: topic configs,
-// cursors (consumer and forwarder positions), node identity and the schema
-// cache. The log is the source of truth; metadata that points past a
-// recovered log end is clamped to it at open.
+// Package meta is the edge node's metadata store: one bbolt file holding
+// topic configs, cursors (consumer and forwarder positions), the node's
+// identity and small key/value buckets for later users (the schema cache).
+//
+// The log (edge/log) is the source of truth for records; meta only points
+// into it. At node open, after the log has recovered, ClampCursors moves
+// every cursor that points past a recovered log end back to that end, and
+// reports cursors of partitions that no longer exist (they are kept).
+//
+// # Guarantees
+//
+//   - Durability: every write commits a bbolt transaction, which fsyncs
+//     before it returns; nothing in Config can turn that off. SetCursor goes
+//     through db.Batch, so frequent commits from many goroutines share one
+//     transaction and one fsync; its function is idempotent, as Batch needs.
+//   - Values are copied out of transactions: a returned slice or struct is
+//     the caller's, valid after the transaction and independent of the store.
+//   - One process at a time: the file is locked (flock); a second Open waits
+//     Config.Timeout and fails with ErrLocked naming the file.
+//   - Damage is reported, not obeyed: Open checks the file (meta pages,
+//     size against the recorded high-water mark, a full page walk with
+//     tx.Check) and returns ErrCorrupt naming the file and what to do, so
+//     corrupted bytes never reach a page walk that could crash the process.
+//
+// # Layout
+//
+// Buckets (bbolt names):
+//
+//	outpost     "format" → 1 byte: layout version (1); "identity" → identity value
+//	topics      topic name → topic value
+//	cursors     cursor name → nested bucket: topic "\x00" partition (uint32 BE) → cursor value
+//	kv          bucket name → nested bucket: key → the caller's bytes, as given
+//
+// # Value format
+//
+// Every value meta writes (not the kv bucket's, which are the caller's)
+// starts with one version byte, so a later release can change a value's
+// shape and still read old ones; a version this code does not know is
+// refused with ErrFormat instead of being misread.
+//
+//	cursor   v1: 0x01 | offset int64 big-endian              (9 bytes)
+//	topic    v1: 0x01 | JSON {"partitions":N,"retention_bytes":N,
+//	                          "retention_age_ns":N,"schema":"…","updated":"RFC 3339"}
+//	identity v1: 0x01 | JSON {"node_id":"…","site":"…","created":"RFC 3339"}
+//
+// JSON carries the configs because fields will be added; cursors are
+// fixed-size binary because they are written thousands of times a second.
+//
+// # Lifecycle
+//
+// Open creates or opens the file; Close is idempotent. Methods are safe for
+// concurrent use and fail with ErrClosed after Close. Open starts no
+// goroutines of its own (bbolt's Batch timer runs only while a batch waits).
 package meta
