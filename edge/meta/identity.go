@@ -122,7 +122,7 @@ func (s *Store) SetSite(ctx context.Context, site string) error {
 }
 
 func encodeIdentity(id Identity) ([]byte, error) {
-	return versionedJSON(identityV1, identityValue{NodeID: id.NodeID, Site: id.Site, Created: id.Created})
+	return versionedJSON(identityV1, identityValue(id))
 }
 
 func decodeIdentity(v []byte) (Identity, error) {
@@ -133,5 +133,5 @@ func decodeIdentity(v []byte) (Identity, error) {
 	if iv.NodeID == "" {
 		return Identity{}, fmt.Errorf("%w: identity has an empty node ID", ErrCorrupt)
 	}
-	return Identity{NodeID: iv.NodeID, Site: iv.Site, Created: iv.Created}, nil
+	return Identity(iv), nil
 }
