@@ -16,9 +16,15 @@ type LastMsgGetter interface {
 // LastOffset returns the highest origin offset the stream holds on subject
 // (one origin partition's Subject), and found=false when it holds nothing
 // there. For a batch message that is the batch's last offset. A forwarder
-// resumes at last+1 (or at its own cursor, if that is further) on start and
-// after every reconnect: this, not the duplicate window, is what makes
-// delivery exactly-once after an outage of any length (G3).
+// resumes at last+1 on start and after every reconnect: this, not the
+// duplicate window, is what makes delivery exactly-once after an outage of
+// any length (G3).
+//
+// last+1 below the forwarder's own cursor means the stream no longer holds
+// records it once acknowledged: expired by max_age, purged, or lost in a
+// power cut of a centre running without sync_interval: always. Which of
+// those it was is not visible here; the forwarder should keep its cursor
+// and log the gap loudly rather than re-send.
 //
 // Get s from a stream whose config has AllowDirect off (as core provisions
 // them): direct gets may be answered by a lagging replica, and a stale

@@ -72,7 +72,12 @@ func (s *Status) Validate() error {
 	if len(s.Partitions) > MaxStatusPartitions {
 		return fmt.Errorf("wire: status: %d partitions, at most %d", len(s.Partitions), MaxStatusPartitions)
 	}
+	seen := make(map[partKey]struct{}, len(s.Partitions))
 	for i, p := range s.Partitions {
+		if _, dup := seen[partKey{p.Topic, p.Partition}]; dup {
+			return fmt.Errorf("wire: status: partitions[%d]: %s/%d is listed twice", i, p.Topic, p.Partition)
+		}
+		seen[partKey{p.Topic, p.Partition}] = struct{}{}
 		if err := ValidateTopic(p.Topic); err != nil {
 			return fmt.Errorf("status: partitions[%d]: %w", i, err)
 		}
@@ -81,6 +86,11 @@ func (s *Status) Validate() error {
 		}
 	}
 	return nil
+}
+
+type partKey struct {
+	topic string
+	part  int32
 }
 
 // EncodeStatus validates s and returns its JSON.
