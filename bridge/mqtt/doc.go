@@ -1,0 +1,58 @@
+// Package mqtt is the ingest hook of the embedded mochi-mqtt broker: every
+// PUBLISH becomes a record in the edge log, and a QoS 1 or 2 publish is
+// acknowledged only once its record is durable (G1).
+//
+// # Taking over the acknowledgement
+//
+// mochi calls OnPublish on the client's read goroutine and writes the PUBACK
+// when it returns, so a hook that blocks until the record is durable allows
+// one group commit per message per client. Hook instead appends with
+// log.AppendAsync and returns packets.ErrRejectPacket, so mochi sends
+// nothing; when the commit completes, the hook writes the acknowledgement
+// itself:
+//
+//   - Each client session has a queue of its publishes in arrival order. A
+//     commit completion marks its entry done; the ready prefix of the queue
+//     is then acknowledged by one drainer goroutine per session, so acks go
+//     out in arrival order ([MQTT-4.6.0-2], [MQTT-4.6.0-3]) even when one
+//     client publishes to several partitions whose commits finish out of
+//     order. Commit callbacks never block: they only mark and wake.
+//   - QoS 1: PUBACK. QoS 2: PUBREC, stored in mochi's inflight map before it
+//     is written, so mochi's own PUBREL handling answers PUBCOMP and frees
+//     the packet id, as it does for its own QoS 2 flow.
+//   - After a successful ack the publish is handed to mochi's inline client
+//     (Server.InjectPacket), which delivers it to local subscribers and
+//     retains it if asked: subscribers see only durable data.
+//
+// # Duplicates
+//
+// A PUBLISH whose packet id is still waiting for its commit (a DUP resend
+// after a reconnect with a persistent session, or a QoS 2 retransmission) is
+// not appended again: the pending original's ack answers it. Once a QoS 2
+// PUBREC is in mochi's inflight map, mochi itself answers retransmissions
+// (with reason 0x91, its behaviour) without calling the hook. A QoS 1 resend
+// whose first PUBACK was written but lost with the connection, and whose
+// (packet id, payload) was acknowledged among the last MaxInflight publishes
+// of the session, is acknowledged again without a second append; beyond that
+// window a resend is stored twice, which QoS 1 (at least once) permits.
+//
+// # Refusals
+//
+// A publish is never acknowledged as a success unless its record is durable.
+// Disk budget reached → MQTT 5 PUBACK/PUBREC 0x97 (quota exceeded); failed
+// or closed log, timeout → 0x80; payload over MaxPayloadBytes → DISCONNECT
+// 0x95. MQTT 3.1.1 has no negative ack: the client is disconnected without
+// an ack, and will resend. Refusals are sent in arrival order like acks,
+// and counted by reason in outpost_mqtt_acks_total.
+//
+// # Bounds
+//
+// A session holds at most MaxInflight unacknowledged publishes; the next
+// one blocks the client's read goroutine (TCP back-pressure) for at most
+// AckTimeout, then the client is disconnected. A session whose oldest
+// publish has waited longer than AckTimeout (capped below the client's
+// keepalive) is disconnected too, so a stuck disk shows up as reconnects,
+// not as silent memory growth.
+//
+// Lock order: Hook.mu, then session.mu, then mochi's Inflight lock.
+package mqtt

@@ -1,0 +1,650 @@
+package mqtt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/outpost-edge/outpost/bridge/route"
+	"github.com/outpost-edge/outpost/edge/log"
+)
+
+// Header names of the records the hook writes.
+const (
+	HeaderTopic       = "mqtt.topic"
+	HeaderClientID    = "mqtt.client_id"
+	HeaderQoS         = "mqtt.qos"
+	HeaderContentType = "mqtt.content_type"
+	// HeaderUserPrefix prefixes MQTT 5 user property names.
+	HeaderUserPrefix = "mqtt.user."
+)
+
+// recentAcks is how many acknowledged QoS 1 (packet id, payload) pairs a
+// session remembers to recognise a resend whose PUBACK was lost.
+const recentAcks = 64
+
+// Config configures a Hook. Zero fields take the defaults of DefaultConfig.
+type Config struct {
+	// Log receives the records; required.
+	Log *log.Log
+	// Router maps publishes to log topics and partitions; required. The
+	// caller creates its topics in Log before the broker starts.
+	Router *route.Router
+	// Server is the broker the hook is added to; required. Fan-out to local
+	// subscribers needs Options.InlineClient; without it subscribers get
+	// nothing from devices (the node always enables it).
+	Server *mochi.Server
+	// MaxInflight caps a session's unacknowledged publishes; one more
+	// blocks the client's reads. Should match the broker's ReceiveMaximum.
+	MaxInflight int
+	// MaxPayloadBytes refuses larger payloads (DISCONNECT 0x95).
+	MaxPayloadBytes int
+	// AckTimeout bounds how long a publish may wait for its commit or for
+	// room in its session; the client is then disconnected. It is further
+	// capped at three quarters of the client's keepalive.
+	AckTimeout time.Duration
+	// Logger receives refusals and timeouts; nil discards.
+	Logger *slog.Logger
+	// Registerer receives the hook's metrics; nil registers nothing.
+	Registerer prometheus.Registerer
+	// Now returns the receive time stamped on records; nil means time.Now.
+	Now func() time.Time
+}
+
+// DefaultConfig returns the defaults as a fresh value.
+func DefaultConfig() Config {
+	return Config{
+		MaxInflight:     256,
+		MaxPayloadBytes: 256 << 10,
+		AckTimeout:      20 * time.Second,
+	}
+}
+
+func (c *Config) fill() {
+	d := DefaultConfig()
+	if c.MaxInflight == 0 {
+		c.MaxInflight = d.MaxInflight
+	}
+	if c.MaxPayloadBytes == 0 {
+		c.MaxPayloadBytes = d.MaxPayloadBytes
+	}
+	if c.AckTimeout == 0 {
+		c.AckTimeout = d.AckTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Validate checks the config after defaults are filled in.
+func (c Config) Validate() error {
+	c.fill()
+	switch {
+	case c.Log == nil:
+		return errors.New("mqtt: Log: required")
+	case c.Router == nil:
+		return errors.New("mqtt: Router: required")
+	case c.Server == nil:
+		return errors.New("mqtt: Server: required")
+	case c.MaxInflight < 1 || c.MaxInflight > 65535:
+		return fmt.Errorf("mqtt: MaxInflight: %d is not between 1 and 65535", c.MaxInflight)
+	case c.MaxPayloadBytes < 1:
+		return fmt.Errorf("mqtt: MaxPayloadBytes: %d is below 1", c.MaxPayloadBytes)
+	case c.AckTimeout < 10*time.Millisecond:
+		return fmt.Errorf("mqtt: AckTimeout: %v is below 10ms", c.AckTimeout)
+	}
+	return nil
+}
+
+// Hook is the ingest hook. Add it to the server with Server.AddHook(h, nil).
+type Hook struct {
+	mochi.HookBase
+	cfg Config
+	m   *metrics
+
+	mu       sync.Mutex
+	sessions map[string]*session // mu; by client id
+
+	closing atomic.Bool
+	pending atomic.Int64  // entries queued and not yet completed
+	idle    chan struct{} // buffer 1: pending reached 0 while closing
+}
+
+var _ mochi.Hook = (*Hook)(nil)
+
+// errReject makes mochi send nothing: the hook acknowledges itself.
+var errReject = fmt.Errorf("ingest: %w", packets.ErrRejectPacket)
+
+// New returns a hook; it starts no goroutines (see Run).
+func New(cfg Config) (*Hook, error) {
+	cfg.fill()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Hook{
+		cfg:      cfg,
+		m:        newMetrics(cfg.Registerer),
+		sessions: make(map[string]*session),
+		idle:     make(chan struct{}, 1),
+	}, nil
+}
+
+// ID names the hook for mochi.
+func (h *Hook) ID() string { return "outpost-ingest" }
+
+// Provides tells mochi which events the hook handles.
+func (h *Hook) Provides(b byte) bool {
+	switch b {
+	case mochi.OnPublish, mochi.OnSessionEstablished, mochi.OnDisconnect, mochi.OnClientExpired:
+		return true
+	}
+	return false
+}
+
+// session is the ingest state of one MQTT session (client id), which
+// outlives a connection when the session persists.
+type session struct {
+	h  *Hook
+	id string
+
+	mu       sync.Mutex
+	cl       *mochi.Client     // mu; the current connection
+	queue    []*entry          // mu; arrival order, not yet completed
+	ids      map[uint16]*entry // mu; QoS>0 entries in queue by packet id
+	draining bool              // mu; a drain goroutine runs
+	space    chan struct{}     // mu; closed when the queue shrinks
+	recent   []recentAck       // mu; ring of acknowledged QoS 1 publishes
+	next     int               // mu; next slot of recent
+	stuck    *mochi.Client     // mu; connection already disconnected for a timeout
+}
+
+type recentAck struct {
+	id   uint16
+	hash uint32
+}
+
+// entry is one publish on its way to completion.
+type entry struct {
+	pk     packets.Packet
+	cl     *mochi.Client // connection it arrived on
+	at     time.Time
+	hash   uint32 // of topic and payload, QoS 1 only
+	answer bool   // a recognised resend: ack without append or fan-out
+	done   bool   // session.mu
+	err    error  // session.mu
+}
+
+func newSession(h *Hook, cl *mochi.Client) *session {
+	return &session{h: h, id: cl.ID, cl: cl, space: make(chan struct{})}
+}
+
+// OnSessionEstablished binds the connection to its session: a new one on a
+// clean start, the existing one when the session resumes, so that acks of
+// publishes still committing go to the connection that can receive them.
+func (h *Hook) OnSessionEstablished(cl *mochi.Client, pk packets.Packet) {
+	if cl.Net.Inline {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	s := h.sessions[cl.ID]
+	if s == nil || pk.Connect.Clean {
+		h.sessions[cl.ID] = newSession(h, cl)
+		return
+	}
+	s.mu.Lock()
+	s.cl = cl
+	s.mu.Unlock()
+}
+
+// OnDisconnect forgets a session that ends with its connection.
+func (h *Hook) OnDisconnect(cl *mochi.Client, _ error, expire bool) {
+	if expire {
+		h.forget(cl)
+	}
+}
+
+// OnClientExpired forgets an expired persistent session.
+func (h *Hook) OnClientExpired(cl *mochi.Client) { h.forget(cl) }
+
+func (h *Hook) forget(cl *mochi.Client) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if s := h.sessions[cl.ID]; s != nil {
+		s.mu.Lock()
+		mine := s.cl == cl
+		s.mu.Unlock()
+		if mine {
+			delete(h.sessions, cl.ID)
+		}
+	}
+}
+
+func (h *Hook) sessionFor(cl *mochi.Client) *session {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	s := h.sessions[cl.ID]
+	if s == nil {
+		s = newSession(h, cl)
+		h.sessions[cl.ID] = s
+	}
+	return s
+}
+
+// timeout is the ack deadline for a client: AckTimeout, capped below its
+// keepalive so that a slow commit does not look like a dead connection.
+func (h *Hook) timeout(cl *mochi.Client) time.Duration {
+	d := h.cfg.AckTimeout
+	if ka := time.Duration(cl.State.Keepalive) * time.Second; ka > 0 && ka*3/4 < d {
+		d = ka * 3 / 4
+	}
+	return d
+}
+
+// OnPublish queues the publish for a group commit and takes over its
+// acknowledgement; it returns a rejection so that mochi sends nothing.
+func (h *Hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, error) {
+	if cl.Net.Inline {
+		return pk, nil // our own fan-out of a durable publish
+	}
+	qos := pk.FixedHeader.Qos
+	h.m.ingest.WithLabelValues(qosLabel(qos)).Inc()
+	s := h.sessionFor(cl)
+	e := &entry{pk: pk, cl: cl, at: h.cfg.Now()}
+	switch {
+	case h.closing.Load():
+		s.refuse(e, ErrShuttingDown)
+		return pk, errReject
+	case len(pk.Payload) > h.cfg.MaxPayloadBytes:
+		s.refuse(e, fmt.Errorf("%w: %d bytes, limit %d", ErrPayloadTooLarge, len(pk.Payload), h.cfg.MaxPayloadBytes))
+		return pk, errReject
+	}
+	if qos == 1 {
+		e.hash = hashPublish(pk)
+	}
+
+	s.mu.Lock()
+	if qos > 0 {
+		if _, ok := s.ids[pk.PacketID]; ok {
+			// A resend of a publish still committing: its ack answers both.
+			s.mu.Unlock()
+			h.m.dups.Inc()
+			h.m.acks.WithLabelValues(reasonDuplicate).Inc()
+			return pk, errReject
+		}
+		if qos == 1 && pk.FixedHeader.Dup && s.acked(pk.PacketID, e.hash) {
+			e.answer = true
+			h.m.dups.Inc()
+		}
+	}
+	if len(s.queue) >= h.cfg.MaxInflight && !s.waitRoomLocked(h.timeout(cl)) {
+		s.mu.Unlock()
+		h.m.acks.WithLabelValues(reasonTimeout).Inc()
+		h.m.timeouts.Inc()
+		h.cfg.Logger.Warn("mqtt: client exceeded its in-flight publishes for longer than the ack timeout; disconnecting", "client", cl.ID, "max_inflight", h.cfg.MaxInflight)
+		cl.Stop(ErrAckTimeout)
+		return pk, errReject
+	}
+	s.addLocked(e)
+	s.mu.Unlock()
+
+	if e.answer {
+		s.finish(e, nil)
+		return pk, errReject
+	}
+	target := h.cfg.Router.Route(pk.TopicName, cl.ID, pk.Payload)
+	p, err := h.cfg.Log.Partition(target.Topic, target.Partition)
+	if err != nil {
+		s.finish(e, err)
+		return pk, errReject
+	}
+	recs := []log.Record{h.record(cl, pk, target, e.at)}
+	ctx, cancel := context.WithTimeout(context.Background(), h.timeout(cl))
+	err = p.AppendAsync(ctx, recs, func(_ int64, err error) { s.finish(e, err) })
+	cancel()
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("%w: %w", ErrAckTimeout, err)
+		}
+		s.finish(e, err)
+	}
+	return pk, errReject
+}
+
+func (h *Hook) record(cl *mochi.Client, pk packets.Packet, t route.Target, at time.Time) log.Record {
+	hdrs := make([]log.Header, 0, 4+len(pk.Properties.User))
+	hdrs = append(hdrs,
+		log.Header{Key: HeaderTopic, Value: []byte(pk.TopicName)},
+		log.Header{Key: HeaderClientID, Value: []byte(cl.ID)},
+		log.Header{Key: HeaderQoS, Value: []byte{'0' + pk.FixedHeader.Qos}},
+	)
+	if ct := pk.Properties.ContentType; ct != "" {
+		hdrs = append(hdrs, log.Header{Key: HeaderContentType, Value: []byte(ct)})
+	}
+	for _, u := range pk.Properties.User {
+		hdrs = append(hdrs, log.Header{Key: HeaderUserPrefix + u.Key, Value: []byte(u.Val)})
+	}
+	return log.Record{Timestamp: at.UnixNano(), Key: t.Key, Value: pk.Payload, Headers: hdrs}
+}
+
+func hashPublish(pk packets.Packet) uint32 {
+	f := fnv.New32a()
+	f.Write([]byte(pk.TopicName))
+	f.Write([]byte{0})
+	f.Write(pk.Payload)
+	return f.Sum32()
+}
+
+// acked reports whether (id, hash) was acknowledged recently. mu held.
+func (s *session) acked(id uint16, hash uint32) bool {
+	for _, r := range s.recent {
+		if r.id == id && r.hash == hash {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *session) rememberLocked(id uint16, hash uint32) {
+	n := min(recentAcks, s.h.cfg.MaxInflight)
+	if len(s.recent) < n {
+		s.recent = append(s.recent, recentAck{id, hash})
+		return
+	}
+	s.recent[s.next] = recentAck{id, hash}
+	s.next = (s.next + 1) % n
+}
+
+// waitRoomLocked waits until the queue has room or d passes. mu held; it
+// is released while waiting.
+func (s *session) waitRoomLocked(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for len(s.queue) >= s.h.cfg.MaxInflight {
+		ch := s.space
+		s.mu.Unlock()
+		select {
+		case <-ch:
+			s.mu.Lock()
+		case <-t.C:
+			s.mu.Lock()
+			return len(s.queue) < s.h.cfg.MaxInflight
+		}
+	}
+	return true
+}
+
+func (s *session) addLocked(e *entry) {
+	s.queue = append(s.queue, e)
+	if e.pk.FixedHeader.Qos > 0 && !e.answer {
+		if s.ids == nil {
+			s.ids = make(map[uint16]*entry)
+		}
+		s.ids[e.pk.PacketID] = e
+	}
+	s.h.pending.Add(1)
+	s.h.m.inflight.Inc()
+}
+
+// refuse queues an entry that has already failed, so that its refusal goes
+// out in arrival order after the acks before it.
+func (s *session) refuse(e *entry, err error) {
+	s.mu.Lock()
+	s.queue = append(s.queue, e)
+	s.h.pending.Add(1)
+	s.h.m.inflight.Inc()
+	s.mu.Unlock()
+	s.finish(e, err)
+}
+
+// finish records an entry's outcome. It runs on the log's committer
+// goroutine, so it only marks and, if the queue head is ready, starts a
+// drainer; it never writes to the network.
+func (s *session) finish(e *entry, err error) {
+	s.mu.Lock()
+	e.done, e.err = true, err
+	start := !s.draining && len(s.queue) > 0 && s.queue[0].done
+	if start {
+		s.draining = true
+	}
+	s.mu.Unlock()
+	if start {
+		go s.drain()
+	}
+}
+
+// drain completes the ready prefix of the queue, in order, until none is
+// ready. At most one drain runs per session.
+func (s *session) drain() {
+	for {
+		s.mu.Lock()
+		n := 0
+		for n < len(s.queue) && s.queue[n].done {
+			n++
+		}
+		if n == 0 {
+			s.draining = false
+			s.mu.Unlock()
+			return
+		}
+		batch := make([]*entry, n)
+		copy(batch, s.queue)
+		rest := copy(s.queue, s.queue[n:])
+		clear(s.queue[rest:])
+		s.queue = s.queue[:rest]
+		cl := s.cl
+		for _, e := range batch {
+			if e.pk.FixedHeader.Qos == 0 || e.answer {
+				continue
+			}
+			if s.ids[e.pk.PacketID] == e {
+				delete(s.ids, e.pk.PacketID)
+			}
+			if e.err != nil {
+				continue
+			}
+			if e.pk.FixedHeader.Qos == 1 {
+				s.rememberLocked(e.pk.PacketID, e.hash)
+			} else {
+				// Before the id leaves s.ids, mochi's inflight map takes
+				// it over: a retransmission is then answered by mochi and
+				// PUBREL by processPubrel, never appended again.
+				if cl.State.Inflight.Set(s.h.ack(e.pk, packets.Pubrec, packets.CodeSuccess)) {
+					atomic.AddInt64(&s.h.cfg.Server.Info.Inflight, 1)
+				}
+			}
+		}
+		if len(s.ids) == 0 {
+			s.ids = nil
+		}
+		if len(s.queue) == 0 {
+			s.queue = nil
+		}
+		close(s.space)
+		s.space = make(chan struct{})
+		s.mu.Unlock()
+
+		for _, e := range batch {
+			s.h.complete(cl, e)
+		}
+		s.h.m.inflight.Sub(float64(n))
+		if s.h.pending.Add(int64(-n)) == 0 && s.h.closing.Load() {
+			select {
+			case s.h.idle <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+func (h *Hook) ack(pk packets.Packet, typ byte, code packets.Code) packets.Packet {
+	out := packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: typ},
+		PacketID:    pk.PacketID,
+		ReasonCode:  code.Code,
+		Created:     h.cfg.Now().Unix(),
+	}
+	if code.Code >= packets.ErrUnspecifiedError.Code {
+		out.Properties.ReasonString = code.Reason
+	}
+	return out
+}
+
+// complete writes an entry's acknowledgement or refusal to cl and, on
+// success, fans the publish out to local subscribers.
+func (h *Hook) complete(cl *mochi.Client, e *entry) {
+	qos := e.pk.FixedHeader.Qos
+	typ := byte(packets.Puback)
+	if qos == 2 {
+		typ = packets.Pubrec
+	}
+	if e.err == nil {
+		if qos > 0 {
+			if err := cl.WritePacket(h.ack(e.pk, typ, packets.CodeSuccess)); err != nil {
+				h.cfg.Logger.Debug("mqtt: ack not delivered; the client will resend", "client", cl.ID, "packet_id", e.pk.PacketID, "err", err)
+			}
+			h.m.ackLatency.Observe(h.cfg.Now().Sub(e.at).Seconds())
+		}
+		if e.answer {
+			h.m.acks.WithLabelValues(reasonDuplicate).Inc()
+			return
+		}
+		h.m.acks.WithLabelValues(reasonSuccess).Inc()
+		h.fanout(e.pk)
+		return
+	}
+
+	reason, code := classify(e.err)
+	h.m.acks.WithLabelValues(reason).Inc()
+	h.cfg.Logger.Warn("mqtt: publish refused", "client", cl.ID, "topic", e.pk.TopicName, "qos", qos, "reason", reason, "err", e.err)
+	v5 := cl.Properties.ProtocolVersion == 5
+	switch {
+	case e.cl != cl:
+		// It arrived on a connection that is gone; not acknowledged, the
+		// client resends it on its new connection.
+	case errors.Is(e.err, ErrPayloadTooLarge) && v5:
+		_ = h.cfg.Server.DisconnectClient(cl, packets.ErrPacketTooLarge)
+	case !v5:
+		// MQTT 3.1.1 has no negative acknowledgement: close without an ack.
+		cl.Stop(e.err)
+	case qos > 0:
+		_ = cl.WritePacket(h.ack(e.pk, typ, code))
+	default:
+		// MQTT 5 QoS 0: nothing to answer; counted.
+	}
+}
+
+func classify(err error) (string, packets.Code) {
+	switch {
+	case errors.Is(err, log.ErrDiskBudget):
+		return reasonBudget, packets.ErrQuotaExceeded
+	case errors.Is(err, ErrPayloadTooLarge), errors.Is(err, log.ErrBatchTooLarge):
+		return reasonTooLarge, packets.ErrPacketTooLarge
+	case errors.Is(err, ErrAckTimeout):
+		return reasonTimeout, packets.ErrUnspecifiedError
+	case errors.Is(err, ErrShuttingDown):
+		return reasonShutdown, packets.ErrUnspecifiedError
+	case errors.Is(err, log.ErrNoTopic), errors.Is(err, log.ErrNoPartition):
+		return reasonBadTopic, packets.ErrUnspecifiedError
+	}
+	return reasonLogFailed, packets.ErrUnspecifiedError
+}
+
+// fanout delivers a durable publish to local subscribers through mochi's
+// inline client, which also retains it if asked. The inline client is the
+// origin, so a subscriber's NoLocal option does not filter its own
+// publishes (a known limit).
+func (h *Hook) fanout(pk packets.Packet) {
+	inline, ok := h.cfg.Server.Clients.Get(mochi.InlineClientId)
+	if !ok || !inline.Net.Inline {
+		return
+	}
+	pk.FixedHeader.Dup = false
+	pk.Properties.TopicAlias = 0
+	pk.Properties.TopicAliasFlag = false
+	if err := h.cfg.Server.InjectPacket(inline, pk); err != nil {
+		h.cfg.Logger.Debug("mqtt: fan-out failed", "topic", pk.TopicName, "err", err)
+	}
+}
+
+// Run disconnects clients whose oldest publish has waited longer than its
+// ack timeout, until ctx ends.
+func (h *Hook) Run(ctx context.Context) error {
+	tick := max(h.cfg.AckTimeout/4, 10*time.Millisecond)
+	t := time.NewTicker(min(tick, time.Second))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			h.checkTimeouts()
+		}
+	}
+}
+
+func (h *Hook) checkTimeouts() {
+	h.mu.Lock()
+	ss := make([]*session, 0, len(h.sessions))
+	for _, s := range h.sessions {
+		ss = append(ss, s)
+	}
+	h.mu.Unlock()
+	now := h.cfg.Now()
+	for _, s := range ss {
+		s.mu.Lock()
+		cl := s.cl
+		late := len(s.queue) > 0 && s.stuck != cl && now.Sub(s.queue[0].at) > h.timeout(cl)
+		if late {
+			s.stuck = cl
+		}
+		s.mu.Unlock()
+		if late {
+			h.m.timeouts.Inc()
+			h.cfg.Logger.Warn("mqtt: publish not durable within the ack timeout; disconnecting the client so it resends", "client", cl.ID, "timeout", h.timeout(cl))
+			cl.Stop(ErrAckTimeout)
+		}
+	}
+}
+
+// Drain refuses new publishes and waits until every queued one has been
+// acknowledged or refused, or ctx ends. Call it before closing the log and
+// the broker, after the listeners stopped accepting.
+func (h *Hook) Drain(ctx context.Context) error {
+	h.closing.Store(true)
+	for h.pending.Load() > 0 {
+		select {
+		case <-h.idle:
+		case <-ctx.Done():
+			return fmt.Errorf("mqtt: drain: %d publishes still pending: %w", h.pending.Load(), ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+			// idle is only a hint; recheck the count.
+		}
+	}
+	return nil
+}
+
+// Pending returns the publishes queued and not yet completed.
+func (h *Hook) Pending() int64 { return h.pending.Load() }
+
+func qosLabel(q byte) string {
+	switch q {
+	case 0:
+		return "0"
+	case 1:
+		return "1"
+	}
+	return "2"
+}

@@ -1,0 +1,59 @@
+package mqtt
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Ack reasons, the values of the reason label of outpost_mqtt_acks_total.
+const (
+	reasonSuccess    = "success"
+	reasonBudget     = "disk_budget"
+	reasonLogFailed  = "log_failed"
+	reasonTooLarge   = "too_large"
+	reasonTimeout    = "timeout"
+	reasonShutdown   = "shutdown"
+	reasonDuplicate  = "duplicate"
+	reasonBadTopic   = "no_route"
+	reasonQoS0Refuse = "qos0_refused"
+)
+
+type metrics struct {
+	ingest     *prometheus.CounterVec
+	acks       *prometheus.CounterVec
+	dups       prometheus.Counter
+	ackLatency prometheus.Histogram
+	inflight   prometheus.Gauge
+	timeouts   prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		ingest: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "outpost_mqtt_ingest_messages_total",
+			Help: "PUBLISH packets received from devices, by QoS.",
+		}, []string{"qos"}),
+		acks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "outpost_mqtt_acks_total",
+			Help: "Publishes completed, by reason: success (durable; PUBACK/PUBREC 0x00 for QoS 1/2), disk_budget (0x97), log_failed (0x80), timeout, too_large (0x95), shutdown, duplicate (resend answered without a second append), qos0_refused.",
+		}, []string{"reason"}),
+		dups: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "outpost_mqtt_duplicates_total",
+			Help: "DUP resends and QoS 2 retransmissions not appended a second time.",
+		}),
+		ackLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "outpost_mqtt_ack_latency_seconds",
+			Help:    "Time from receiving a QoS 1/2 PUBLISH to writing its acknowledgement.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2.5, 12),
+		}),
+		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "outpost_mqtt_inflight_publishes",
+			Help: "Publishes appended but not yet acknowledged, over all sessions.",
+		}),
+		timeouts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "outpost_mqtt_ack_timeout_disconnects_total",
+			Help: "Clients disconnected because a publish was not durable within the ack timeout.",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.ingest, m.acks, m.dups, m.ackLatency, m.inflight, m.timeouts)
+	}
+	return m
+}
