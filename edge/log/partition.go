@@ -17,6 +17,10 @@ import (
 // bounded when the disk is slower than the clients.
 const maxPendingBytes = 16 << 20
 
+// retainBufBytes is the largest commit buffer a partition keeps between
+// rounds; bigger rounds allocate and drop theirs.
+const retainBufBytes = 256 << 10
+
 // Partition is one ordered sequence of records. It is safe for concurrent
 // use: any number of appenders and readers.
 type Partition struct {
@@ -426,8 +430,8 @@ func (p *Partition) writeRequests(reqs []*appendReq) error {
 		return err
 	}
 	err := flushRun()
-	if cap(p.buf) > 2*cfg.MaxBatchBytes {
-		p.buf = nil // don't keep a burst's buffer forever
+	if cap(p.buf) > retainBufBytes {
+		p.buf = nil // a burst's buffer is not kept: memory per partition stays small
 	}
 	return err
 }
