@@ -163,7 +163,7 @@ func TestACL(t *testing.T) {
 	tok.WaitTimeout(5 * time.Second)
 
 	lost := make(chan error, 1)
-	o := paho3.NewClientOptions().AddBroker("tcp://"+s.plain).SetClientID("dev").SetUsername("dev").SetPassword("pw").
+	o := paho3.NewClientOptions().AddBroker("tcp://" + s.plain).SetClientID("dev").SetUsername("dev").SetPassword("pw").
 		SetAutoReconnect(false).SetConnectionLostHandler(func(_ paho3.Client, err error) { lost <- err })
 	dev := paho3.NewClient(o)
 	if tok := dev.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {

@@ -443,4 +443,3 @@ func keyFor(tb testing.TB, prefix string, partitions, want int32) string {
 	tb.Fatal("no key")
 	return ""
 }
-
