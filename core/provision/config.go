@@ -135,18 +135,6 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// MaxReplicas returns the largest replica count c can ask for.
-func (c Config) MaxReplicas() int {
-	d := c.Defaults.withDefaults(DefaultTopicConfig())
-	m := d.Replicas
-	for _, t := range c.Topics {
-		if r := t.withDefaults(d).Replicas; r > m {
-			m = r
-		}
-	}
-	return m
-}
-
 // StreamConfig returns the stream core provisions for topic with tc (zero
 // fields of tc take DefaultTopicConfig values).
 func StreamConfig(prefix, topic string, tc TopicConfig) (jetstream.StreamConfig, error) {

@@ -1,0 +1,319 @@
+package service
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/outpost-edge/outpost/core/provision"
+	"github.com/outpost-edge/outpost/core/sites"
+	"github.com/outpost-edge/outpost/core/wire"
+)
+
+// Service is a running core: NATS (embedded or not), stream provisioning,
+// the sites view and the HTTP API.
+type Service struct {
+	cfg Config
+	log *slog.Logger
+	reg *prometheus.Registry
+
+	ready     atomic.Bool
+	notReady  atomic.Pointer[string] // why /readyz says no
+	started   chan struct{}          // closed once listeners are bound
+	httpAddr  net.Addr               // set before started is closed
+	natsURL   string                 // set before started is closed
+	closeOnce sync.Once
+}
+
+// New validates cfg. log may be nil (discard); reg may be nil (no metrics,
+// /metrics answers 404). It starts nothing.
+func New(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("service: config: %w", err)
+	}
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	s := &Service{cfg: cfg, log: log, reg: reg, started: make(chan struct{})}
+	s.setNotReady("starting")
+	return s, nil
+}
+
+func (s *Service) setNotReady(why string) {
+	s.notReady.Store(&why)
+	s.ready.Store(false)
+}
+
+// Started is closed once the HTTP listener and NATS are up (HTTPAddr and
+// NATSURL are then valid); Run may still be provisioning.
+func (s *Service) Started() <-chan struct{} { return s.started }
+
+// HTTPAddr is the bound HTTP address (after Started).
+func (s *Service) HTTPAddr() net.Addr { return s.httpAddr }
+
+// NATSURL is the URL edges and tools connect to (after Started).
+func (s *Service) NATSURL() string { return s.natsURL }
+
+// Run runs core until ctx is done, then shuts down in order (HTTP, NATS
+// subscriptions, embedded server). It returns an error if something could
+// not start; a NATS cluster that is down only makes /readyz say so while
+// the client reconnects.
+func (s *Service) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	var reg prometheus.Registerer
+	if s.reg != nil {
+		reg = s.reg
+	}
+
+	var ns *server.Server
+	connOpts := []nats.Option{
+		nats.Name("outpost-core"),
+		nats.MaxReconnects(-1),
+		nats.RetryOnFailedConnect(true),
+		nats.ReconnectWait(time.Second),
+		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+			if !nc.IsClosed() {
+				s.log.Warn("disconnected from NATS; reconnecting", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			s.log.Info("reconnected to NATS", "url", nc.ConnectedUrlRedacted())
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subj := ""
+			if sub != nil {
+				subj = sub.Subject
+			}
+			s.log.Warn("NATS async error", "subject", subj, "err", err)
+		}),
+	}
+	natsURL := s.cfg.NATS.URL
+	if s.cfg.Embedded() {
+		var err error
+		ns, err = s.startEmbedded()
+		if err != nil {
+			return err
+		}
+		defer func() {
+			ns.Shutdown()
+			ns.WaitForShutdown()
+			s.log.Info("embedded NATS stopped")
+		}()
+		natsURL = ns.ClientURL()
+		connOpts = append(connOpts, nats.InProcessServer(ns))
+	}
+	connOpts = append(connOpts, s.clientAuthOptions()...)
+	s.natsURL = natsURL
+
+	nc, err := nats.Connect(natsURL, connOpts...)
+	if err != nil {
+		return fmt.Errorf("service: connect %s: %w", redact(natsURL), err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("service: jetstream: %w", err)
+	}
+
+	prov, err := provision.New(js, s.cfg.Streams, s.log.With("component", "provision"), reg)
+	if err != nil {
+		return err
+	}
+	view, err := sites.New(s.cfg.Sites, s.log.With("component", "sites"), reg)
+	if err != nil {
+		return err
+	}
+	// Subscriptions are made while disconnected too (RetryOnFailedConnect)
+	// and resent by the client on every reconnect.
+	statusSub, err := nc.Subscribe(wire.StatusSubscription(s.cfg.Prefix), view.HandleStatus)
+	if err != nil {
+		return fmt.Errorf("service: subscribe status: %w", err)
+	}
+	defer statusSub.Unsubscribe()
+	provSub, err := nc.QueueSubscribe(wire.ProvisionSubscription(s.cfg.Prefix), "outpost-core", prov.Handle)
+	if err != nil {
+		return fmt.Errorf("service: subscribe provision: %w", err)
+	}
+	defer provSub.Unsubscribe()
+
+	ln, err := net.Listen("tcp", s.cfg.HTTP.Listen)
+	if err != nil {
+		return fmt.Errorf("service: http listen %s: %w (another core running? pick another -http address)", s.cfg.HTTP.Listen, err)
+	}
+	s.httpAddr = ln.Addr()
+	hs := &http.Server{
+		Handler:           s.handler(nc, view),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	httpErr := make(chan error, 1)
+	go func() { httpErr <- hs.Serve(ln) }()
+	defer func() {
+		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer scancel()
+		_ = hs.Shutdown(sctx)
+	}()
+	s.closeOnce.Do(func() { close(s.started) })
+	s.log.Info("core started", "nats", redact(natsURL), "embedded", s.cfg.Embedded(), "http", s.httpAddr.String(), "prefix", s.cfg.Prefix)
+
+	provDone := make(chan struct{})
+	go func() {
+		defer close(provDone)
+		s.provisionLoop(ctx, prov)
+	}()
+	defer func() {
+		cancel()
+		<-provDone
+	}()
+
+	select {
+	case <-ctx.Done():
+		s.log.Info("core stopping")
+		return nil
+	case err := <-httpErr:
+		return fmt.Errorf("service: http: %w", err)
+	}
+}
+
+// provisionLoop ensures configured streams, retrying with backoff while
+// NATS is away, and then marks the service ready.
+func (s *Service) provisionLoop(ctx context.Context, prov *provision.Provisioner) {
+	backoff := 250 * time.Millisecond
+	for {
+		actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := prov.EnsureConfigured(actx)
+		cancel()
+		if err == nil {
+			break
+		}
+		s.setNotReady("provisioning streams: " + err.Error())
+		s.log.Warn("cannot provision configured streams yet; retrying", "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 30*time.Second)
+	}
+	s.ready.Store(true)
+	s.log.Info("configured streams provisioned", "topics", len(s.cfg.Streams.Topics), "auto_provision", s.cfg.Streams.AutoProvision)
+}
+
+func (s *Service) startEmbedded() (*server.Server, error) {
+	e := s.cfg.NATS.Embedded
+	opts := &server.Options{}
+	if e.ConfigFile != "" {
+		var err error
+		opts, err = server.ProcessConfigFile(e.ConfigFile)
+		if err != nil {
+			return nil, fmt.Errorf("service: nats.embedded.config_file %s: %w", e.ConfigFile, err)
+		}
+	}
+	host, portStr, _ := net.SplitHostPort(e.Listen)
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, fmt.Errorf("service: nats.embedded.listen %q: bad port", e.Listen)
+	}
+	if port == 0 {
+		port = server.RANDOM_PORT
+	}
+	always, interval, _ := ParseSyncInterval(e.SyncInterval)
+	opts.Host, opts.Port = host, port
+	opts.JetStream = true
+	opts.StoreDir = e.DataDir
+	opts.SyncAlways, opts.SyncInterval = always, interval
+	opts.NoSigs = true
+	if opts.ServerName == "" {
+		opts.ServerName = "outpost-core"
+	}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("service: embedded NATS: %w", err)
+	}
+	ns.SetLoggerV2(natsLogger{s.log.With("component", "nats")}, false, false, false)
+	go ns.Start()
+	if !ns.ReadyForConnections(30 * time.Second) {
+		ns.Shutdown()
+		return nil, fmt.Errorf("service: embedded NATS did not start on %s within 30s (port taken? store %s locked by another core?); see the log above", e.Listen, e.DataDir)
+	}
+	if !ns.JetStreamEnabled() {
+		ns.Shutdown()
+		return nil, fmt.Errorf("service: embedded NATS started without JetStream (store %s); see the log above", e.DataDir)
+	}
+	if len(opts.Users) == 0 && len(opts.Nkeys) == 0 && opts.Authorization == "" && opts.Username == "" && len(opts.TrustedOperators) == 0 {
+		s.log.Warn("embedded NATS has NO AUTHENTICATION: anyone who can reach the listener can publish and read every stream; set nats.embedded.config_file for users and TLS",
+			"listen", ns.ClientURL())
+	}
+	s.log.Info("embedded NATS started", "listen", ns.ClientURL(), "store", e.DataDir, "sync_interval", e.SyncInterval)
+	return ns, nil
+}
+
+func (s *Service) clientAuthOptions() []nats.Option {
+	n := s.cfg.NATS
+	var opts []nats.Option
+	if n.Creds != "" {
+		opts = append(opts, nats.UserCredentials(n.Creds))
+	}
+	if n.User != "" {
+		opts = append(opts, nats.UserInfo(n.User, n.Password))
+	}
+	if n.TLSCA != "" {
+		opts = append(opts, nats.RootCAs(n.TLSCA))
+	}
+	if n.TLSCert != "" {
+		opts = append(opts, nats.ClientCert(n.TLSCert, n.TLSKey))
+	}
+	return opts
+}
+
+func (s *Service) handler(nc *nats.Conn, view *sites.Registry) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !nc.IsConnected() {
+			http.Error(w, "not ready: NATS "+nc.Status().String(), http.StatusServiceUnavailable)
+			return
+		}
+		if !s.ready.Load() {
+			http.Error(w, "not ready: "+*s.notReady.Load(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.WriteString(w, "ready\n")
+	})
+	if s.reg != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}))
+	}
+	mux.Handle("/v1/sites", view)
+	return mux
+}
+
+// redact drops user:password from URLs before they are logged.
+func redact(raw string) string {
+	parts := strings.Split(raw, ",")
+	for i, p := range parts {
+		if u, err := url.Parse(p); err == nil && u.User != nil {
+			u.User = nil
+			parts[i] = u.String()
+		}
+	}
+	return strings.Join(parts, ",")
+}
