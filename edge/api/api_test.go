@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -670,5 +671,95 @@ func TestNewValidates(t *testing.T) {
 	}
 	if err := api.DefaultConfig().Validate(); err == nil {
 		t.Fatal("DefaultConfig without Log validated")
+	}
+}
+
+// TestWaitLogClosed: a long-poll waiting while the log closes (node
+// shutdown) gets 503 at once instead of hanging until its wait ends.
+func TestWaitLogClosed(t *testing.T) {
+	e := newEnv(t, nil, nil)
+	done := make(chan resp, 1)
+	go func() {
+		res, err := http.Get(e.url + "/v1/topics/t/partitions/0/records?wait=20s")
+		if err != nil {
+			done <- resp{code: -1, body: []byte(err.Error())}
+			return
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		done <- resp{code: res.StatusCode, body: b}
+	}()
+	waitFor(t, 10*time.Second, func() error {
+		if g := gauge(t, e.reg, "edge_api_long_polls_waiting"); g != 1 {
+			return fmt.Errorf("%v waiting", g)
+		}
+		return nil
+	})
+	if err := e.log.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-done:
+		if r.code != 503 || !strings.Contains(r.json(t)["error"].(string), "retry") {
+			t.Fatalf("long-poll after close: %d %s", r.code, r.body)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("long-poll still waiting after the log closed")
+	}
+	// Other routes say the node is going away too.
+	if r := get(t, e.url+"/v1/topics/t/partitions/0/records"); r.code != 503 {
+		t.Fatalf("records after close: %d %s", r.code, r.body)
+	}
+}
+
+func TestHead(t *testing.T) {
+	e := newEnv(t, nil, nil)
+	req, _ := http.NewRequest(http.MethodHead, e.url+"/v1/topics", nil)
+	if r := do(t, req); r.code != 200 || len(r.body) != 0 {
+		t.Fatalf("HEAD: %d %q", r.code, r.body)
+	}
+}
+
+// TestWaitServerShutdown: with BaseContext canceled at shutdown, a waiting
+// long-poll answers 503 at once and Shutdown does not wait for its wait.
+func TestWaitServerShutdown(t *testing.T) {
+	e := newEnv(t, nil, nil)
+	reg := prometheus.NewRegistry()
+	h, err := api.New(api.Config{Log: e.log, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(bg)
+	srv := httptest.NewUnstartedServer(h)
+	srv.Config.BaseContext = func(net.Listener) context.Context { return runCtx }
+	srv.Start()
+	defer srv.Close()
+	done := make(chan resp, 1)
+	go func() {
+		res, err := http.Get(srv.URL + "/v1/topics/t/partitions/0/records?wait=20s")
+		if err != nil {
+			done <- resp{code: -1, body: []byte(err.Error())}
+			return
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		done <- resp{code: res.StatusCode, body: b}
+	}()
+	waitFor(t, 10*time.Second, func() error {
+		if g := gauge(t, reg, "edge_api_long_polls_waiting"); g != 1 {
+			return fmt.Errorf("%v waiting", g)
+		}
+		return nil
+	})
+	t0 := time.Now()
+	stop()
+	shutCtx, cancel := context.WithTimeout(bg, 10*time.Second)
+	defer cancel()
+	if err := srv.Config.Shutdown(shutCtx); err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	r := <-done
+	if r.code != 503 || time.Since(t0) > 5*time.Second {
+		t.Fatalf("long-poll at shutdown: %d %s after %v", r.code, r.body, time.Since(t0))
 	}
 }

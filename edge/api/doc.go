@@ -65,5 +65,8 @@
 // # Server settings
 //
 // The caller owns the http.Server: its WriteTimeout must exceed MaxWait (or
-// be zero), or long-polls are cut off before they answer.
+// be zero), or long-polls are cut off before they answer; and its
+// BaseContext should return a context canceled at shutdown, so that
+// Shutdown does not wait up to MaxWait for idle long-polls (they answer 503
+// at once).
 package api

@@ -130,7 +130,11 @@ func (h *handler) wait(w http.ResponseWriter, r *http.Request, p *elog.Partition
 		writeError(w, http.StatusServiceUnavailable, "the log closed while waiting (the node is shutting down); retry once it is back")
 		return false
 	}
-	return false // the client left
+	// The request's context ended: the client left (the answer goes
+	// nowhere) or the server is shutting down (http.Server.BaseContext
+	// canceled), and then the client should hear why.
+	writeError(w, http.StatusServiceUnavailable, "the wait was cut short (the node is shutting down); retry once it is back")
+	return false
 }
 
 // readPage reads up to q.limit records and about q.maxBytes of encoded

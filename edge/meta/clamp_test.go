@@ -143,3 +143,105 @@ func TestClampAgainstRealLog(t *testing.T) {
 		t.Fatalf("append after clamp: %d %v", off, err)
 	}
 }
+
+// TestClampCuts cuts a multi-batch log at several depths (a few bytes,
+// half the segment past its index entries, all but the header) and checks
+// that every cursor ends at min(its offset, the recovered end), and that
+// the recovered records below it are intact.
+func TestClampCuts(t *testing.T) {
+	const batches, perBatch = 40, 25 // about 100 KiB: several index entries
+	for _, c := range []struct {
+		name string
+		size func(full int64) int64
+	}{
+		{"few_bytes", func(full int64) int64 { return full - 3 }},
+		{"half", func(full int64) int64 { return full / 2 }},
+		{"header_only", func(int64) int64 { return 32 }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			logDir := filepath.Join(dir, "log")
+			l, err := elog.Open(logDir, elog.Config{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := l.CreateTopic("t", elog.TopicConfig{Partitions: 1}); err != nil {
+				t.Fatal(err)
+			}
+			p, _ := l.Partition("t", 0)
+			for b := range batches {
+				recs := make([]elog.Record, perBatch)
+				for i := range recs {
+					recs[i].Value = []byte(fmt.Sprintf("%0100d", b*perBatch+i))
+				}
+				if _, err := p.Append(ctx, recs); err != nil {
+					t.Fatal(err)
+				}
+			}
+			l.Close()
+			s := openStore(t, filepath.Join(dir, "meta.db"), meta.Config{})
+			olds := map[string]int64{"a": 0, "b": 100, "c": 500, "d": batches*perBatch - 1, "e": batches * perBatch}
+			for name, off := range olds {
+				if err := s.SetCursor(ctx, name, "t", 0, off); err != nil {
+					t.Fatal(err)
+				}
+			}
+			seg := filepath.Join(logDir, "t", "0", fmt.Sprintf("%020d.log", 0))
+			st, err := os.Stat(seg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Truncate(seg, c.size(st.Size())); err != nil {
+				t.Fatal(err)
+			}
+			l, err = elog.Open(logDir, elog.Config{})
+			if err != nil {
+				t.Fatalf("reopen after cut: %v", err)
+			}
+			defer l.Close()
+			p, _ = l.Partition("t", 0)
+			recovered := p.EndOffset()
+			if recovered >= batches*perBatch {
+				t.Fatalf("recovered end %d: the cut lost nothing", recovered)
+			}
+			n, err := s.ClampCursors(ctx, func(topic string, part int32) (int64, bool) {
+				if topic != "t" || part != 0 {
+					return 0, false
+				}
+				return recovered, true
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantClamped := 0
+			for name, old := range olds {
+				got, _, err := s.Cursor(ctx, name, "t", 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if want := min(old, recovered); got != want {
+					t.Errorf("cursor %s: %d, want min(%d, %d)", name, got, old, recovered)
+				}
+				if old > recovered {
+					wantClamped++
+				}
+			}
+			if n != wantClamped {
+				t.Fatalf("ClampCursors = %d, want %d", n, wantClamped)
+			}
+			for off := int64(0); off < recovered; {
+				recs, err := p.Read(ctx, off, 1<<20)
+				if err != nil || len(recs) == 0 {
+					t.Fatalf("read at %d: %v", off, err)
+				}
+				for _, r := range recs {
+					if r.Offset != off || string(r.Value) != fmt.Sprintf("%0100d", off) {
+						t.Fatalf("record at %d: offset %d %q", off, r.Offset, r.Value)
+					}
+					off++
+				}
+			}
+			t.Logf("cut %d of %d bytes: recovered end %d, %d cursors clamped", st.Size()-c.size(st.Size()), st.Size(), recovered, n)
+		})
+	}
+}
