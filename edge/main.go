@@ -1,0 +1,113 @@
+// Command edge runs an Outpost edge node: an MQTT broker whose every
+// publish lands in a durable local log, plus an HTTP API to read it.
+//
+//	go run ./edge                       # loopback only, anonymous, data in ./data
+//	edge -config /etc/outpost/edge.yaml # see configs/edge*.yaml
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/outpost-edge/outpost/edge/node"
+)
+
+const usage = `Usage: edge [flags]
+
+Runs an Outpost edge node: devices publish MQTT (3.1.1 and 5, over TCP,
+TLS and WebSocket) to the embedded broker; every publish becomes a record
+in the local log under DATA/log, and a QoS 1/2 acknowledgement means the
+record is on disk. The HTTP API serves /healthz, /readyz, /metrics,
+/v1/topics and /v1/topics/{topic}/partitions/{p}/records?offset=N&limit=M.
+
+With no config the node listens on 127.0.0.1 only (MQTT :1883, HTTP :8080)
+and accepts anonymous clients there. To listen on other addresses configure
+auth.users (bcrypt hashes), client certificates, or auth.allow_anonymous:
+true in a config file.
+
+Settings, later ones winning:
+  1. defaults (see configs/edge.yaml, which lists them all)
+  2. the YAML file given with -config (unknown fields are errors)
+  3. environment variables OUTPOST_<PATH>, e.g. OUTPOST_LOG_SYNC=interval,
+     OUTPOST_MQTT_LIMITS_MAX_CLIENTS=200, OUTPOST_HTTP_TOKEN=secret
+  4. the flags below
+
+SIGTERM or SIGINT shut down cleanly: stop accepting, acknowledge what is
+durable, close the log.
+
+Flags:
+`
+
+func main() {
+	os.Exit(run())
+}
+
+func run() int {
+	fs := flag.NewFlagSet("edge", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usage)
+		fs.PrintDefaults()
+	}
+	configPath := fs.String("config", "", "YAML config `file` (default: none, built-in defaults)")
+	dataDir := fs.String("data", "", "data `dir`ectory for the log and metadata (overrides data_dir; default ./data)")
+	mqttAddr := fs.String("mqtt", "", "MQTT TCP listen `address` (overrides mqtt.address and mqtt.listeners; default 127.0.0.1:1883)")
+	httpAddr := fs.String("http", "", "HTTP API listen `address` (overrides http.address; default 127.0.0.1:8080)")
+	check := fs.Bool("check-config", false, "validate the configuration, print the effective settings and exit")
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "edge: unexpected argument %q; see edge -h\n", fs.Arg(0))
+		return 2
+	}
+
+	cfg, err := node.Load(*configPath, nil)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "edge: %v\n", err)
+		return 2
+	}
+	if *dataDir != "" {
+		cfg.DataDir = *dataDir
+	}
+	if *mqttAddr != "" {
+		cfg.MQTT.Address = *mqttAddr
+		cfg.MQTT.Listeners = nil
+	}
+	if *httpAddr != "" {
+		cfg.HTTP.Address = *httpAddr
+	}
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintf(os.Stderr, "edge: %v\n", err)
+		return 2
+	}
+	if *check {
+		fmt.Printf("config ok: data_dir=%s mqtt=%v http=%s sync=%s\n", cfg.DataDir, cfg.MQTT.Address, cfg.HTTP.Address, cfg.Log.Sync)
+		return 0
+	}
+
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	n, err := node.Open(ctx, cfg, node.Options{Logger: logger})
+	if err != nil {
+		logger.Error("edge: cannot start", "err", err)
+		return 1
+	}
+	if err := n.Run(ctx); err != nil {
+		logger.Error("edge: stopped with an error", "err", err)
+		return 1
+	}
+	return 0
+}

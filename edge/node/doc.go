@@ -1,0 +1,22 @@
+// Package node wires an edge node together and runs it: the log
+// (DataDir/log), the metadata store (DataDir/meta.db), the embedded MQTT
+// broker with the auth and ingest hooks, and the HTTP API.
+//
+// Lifecycle: Open recovers the log, opens the metadata store, clamps
+// cursors to the recovered log ends, creates the routed topics, and binds
+// every listener, so that configuration and port errors surface before
+// Run. Run serves until its context ends, then shuts down gracefully: the
+// MQTT listeners stop accepting, publishes already received are committed
+// and acknowledged (bounded by ShutdownTimeout), clients are disconnected,
+// the HTTP API stops, and the log and metadata store are closed. Close
+// releases everything and is idempotent; it is safe without Run.
+//
+// Configuration comes from a YAML file (unknown fields are errors) over
+// DefaultConfig, then OUTPOST_* environment variables (see EnvPrefix), then
+// command-line flags (edge/main.go); Validate names the offending field.
+//
+// Security default: with no config the node listens on loopback only and
+// accepts anonymous MQTT clients there, like mosquitto 2's local-only mode.
+// A non-loopback listener needs auth.users, client certificates or an
+// explicit auth.allow_anonymous: true, and the node logs which it is.
+package node
