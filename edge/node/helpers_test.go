@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/outpost-edge/outpost/bridge/auth"
 	"github.com/outpost-edge/outpost/edge/node"
 )
 
@@ -86,7 +87,10 @@ func (r *running) stop(tb testing.TB) {
 	r.cancel()
 	select {
 	case err, ok := <-r.done:
-		if ok && err != nil {
+		if !ok {
+			return // the test already collected Run's result
+		}
+		if err != nil {
 			tb.Errorf("run: %v", err)
 		}
 		close(r.done)
@@ -171,3 +175,5 @@ func closedByPeer(c net.Conn, d time.Duration) bool {
 		}
 	}
 }
+
+func authUserCN(cn string) auth.User { return auth.User{Username: cn} }
