@@ -1,0 +1,158 @@
+package log_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sys/unix"
+
+	elog "github.com/outpost-edge/outpost/edge/log"
+)
+
+// BenchmarkAlwaysVsRaw measures SyncAlways group commit against its
+// physical limit in interleaved pairs, so that a noisy disk affects both
+// sides alike: each iteration appends K records with N appenders, then
+// writes K records to a plain file in batches of the size the log achieved
+// (one write and one fdatasync per batch), alternating which goes first.
+// It reports medians: log and raw records/s, their ratio, records/fsync.
+// Run with -benchtime 7x (7 pairs).
+func BenchmarkAlwaysVsRaw(b *testing.B) {
+	for _, c := range []struct{ appenders, k int }{{1, 1000}, {16, 6000}, {100, 20000}} {
+		b.Run(fmt.Sprintf("appenders=%d", c.appenders), func(b *testing.B) {
+			reg := prometheus.NewRegistry()
+			dir := b.TempDir()
+			l, err := elog.Open(filepath.Join(dir, "log"), elog.Config{Registerer: reg})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer l.Close()
+			l.CreateTopic("b", elog.TopicConfig{Partitions: 1})
+			p, _ := l.Partition("b", 0)
+			raw, err := os.OpenFile(filepath.Join(dir, "raw"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer raw.Close()
+			var logRate, rawRate, ratio, perSync []float64
+			batch := 1.0
+			for i := 0; i < b.N; i++ {
+				var lr, rr float64
+				runLog := func() {
+					s0 := fsyncCount(b, reg)
+					t0 := time.Now()
+					appendConcurrently(b, []*elog.Partition{p}, c.appenders, c.k)
+					lr = float64(c.k) / time.Since(t0).Seconds()
+					batch = float64(c.k) / float64(fsyncCount(b, reg)-s0)
+				}
+				runRaw := func() {
+					size := max(1, int(batch+0.5))
+					buf := make([]byte, frameBytesPerRecord(size)*size)
+					t0 := time.Now()
+					for done := 0; done < c.k; done += size {
+						if _, err := raw.Write(buf); err != nil {
+							b.Fatal(err)
+						}
+						if err := unix.Fdatasync(int(raw.Fd())); err != nil {
+							b.Fatal(err)
+						}
+					}
+					rr = float64(c.k) / time.Since(t0).Seconds()
+				}
+				if i%2 == 0 {
+					runLog()
+					runRaw()
+				} else {
+					runRaw() // uses the previous pair's batch size
+					runLog()
+				}
+				logRate, rawRate, ratio, perSync = append(logRate, lr), append(rawRate, rr), append(ratio, lr/rr), append(perSync, batch)
+			}
+			b.ReportMetric(median(logRate), "log-rec/s")
+			b.ReportMetric(median(rawRate), "raw-rec/s")
+			b.ReportMetric(median(ratio), "log/raw")
+			b.ReportMetric(median(perSync), "recs/fsync")
+		})
+	}
+}
+
+// BenchmarkCommitScopeInterleaved compares per-partition and per-log group
+// commit (16 partitions, 64 appenders) in alternating trials.
+func BenchmarkCommitScopeInterleaved(b *testing.B) {
+	open := func(scope elog.CommitScope) (*elog.Log, []*elog.Partition) {
+		l, err := elog.Open(b.TempDir(), elog.Config{CommitScope: scope})
+		if err != nil {
+			b.Fatal(err)
+		}
+		l.CreateTopic("b", elog.TopicConfig{Partitions: 16})
+		var ps []*elog.Partition
+		for i := int32(0); i < 16; i++ {
+			p, _ := l.Partition("b", i)
+			ps = append(ps, p)
+		}
+		return l, ps
+	}
+	lp, pp := open(elog.CommitPerPartition)
+	defer lp.Close()
+	ll, pl := open(elog.CommitPerLog)
+	defer ll.Close()
+	const k = 8000
+	var perPart, perLog, ratio []float64
+	for i := 0; i < b.N; i++ {
+		run := func(ps []*elog.Partition) float64 {
+			t0 := time.Now()
+			appendConcurrently(b, ps, 64, k)
+			return k / time.Since(t0).Seconds()
+		}
+		var a, c float64
+		if i%2 == 0 {
+			a, c = run(pp), run(pl)
+		} else {
+			c, a = run(pl), run(pp)
+		}
+		perPart, perLog, ratio = append(perPart, a), append(perLog, c), append(ratio, c/a)
+	}
+	b.ReportMetric(median(perPart), "per-partition-rec/s")
+	b.ReportMetric(median(perLog), "per-log-rec/s")
+	b.ReportMetric(median(ratio), "per-log/per-partition")
+}
+
+func appendConcurrently(b *testing.B, ps []*elog.Partition, n, k int) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for g := 0; g < n; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p := ps[g%len(ps)]
+			r := []elog.Record{benchRecord()}
+			for next.Add(1) <= int64(k) {
+				if _, err := p.Append(context.Background(), r); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return 0
+	}
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
