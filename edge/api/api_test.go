@@ -34,7 +34,7 @@ type env struct {
 
 // newEnv serves the API over a real log in a temp dir with small segments
 // (so pages cross segment boundaries) and a topic "t" of 2 partitions.
-func newEnv(t *testing.T, mod func(*api.Config), logMod func(*elog.Config)) *env {
+func newEnv(t testing.TB, mod func(*api.Config), logMod func(*elog.Config)) *env {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	lc := elog.Config{SegmentMaxBytes: 4096, Registerer: reg}

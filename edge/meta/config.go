@@ -15,7 +15,12 @@ type Config struct {
 	// ErrLocked. It lets a restarting node wait out its predecessor.
 	Timeout time.Duration
 	// BatchMaxDelay is how long SetCursor waits for other commits to share
-	// its transaction (bbolt's MaxBatchDelay).
+	// its transaction (bbolt's MaxBatchDelay). Callers that arrive during a
+	// commit's fsync share the next one anyway, so the wait only needs to
+	// gather a burst. With bbolt's own 10ms default a lone caller's commit
+	// took about 14ms instead of 2–4ms, and 32 concurrent callers managed
+	// about 2,000 commits/s instead of 5,800 at 1ms (BenchmarkSetCursor,
+	// medians on 2 shared cores).
 	BatchMaxDelay time.Duration
 	// BatchMaxSize commits a batch early once it holds this many SetCursor
 	// calls (bbolt's MaxBatchSize).
@@ -26,7 +31,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Timeout:       2 * time.Second,
-		BatchMaxDelay: 10 * time.Millisecond,
+		BatchMaxDelay: time.Millisecond,
 		BatchMaxSize:  1000,
 	}
 }
