@@ -1,4 +1,89 @@
 // Package upstream forwards a node's log to the central NATS JetStream
 // cluster, exactly once and in order per partition (G3), after outages of any
-// length (G5).
+// length (G5). It owns the forwarding cursors (name Config.CursorName in the
+// metadata store) and nothing on disk besides them; the log stays the source
+// of truth and the stream is what forwarding resumes from.
+//
+// # How a partition is forwarded
+//
+// One goroutine per log partition (topics created later are picked up within
+// a second) loops:
+//
+//  1. Resolve the resume point, on start, after every reconnect and after any
+//     error: the origin offset of the last message the stream holds on the
+//     partition's subject, plus one (wire.LastOffset); if the stream holds
+//     nothing there, the cursor; if there is none, the log start. The duplicate
+//     window alone would only be at-least-once after a long outage; the stream's
+//     last message is exact for an outage of any length.
+//  2. Keep it within the log: below the log start (records deleted at the edge
+//     under the disk budget's delete-oldest policy before being forwarded) it
+//     moves up, counted and logged. Beyond the log end (the stream holds offsets
+//     the log does not: a node restored from an older disk) nothing is resent:
+//     the partition waits until the log passes it, and the records written at
+//     those offsets meanwhile are skipped, counted and logged loudly, because
+//     the stream already holds other records under the same offsets. If the
+//     stream holds fewer records than the cursor says were acknowledged (expired,
+//     purged, or lost at the centre), the cursor wins: resending could undo a
+//     purge; the gap is counted and logged (this follows wire.LastOffset's
+//     advice rather than resuming from the stream).
+//  3. Persist it as the cursor, then read and publish asynchronously with
+//     Nats-Msg-Id from wire (so resends are deduplicated), at most Config.Window
+//     messages (and 4 MiB) unacknowledged. Acknowledgements are taken in order;
+//     the position (and, every CursorInterval, the cursor) advances only along
+//     their contiguous prefix. A duplicate ack counts as success.
+//  4. On any error: stop sending, wait for the outcome of what is in flight,
+//     back off with full jitter, and go to 1. Nothing is skipped or reordered.
+//
+// Three details keep "resume after the stream's last message" exact, because
+// that rule would skip a record the stream lacks below a later one:
+//   - nats.go's reconnect buffer is off, so nothing published while
+//     disconnected goes out later behind records lost with the old connection;
+//   - before every publish the partition checks that the connection is the one
+//     (reconnect count) it resolved on;
+//   - publishes are never retried by nats.go (its no-responders retry would
+//     reorder).
+//
+// If a publish fails and a later one in the same window is acknowledged anyway
+// (a refusal by a stream that then had room again), the stream may lack a
+// record below its last. The partition then resends from the first
+// unacknowledged record while the duplicate window still covers what was
+// stored; the missing record lands after later ones, logged as a warning.
+// This is the one case where stream order can differ from offset order; every
+// offset still appears exactly once.
+//
+// # Sharing the uplink
+//
+// Live first: a partition whose unread lag is at most Config.LiveLagRecords
+// counts as live; while a live partition publishes, backlogged partitions
+// wait, and under the optional bandwidth cap (a token bucket shared by all
+// partitions) live partitions take tokens first. Within one partition order
+// always wins over freshness: its newest record waits behind its oldest.
+//
+// # Failures
+//
+// The connection reconnects forever with exponential backoff and full jitter
+// (Config.ReconnectMin/Max), also on wrong credentials, so a thousand sites
+// coming back at once spread out. A missing stream ("run core, or set
+// create_streams"), a full stream (discard: new), a permission denied, a
+// timeout or a disconnect pauses the partition: logged once per change of
+// kind, counted in outpost_upstream_publish_errors_total{kind}, reported in
+// the status, retried with backoff, and forwarding resumes by itself once the
+// cause is fixed. Records wait in the log; Protect tells retention not to
+// delete them.
+//
+// # Status
+//
+// While connected the forwarder publishes a wire.Status every
+// Config.StatusInterval (and on every connect) with each partition's lag, so
+// core's /v1/sites shows how far behind the node is. Lag returns the same for
+// the edge's HTTP API, and the metrics outpost_upstream_lag_records,
+// _lag_bytes and _oldest_unforwarded_age_seconds are computed at scrape time.
+//
+// # Lifecycle and locks
+//
+// New starts nothing; Run starts the connection, one goroutine per partition,
+// the status and cursor loops, and returns when its context ends, after
+// committing the cursors and closing the connection. Locks are leaves: no
+// goroutine holds two of Forwarder.mu, Forwarder.connMu, partition.mu and
+// scheduler.mu at once.
 package upstream

@@ -1,0 +1,142 @@
+package upstream
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/outpost-edge/outpost/core/natstest"
+	"github.com/outpost-edge/outpost/core/provision"
+	"github.com/outpost-edge/outpost/core/wire"
+	"github.com/outpost-edge/outpost/edge/log"
+)
+
+// Benchmarks drain a backlog of b.N records (100-byte values) from a real
+// log into an embedded JetStream. Run them with a fixed count, e.g.
+//
+//	go test -run '^$' -bench Drain -benchtime 1000000x -count 3 ./sync/upstream/
+//
+// Filling the log is outside the timing; the timing ends when the last
+// record is acknowledged.
+
+// BenchmarkDrain compares the forwarder with a plain nats.go async-publish
+// loop over the same log (read, wire.NewMsg, PublishMsgAsync with at most
+// 256 pending, wait for completion) against the same kind of server, in the
+// same run.
+func BenchmarkDrain(b *testing.B) {
+	b.Run("forwarder", func(b *testing.B) { benchForwarder(b, ModeRecord) })
+	b.Run("baseline", func(b *testing.B) { benchBaseline(b) })
+}
+
+// BenchmarkDrainSyncAlways drains into a server with sync_interval: always,
+// record-per-message against batch mode.
+func BenchmarkDrainSyncAlways(b *testing.B) {
+	b.Run("record", func(b *testing.B) { benchForwarder(b, ModeRecord, natstest.WithSyncAlways()) })
+	b.Run("batch", func(b *testing.B) { benchForwarder(b, ModeBatch, natstest.WithSyncAlways()) })
+}
+
+func benchLog(b *testing.B) *log.Log {
+	dir := b.TempDir()
+	cfg := log.DefaultConfig()
+	cfg.Sync = log.SyncNone
+	cfg.SegmentMaxBytes = 64 << 20
+	l, err := log.Open(dir, cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { l.Close() })
+	if err := l.CreateTopic("bench", log.TopicConfig{Partitions: 1}); err != nil {
+		b.Fatal(err)
+	}
+	p, _ := l.Partition("bench", 0)
+	val := make([]byte, 100)
+	for done := 0; done < b.N; {
+		k := min(b.N-done, 1000)
+		recs := make([]log.Record, k)
+		for i := range recs {
+			recs[i] = log.Record{Timestamp: time.Now().UnixNano(), Key: []byte("dev-1"), Value: val}
+		}
+		if _, err := p.Append(context.Background(), recs); err != nil {
+			b.Fatal(err)
+		}
+		done += k
+	}
+	return l
+}
+
+func benchForwarder(b *testing.B, mode Mode, opts ...natstest.Option) {
+	l := benchLog(b)
+	srv := natstest.RunServer(b, opts...)
+	_, js := srv.Connect()
+	natstest.CreateTopicStream(b, js, wire.DefaultPrefix, "bench", provision.TopicConfig{})
+	st := openMeta(b, metaPath(b.TempDir()))
+	cfg := testConfig(srv.URL(), nil)
+	cfg.AckTimeout = 30 * time.Second
+	cfg.Mode = mode
+	f, err := New(cfg, l, st)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(100)
+	b.ResetTimer()
+	start := time.Now()
+	stop := runForwarder(b, f)
+	natstest.WaitFor(b, 30*time.Minute, func() error {
+		if lg := f.Lag(); len(lg) == 1 && lg[0].ForwardedOffset == int64(b.N) {
+			return nil
+		}
+		return errNotYet
+	})
+	el := time.Since(start)
+	b.StopTimer()
+	stop()
+	b.ReportMetric(float64(b.N)/el.Seconds(), "records/s")
+}
+
+func benchBaseline(b *testing.B) {
+	l := benchLog(b)
+	srv := natstest.RunServer(b)
+	_, _ = srv.Connect()
+	nc, err := nats.Connect(srv.URL())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(256))
+	if err != nil {
+		b.Fatal(err)
+	}
+	natstest.CreateTopicStream(b, js, wire.DefaultPrefix, "bench", provision.TopicConfig{})
+	p, _ := l.Partition("bench", 0)
+	o := wire.Origin{Site: testSite, Node: testNode, Topic: "bench", Partition: 0}
+	b.SetBytes(100)
+	b.ResetTimer()
+	start := time.Now()
+	for off := int64(0); off < int64(b.N); {
+		recs, err := p.Read(context.Background(), off, 1<<20)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for i := range recs {
+			m, err := wire.NewMsg(wire.DefaultPrefix, o, toWire(&recs[i]))
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := js.PublishMsgAsync(m, jetstream.WithStallWait(time.Minute)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		off += int64(len(recs))
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-time.After(30 * time.Minute):
+		b.Fatal("baseline did not complete")
+	}
+	el := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/el.Seconds(), "records/s")
+}

@@ -1,0 +1,342 @@
+package upstream
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/outpost-edge/outpost/core/natstest"
+	"github.com/outpost-edge/outpost/core/provision"
+	"github.com/outpost-edge/outpost/core/wire"
+	"github.com/outpost-edge/outpost/edge/log"
+	"github.com/outpost-edge/outpost/edge/meta"
+)
+
+const testSite, testNode = "farm-1", "pi-a"
+
+// openLog opens a real log in dir. SyncInterval: a SIGKILL keeps the page
+// cache, which is all the crash test needs, and the tests stay fast.
+func openLog(t testing.TB, dir string) *log.Log {
+	t.Helper()
+	cfg := log.DefaultConfig()
+	cfg.Sync = log.SyncInterval
+	cfg.SyncInterval = 50 * time.Millisecond
+	cfg.SegmentMaxBytes = 4 << 20
+	l, err := log.Open(dir, cfg)
+	if err != nil {
+		t.Fatalf("open log: %v", err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+func openMeta(t testing.TB, path string) *meta.Store {
+	t.Helper()
+	cfg := meta.DefaultConfig()
+	cfg.Timeout = 5 * time.Second
+	s, err := meta.Open(path, cfg)
+	if err != nil {
+		t.Fatalf("open meta: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func createTopic(t testing.TB, l *log.Log, topic string, parts int32) {
+	t.Helper()
+	if err := l.CreateTopic(topic, log.TopicConfig{Partitions: parts}); err != nil {
+		t.Fatalf("create topic: %v", err)
+	}
+}
+
+// appendN appends n records to one partition, in batches. Values are
+// "topic/partition/offset" padded to size bytes, so a reader can check the
+// content.
+func appendN(t testing.TB, l *log.Log, topic string, part int32, n, size int) {
+	t.Helper()
+	p, err := l.Partition(topic, part)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for done := 0; done < n; {
+		k := min(n-done, 500)
+		first := p.EndOffset()
+		recs := make([]log.Record, k)
+		for i := range recs {
+			recs[i] = testRecord(topic, part, first+int64(i), size)
+		}
+		if _, err := p.Append(ctx, recs); err != nil {
+			t.Fatalf("append: %v", err)
+		}
+		done += k
+	}
+}
+
+func testRecord(topic string, part int32, off int64, size int) log.Record {
+	v := []byte(fmt.Sprintf("%s/%d/%d/", topic, part, off))
+	for len(v) < size {
+		v = append(v, 'x')
+	}
+	return log.Record{
+		Timestamp: time.Now().UnixNano(),
+		Key:       []byte("dev-" + strconv.Itoa(int(off%7))),
+		Value:     v,
+		Headers:   []log.Header{{Key: mqttTopicHeader, Value: []byte("sensors/" + topic)}, {Key: "unit", Value: []byte("C")}},
+	}
+}
+
+// testConfig is a Config for srv with fast timings.
+func testConfig(url string, lg *slog.Logger) Config {
+	cfg := DefaultConfig()
+	cfg.URL = url
+	cfg.Site, cfg.Node = testSite, testNode
+	cfg.ReconnectMin = 20 * time.Millisecond
+	cfg.ReconnectMax = 300 * time.Millisecond
+	cfg.AckTimeout = 2 * time.Second
+	cfg.StatusInterval = 200 * time.Millisecond
+	cfg.CursorInterval = 50 * time.Millisecond
+	cfg.Logger = lg
+	return cfg
+}
+
+// runForwarder starts f.Run and returns a stop function (also run at
+// cleanup) that cancels it and waits for it.
+func runForwarder(t testing.TB, f *Forwarder) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Run: %v", err)
+				}
+			case <-time.After(20 * time.Second):
+				t.Errorf("Run did not return within 20s of cancel")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+func createStream(t testing.TB, js jetstream.JetStream, topic string, tc provision.TopicConfig) jetstream.Stream {
+	t.Helper()
+	return natstest.CreateTopicStream(t, js, wire.DefaultPrefix, topic, tc)
+}
+
+// streamRecords reads every message of topic's stream in stream order and
+// returns the origin offsets per partition (several per batch message).
+func streamRecords(t testing.TB, js jetstream.JetStream, topic string) map[int32][]wire.Record {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	st, err := js.Stream(ctx, wire.StreamName(wire.DefaultPrefix, topic))
+	if err != nil {
+		t.Fatalf("stream: %v", err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[int32][]wire.Record{}
+	total := info.State.Msgs
+	if total == 0 {
+		return out
+	}
+	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatalf("ordered consumer: %v", err)
+	}
+	var got uint64
+	for got < total {
+		batch, err := cons.Fetch(int(min(total-got, 2000)), jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			t.Fatalf("fetch: %v", err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			msg, err := wire.Parse(m.Headers(), m.Data())
+			if err != nil {
+				t.Fatalf("parse message: %v", err)
+			}
+			if msg.Origin.Site != testSite || msg.Origin.Node != testNode || msg.Origin.Topic != topic {
+				t.Fatalf("origin %v", msg.Origin)
+			}
+			for _, r := range msg.Records {
+				r.Value = bytes.Clone(r.Value)
+				out[msg.Origin.Partition] = append(out[msg.Origin.Partition], r)
+			}
+		}
+		if err := batch.Error(); err != nil && n == 0 {
+			t.Fatalf("fetch: %v", err)
+		}
+		got += uint64(n)
+	}
+	return out
+}
+
+// checkExactlyOnce asserts that the stream holds, for every partition in
+// want, exactly offsets 0..want-1 in order, with the values appendN wrote.
+func checkExactlyOnce(t testing.TB, js jetstream.JetStream, topic string, want map[int32]int64) {
+	t.Helper()
+	got := streamRecords(t, js, topic)
+	for part, n := range want {
+		recs := got[part]
+		if int64(len(recs)) != n {
+			t.Errorf("%s/%d: stream holds %d records, want %d (%s)", topic, part, len(recs), n, describeOffsets(recs))
+			continue
+		}
+		for i, r := range recs {
+			if r.Offset != int64(i) {
+				t.Errorf("%s/%d: record %d of the stream has offset %d (%s)", topic, part, i, r.Offset, describeOffsets(recs))
+				break
+			}
+			if prefix := fmt.Sprintf("%s/%d/%d/", topic, part, i); !bytes.HasPrefix(r.Value, []byte(prefix)) {
+				t.Errorf("%s/%d: offset %d has value %q, want prefix %q", topic, part, i, r.Value, prefix)
+				break
+			}
+		}
+	}
+	for part := range got {
+		if _, ok := want[part]; !ok {
+			t.Errorf("%s: stream holds records of unexpected partition %d", topic, part)
+		}
+	}
+}
+
+// describeOffsets summarises offsets as runs, for failure messages.
+func describeOffsets(recs []wire.Record) string {
+	var b strings.Builder
+	for i := 0; i < len(recs); {
+		j := i
+		for j+1 < len(recs) && recs[j+1].Offset == recs[j].Offset+1 {
+			j++
+		}
+		fmt.Fprintf(&b, "%d..%d ", recs[i].Offset, recs[j].Offset)
+		if b.Len() > 400 {
+			b.WriteString("...")
+			break
+		}
+		i = j + 1
+	}
+	return b.String()
+}
+
+// streamMsgs is the number of messages in topic's stream.
+func streamMsgs(ctx context.Context, js jetstream.JetStream, topic string) (uint64, error) {
+	st, err := js.Stream(ctx, wire.StreamName(wire.DefaultPrefix, topic))
+	if err != nil {
+		return 0, err
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return info.State.Msgs, nil
+}
+
+// waitForwarded waits until every partition of f is forwarded to the end
+// of its log.
+func waitForwarded(t testing.TB, f *Forwarder, timeout time.Duration, parts int) {
+	t.Helper()
+	natstest.WaitFor(t, timeout, func() error {
+		lags := f.Lag()
+		if len(lags) < parts {
+			return fmt.Errorf("%d partitions known, want %d", len(lags), parts)
+		}
+		for _, l := range lags {
+			if l.ForwardedOffset != l.EndOffset {
+				return fmt.Errorf("%s/%d forwarded to %d of %d (error %q)", l.Topic, l.Partition, l.ForwardedOffset, l.EndOffset, l.Error)
+			}
+		}
+		return nil
+	})
+}
+
+// logBuf collects log output for assertions.
+type logBuf struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuf) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuf) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func (b *logBuf) count(sub string) int { return strings.Count(b.String(), sub) }
+
+func newLogger(t testing.TB) (*slog.Logger, *logBuf) {
+	lb := &logBuf{}
+	return slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelInfo})), lb
+}
+
+// metricValue sums the samples of a metric family whose labels include
+// the given pairs.
+func metricValue(t testing.TB, reg *prometheus.Registry, name string, labels ...string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			for i := 0; i+1 < len(labels); i += 2 {
+				found := false
+				for _, lp := range m.GetLabel() {
+					if lp.GetName() == labels[i] && lp.GetValue() == labels[i+1] {
+						found = true
+					}
+				}
+				if !found {
+					continue next
+				}
+			}
+			switch {
+			case m.GetCounter() != nil:
+				sum += m.GetCounter().GetValue()
+			case m.GetGauge() != nil:
+				sum += m.GetGauge().GetValue()
+			}
+		}
+	}
+	return sum
+}
+
+func metaPath(dir string) string { return filepath.Join(dir, "meta.db") }
+
+// longTests reports whether OUTPOST_LONG=1 asks for the long variants.
+func longTests() bool { return os.Getenv("OUTPOST_LONG") == "1" }
+
+var errNotYet = errors.New("not yet")

@@ -1,0 +1,102 @@
+package upstream
+
+import (
+	"fmt"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are always created, so the code never checks for nil; they are
+// registered only when Config.Registerer is set.
+type metrics struct {
+	forwardedRecords *prometheus.CounterVec
+	forwardedBytes   *prometheus.CounterVec
+	publishErrors    *prometheus.CounterVec
+	reconnects       prometheus.Counter
+	resumes          *prometheus.CounterVec
+	gapRecords       *prometheus.CounterVec
+	connected        prometheus.Gauge
+}
+
+func newMetrics(f *Forwarder, reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		forwardedRecords: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "outpost_upstream_forwarded_records_total",
+			Help: "Records acknowledged by the central stream (duplicates acknowledged by its dedup window included).",
+		}, []string{"topic", "partition"}),
+		forwardedBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "outpost_upstream_forwarded_bytes_total",
+			Help: "Bytes of NATS message data (values, or batch payloads) acknowledged by the central stream.",
+		}, []string{"topic", "partition"}),
+		publishErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "outpost_upstream_publish_errors_total",
+			Help: "Publish and resume failures by kind (timeout, stream_missing, stream_full, permission, disconnected, other); each pauses the partition and retries with backoff.",
+		}, []string{"kind"}),
+		reconnects: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "outpost_upstream_reconnects_total",
+			Help: "Reconnections of the uplink to NATS.",
+		}),
+		resumes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "outpost_upstream_resumes_total",
+			Help: "Resume points resolved (on start, after reconnects and errors), by source: stream (after its last message), cursor, log_start, resend (same-window resend after a suspected hole).",
+		}, []string{"source"}),
+		gapRecords: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "outpost_upstream_gap_records_total",
+			Help: "Records that will never be forwarded, by reason: retention (deleted at the edge before being forwarded), stream_ahead (the stream holds offsets beyond the log: restored disk), stream_behind (the stream lost records it had acknowledged; not resent).",
+		}, []string{"reason"}),
+		connected: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "outpost_upstream_connected",
+			Help: "1 while the uplink to NATS is connected.",
+		}),
+	}
+	for _, k := range errKinds {
+		m.publishErrors.WithLabelValues(string(k))
+	}
+	if reg == nil {
+		return m, nil
+	}
+	for _, c := range []prometheus.Collector{m.forwardedRecords, m.forwardedBytes, m.publishErrors,
+		m.reconnects, m.resumes, m.gapRecords, m.connected, lagCollector{f}} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("upstream: register metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+var (
+	lagRecordsDesc = prometheus.NewDesc("outpost_upstream_lag_records",
+		"Records in the log not yet acknowledged by the central stream.", []string{"topic", "partition"}, nil)
+	lagBytesDesc = prometheus.NewDesc("outpost_upstream_lag_bytes",
+		"Estimated log bytes not yet acknowledged by the central stream (the partition's bytes per record times lag_records).", []string{"topic", "partition"}, nil)
+	oldestAgeDesc = prometheus.NewDesc("outpost_upstream_oldest_unforwarded_age_seconds",
+		"Age of the oldest record not yet forwarded, by its timestamp (device clock); 0 when nothing waits.", []string{"topic", "partition"}, nil)
+	pausedDesc = prometheus.NewDesc("outpost_upstream_partition_paused",
+		"1 while forwarding of the partition is paused by an error (see the log and publish_errors_total).", []string{"topic", "partition"}, nil)
+)
+
+// lagCollector computes lag at scrape time, so lag of partitions nobody
+// forwards (paused, disconnected) is as fresh as the scrape.
+type lagCollector struct{ f *Forwarder }
+
+func (c lagCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- lagRecordsDesc
+	ch <- lagBytesDesc
+	ch <- oldestAgeDesc
+	ch <- pausedDesc
+}
+
+func (c lagCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, l := range c.f.Lag() {
+		p := strconv.FormatInt(int64(l.Partition), 10)
+		ch <- prometheus.MustNewConstMetric(lagRecordsDesc, prometheus.GaugeValue, float64(l.LagRecords), l.Topic, p)
+		ch <- prometheus.MustNewConstMetric(lagBytesDesc, prometheus.GaugeValue, float64(l.LagBytes), l.Topic, p)
+		ch <- prometheus.MustNewConstMetric(oldestAgeDesc, prometheus.GaugeValue, l.OldestUnforwardedAge.Seconds(), l.Topic, p)
+		paused := 0.0
+		if l.Error != "" {
+			paused = 1
+		}
+		ch <- prometheus.MustNewConstMetric(pausedDesc, prometheus.GaugeValue, paused, l.Topic, p)
+	}
+}

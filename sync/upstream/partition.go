@@ -1,0 +1,633 @@
+package upstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/outpost-edge/outpost/core/provision"
+	"github.com/outpost-edge/outpost/core/wire"
+	"github.com/outpost-edge/outpost/edge/log"
+)
+
+// mqttTopicHeader is the log header bridge/mqtt stores the MQTT topic in
+// (bridge/mqtt.HeaderTopic; not imported, sync does not depend on bridge).
+// Its value also goes upstream as wire's Outpost-Mqtt-Topic.
+const mqttTopicHeader = "mqtt.topic"
+
+// partition forwards one log partition. Only its run goroutine sends; the
+// fields below mu are read by Lag and Protect from other goroutines.
+type partition struct {
+	f       *Forwarder
+	key     partKey
+	src     source
+	origin  wire.Origin
+	subject string
+	stream  string
+	pkey    string // partition label value
+
+	// acked is the next offset to forward: every record below it is in the
+	// stream. -1 until the first resolve.
+	acked atomic.Int64
+	// committed is the last value written to the cursor store, -1 none.
+	committed atomic.Int64
+
+	mu      sync.Mutex
+	errKind errKind // why forwarding is paused; kindNone while it runs
+	errText string
+	live    bool
+	headOff int64 // offset whose timestamp headTS caches, -1 none
+	headTS  int64
+
+	// redo, owned by run, is set when a publish failed and a later one of the
+	// same window succeeded: the stream may miss a record below its last
+	// offset, so the next resume resends from the first unacknowledged
+	// record instead (the duplicate window drops what was stored).
+	redo *redo
+}
+
+type redo struct {
+	from int64
+	at   time.Time
+	cuts []span // batch boundaries to repeat, so resends carry the same Nats-Msg-Id
+}
+
+type span struct{ first, last int64 }
+
+func newPartition(f *Forwarder, k partKey, src source) (*partition, error) {
+	o := wire.Origin{Site: f.cfg.Site, Node: f.cfg.Node, Topic: k.topic, Partition: k.part}
+	subj, err := wire.Subject(f.cfg.Prefix, o)
+	if err != nil {
+		return nil, err
+	}
+	p := &partition{f: f, key: k, src: src, origin: o, subject: subj,
+		stream: wire.StreamName(f.cfg.Prefix, k.topic), pkey: strconv.FormatInt(int64(k.part), 10), headOff: -1}
+	p.acked.Store(-1)
+	p.committed.Store(-1)
+	return p, nil
+}
+
+func sortPartitions(ps []*partition) {
+	slices.SortFunc(ps, func(a, b *partition) int {
+		if c := strings.Compare(a.key.topic, b.key.topic); c != 0 {
+			return c
+		}
+		return int(a.key.part) - int(b.key.part)
+	})
+}
+
+// run is the partition's loop: resolve where to resume, pump, and on any
+// error pause with backoff and start over from what the stream holds.
+func (p *partition) run(ctx context.Context) {
+	attempt := 0
+	for {
+		ln, err := p.f.waitLink(ctx)
+		if err != nil {
+			return
+		}
+		progressed, err := p.forward(ctx, ln)
+		if ctx.Err() != nil {
+			return
+		}
+		if progressed {
+			attempt = 0
+		}
+		kind := p.setError(err)
+		if kind == kindDisconnected {
+			// waitLink does the waiting; a short jitter keeps partitions from
+			// resolving all at once on reconnect.
+			sleepCtx(ctx, p.f.backoff(0))
+			continue
+		}
+		sleepCtx(ctx, p.f.backoff(attempt))
+		attempt++
+	}
+}
+
+// setError records why forwarding paused, counts it, and logs it only when
+// the kind changes (including back to running).
+func (p *partition) setError(err error) errKind {
+	kind := classify(err)
+	if kind == kindTimeout && time.Since(time.Unix(0, p.f.lastPerm.Load())) < 2*p.f.cfg.AckTimeout+time.Second {
+		// The server drops a publish it refuses for permissions and only
+		// tells the connection's error handler; the publish then times out.
+		kind = kindPermission
+	}
+	p.mu.Lock()
+	prev := p.errKind
+	p.errKind = kind
+	p.errText = ""
+	if err != nil {
+		p.errText = string(kind) + ": " + err.Error()
+	}
+	p.mu.Unlock()
+	if kind == kindNone {
+		if prev != kindNone {
+			p.f.log.Info("upstream: forwarding resumed", "topic", p.key.topic, "partition", p.key.part, "was", string(prev))
+		}
+		return kind
+	}
+	p.f.m.publishErrors.WithLabelValues(string(kind)).Inc()
+	if kind != prev {
+		lvl := p.f.log.Warn
+		if kind == kindStreamMissing || kind == kindPermission || kind == kindOther {
+			lvl = p.f.log.Error
+		}
+		lvl("upstream: forwarding paused", "topic", p.key.topic, "partition", p.key.part, "stream", p.stream,
+			"kind", string(kind), "err", err, "advice", advice(kind))
+	}
+	return kind
+}
+
+// forward resolves the resume point and pumps until an error.
+func (p *partition) forward(ctx context.Context, ln *link) (bool, error) {
+	epoch := ln.epoch()
+	if !ln.up() {
+		return false, ErrNotConnected
+	}
+	next, cuts, err := p.resolve(ctx, ln)
+	if err != nil {
+		return false, err
+	}
+	return p.pump(ctx, ln, epoch, next, cuts)
+}
+
+// resolve returns the offset to resume from: after the last record the
+// stream holds on the partition's subject; if it holds none, the cursor; if
+// there is none, the log start. The result is kept within what the log can
+// give and persisted as the cursor.
+func (p *partition) resolve(ctx context.Context, ln *link) (int64, []span, error) {
+	f := p.f
+	rctx, cancel := context.WithTimeout(ctx, f.cfg.AckTimeout)
+	defer cancel()
+	st, err := ln.js.Stream(rctx, p.stream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		if !f.cfg.CreateStreams {
+			return 0, nil, fmt.Errorf("%w: %s (topic %q); run core, or set create_streams", ErrStreamMissing, p.stream, p.key.topic)
+		}
+		st, err = p.provision(rctx, ln)
+	}
+	if err != nil {
+		return 0, nil, fmt.Errorf("upstream: stream %s: %w", p.stream, err)
+	}
+	last, found, err := wire.LastOffset(rctx, st, p.subject)
+	if err != nil {
+		return 0, nil, fmt.Errorf("upstream: %w", err)
+	}
+	cur, curOK, err := f.cursors.Cursor(ctx, f.cfg.CursorName, p.key.topic, p.key.part)
+	if err != nil {
+		return 0, nil, fmt.Errorf("upstream: read cursor: %w", err)
+	}
+	// known is the furthest this node has seen acknowledged.
+	known := p.acked.Load()
+	if curOK {
+		known = max(known, cur)
+	}
+	start, end := p.src.StartOffset(), p.src.EndOffset()
+	lg := f.log.With("topic", p.key.topic, "partition", p.key.part, "subject", p.subject)
+
+	var next int64
+	var cuts []span
+	var from string
+	dupWindow := st.CachedInfo().Config.Duplicates
+	r := p.redo
+	p.redo = nil
+	switch {
+	case r != nil && time.Since(r.at) < dupWindow/2 && (!found || last >= r.from-1):
+		next, cuts, from = r.from, r.cuts, "resend"
+		lg.Warn("upstream: resending from the first unacknowledged record: a publish failed and a later one succeeded, "+
+			"so the stream may lack a record below its last; the duplicate window drops what it has, a missing record lands after later ones",
+			"from", next, "stream_last", last)
+	case found:
+		if r != nil {
+			lg.Error("upstream: a publish failed and a later one succeeded too long ago for a safe resend; the stream may lack records",
+				"suspect_from", r.from, "stream_last", last)
+		}
+		next, from = last+1, "stream"
+		if known > next {
+			// The stream lost records it acknowledged (max_age, a purge, or a
+			// power cut at a centre without sync_interval: always). Resending
+			// could undo a purge; keep going from what this node knows.
+			f.m.gapRecords.WithLabelValues("stream_behind").Add(float64(known - next))
+			lg.Error("upstream: the stream holds fewer records than it acknowledged; not resending them",
+				"stream_next", next, "forwarded", known, "missing", known-next)
+			next, from = known, "cursor"
+		}
+	case known >= 0:
+		next, from = known, "cursor"
+	default:
+		next, from = start, "log_start"
+	}
+	if next < start {
+		f.m.gapRecords.WithLabelValues("retention").Add(float64(start - next))
+		lg.Error("upstream: records were deleted at the edge before they were forwarded (disk budget)",
+			"from", next, "log_start", start, "lost", start-next)
+		next, cuts = start, nil
+	}
+	if next > end && p.acked.Load() < next {
+		// The stream is ahead of the log: this node's disk was restored from
+		// an older copy, or its log was reset. Offsets [end, next) will be
+		// written again with other records; sending them would either be
+		// dropped as duplicates or give the stream two different records at
+		// one offset. They are skipped, counted and logged.
+		f.m.gapRecords.WithLabelValues("stream_ahead").Add(float64(next - end))
+		lg.Error("upstream: the stream holds offsets beyond the end of the log (disk restored from an older copy?); "+
+			"records written at these offsets will NOT be forwarded", "log_end", end, "stream_next", next, "skipped", next-end)
+	}
+	f.m.resumes.WithLabelValues(from).Inc()
+	lg.Debug("upstream: resuming", "from", next, "source", from)
+	p.acked.Store(next)
+	if !curOK || cur != next {
+		if err := p.commitCursor(ctx, next); err != nil {
+			return 0, nil, err
+		}
+	}
+	return next, cuts, nil
+}
+
+func (p *partition) commitCursor(ctx context.Context, off int64) error {
+	if err := p.f.cursors.SetCursor(ctx, p.f.cfg.CursorName, p.key.topic, p.key.part, off); err != nil {
+		p.f.log.Warn("upstream: cursor not saved", "topic", p.key.topic, "partition", p.key.part, "offset", off, "err", err)
+		return fmt.Errorf("upstream: save cursor: %w", err)
+	}
+	// Concurrent commits (resolve and the cursor loop) may finish out of
+	// order; the cursor loop writes again if the stored value is behind.
+	p.committed.Store(off)
+	return nil
+}
+
+// provision asks core for the stream and, if no core answers, creates it
+// with core's default shape.
+func (p *partition) provision(ctx context.Context, ln *link) (jetstream.Stream, error) {
+	f := p.f
+	_, err := wire.RequestProvision(ctx, ln.nc, f.cfg.Prefix, f.cfg.Site, f.cfg.Node, p.key.topic)
+	switch {
+	case err == nil:
+		return ln.js.Stream(ctx, p.stream)
+	case errors.Is(err, nats.ErrNoResponders):
+		cfg, cerr := provision.StreamConfig(f.cfg.Prefix, p.key.topic, provision.TopicConfig{})
+		if cerr != nil {
+			return nil, cerr
+		}
+		st, cerr := ln.js.CreateStream(ctx, cfg)
+		if errors.Is(cerr, jetstream.ErrStreamNameAlreadyInUse) {
+			return ln.js.Stream(ctx, p.stream)
+		}
+		if cerr != nil {
+			return nil, fmt.Errorf("%w: %s: no core answered and creating it failed: %w", ErrStreamMissing, p.stream, cerr)
+		}
+		f.log.Info("upstream: created stream (no core answered the provision request)", "stream", p.stream, "topic", p.key.topic)
+		return st, nil
+	case errors.Is(err, wire.ErrProvisionRefused):
+		return nil, fmt.Errorf("%w: %w", ErrStreamMissing, err)
+	}
+	return nil, err
+}
+
+// inflight is one published, not yet acknowledged message.
+type inflight struct {
+	first, last int64
+	records     int
+	bytes       int
+	fut         jetstream.PubAckFuture
+}
+
+// pump reads from next on and publishes with a window of unacknowledged
+// messages, moving acked along the contiguous prefix of PubAcks, until an
+// error. Nothing is skipped and nothing is sent out of order: on any error
+// it stops sending, collects the outcome of what is in flight and returns,
+// and the caller resolves the resume point again from the stream.
+func (p *partition) pump(ctx context.Context, ln *link, epoch uint64, next int64, cuts []span) (progressed bool, err error) {
+	f := p.f
+	cfg := &f.cfg
+	var (
+		q        []inflight
+		qBytes   int
+		buf      []log.Record // read ahead, not yet published
+		sent     = next
+		inLive   bool
+		waitOff  int64 = -1
+		waitCh   <-chan struct{}
+		waitStop context.CancelFunc
+	)
+	defer func() {
+		if inLive {
+			f.sched.exitLive()
+		}
+		if waitStop != nil {
+			waitStop()
+		}
+	}()
+	maxPayload := int(ln.nc.MaxPayload())
+	ack := func(h inflight) {
+		p.acked.Store(h.last + 1)
+		f.m.forwardedRecords.WithLabelValues(p.key.topic, p.pkey).Add(float64(h.records))
+		f.m.forwardedBytes.WithLabelValues(p.key.topic, p.pkey).Add(float64(h.bytes))
+		if !progressed {
+			progressed = true
+			p.setError(nil)
+		}
+	}
+	for {
+		// Collect acknowledgements that are in, oldest first.
+	harvest:
+		for len(q) > 0 {
+			select {
+			case <-q[0].fut.Ok():
+				ack(q[0])
+				qBytes -= q[0].bytes
+				q = q[1:]
+			case err := <-q[0].fut.Err():
+				return progressed, p.abort(ctx, q, true, err)
+			default:
+				break harvest
+			}
+		}
+		if ln.epoch() != epoch || !ln.up() {
+			return progressed, p.abort(ctx, q, false, ErrNotConnected)
+		}
+		end := p.src.EndOffset()
+		live := end-sent <= cfg.LiveLagRecords
+		p.mu.Lock()
+		p.live = live
+		p.mu.Unlock()
+		room := len(q) < cfg.Window && qBytes < maxInflightBytes
+		if room && len(buf) == 0 && sent < end {
+			recs, err := p.src.Read(ctx, sent, cfg.MaxReadBytes)
+			if err != nil {
+				return progressed, p.abort(ctx, q, false, fmt.Errorf("upstream: read %s/%d at %d: %w", p.key.topic, p.key.part, sent, err))
+			}
+			if len(recs) == 0 || recs[0].Offset != sent {
+				return progressed, p.abort(ctx, q, false, fmt.Errorf("upstream: read %s/%d at %d returned no record or the wrong one", p.key.topic, p.key.part, sent))
+			}
+			buf = recs
+		}
+		if room && len(buf) > 0 && len(cuts) > 0 {
+			// Repeating a batch: its records must all be at hand, so the resend
+			// has the same bounds and Nats-Msg-Id as the first send.
+			for len(cuts) > 0 && cuts[0].last < buf[0].Offset {
+				cuts = cuts[1:]
+			}
+			for len(cuts) > 0 && cuts[0].first == buf[0].Offset && buf[len(buf)-1].Offset < cuts[0].last {
+				more, err := p.src.Read(ctx, buf[len(buf)-1].Offset+1, cfg.MaxReadBytes)
+				if err != nil || len(more) == 0 {
+					return progressed, p.abort(ctx, q, false, fmt.Errorf("upstream: read %s/%d at %d: %w", p.key.topic, p.key.part, buf[len(buf)-1].Offset+1, err))
+				}
+				buf = append(buf, more...)
+			}
+		}
+		if room && len(buf) > 0 {
+			if live != inLive {
+				if live {
+					f.sched.enterLive()
+				} else {
+					f.sched.exitLive()
+				}
+				inLive = live
+			}
+			msg, n, err := p.message(buf, &cuts, maxPayload)
+			if err != nil {
+				return progressed, p.abort(ctx, q, false, err)
+			}
+			size := len(msg.Data) + headerBytes(msg.Header)
+			if err := f.sched.acquire(ctx, size, live); err != nil {
+				return progressed, p.abort(ctx, q, false, err)
+			}
+			// The fence: resolve ran on this epoch; a message must not go out on
+			// a connection that replaced the one earlier messages went on.
+			if ln.epoch() != epoch {
+				return progressed, p.abort(ctx, q, false, ErrNotConnected)
+			}
+			fut, err := ln.js.PublishMsgAsync(msg, jetstream.WithRetryAttempts(0))
+			if err != nil {
+				if errors.Is(err, nats.ErrMaxPayload) {
+					err = fmt.Errorf("%w: %s/%d offset %d (%d bytes, max_payload %d); raise max_payload on the server",
+						ErrRecordTooLarge, p.key.topic, p.key.part, buf[0].Offset, size, maxPayload)
+				}
+				return progressed, p.abort(ctx, q, false, err)
+			}
+			h := inflight{first: buf[0].Offset, last: buf[n-1].Offset, records: n, bytes: len(msg.Data), fut: fut}
+			q = append(q, h)
+			qBytes += h.bytes
+			sent = h.last + 1
+			buf = buf[n:]
+			continue
+		}
+		// Nothing to send now: wait for an ack, for the log to grow, or for
+		// the connection to change.
+		if inLive {
+			f.sched.exitLive()
+			inLive = false
+		}
+		var okCh <-chan *jetstream.PubAck
+		var errCh <-chan error
+		if len(q) > 0 {
+			okCh, errCh = q[0].fut.Ok(), q[0].fut.Err()
+		}
+		var grow <-chan struct{}
+		if room && sent >= end {
+			if waitOff != sent {
+				if waitStop != nil {
+					waitStop()
+				}
+				wctx, cancel := context.WithCancel(ctx)
+				ch := make(chan struct{})
+				src, off := p.src, sent
+				go func() {
+					defer close(ch)
+					_ = src.Wait(wctx, off)
+				}()
+				waitOff, waitCh, waitStop = sent, ch, cancel
+			}
+			grow = waitCh
+		}
+		changed := f.changed.wait()
+		select {
+		case <-ctx.Done():
+			return progressed, ctx.Err()
+		case <-okCh:
+			ack(q[0])
+			qBytes -= q[0].bytes
+			q = q[1:]
+		case err := <-errCh:
+			return progressed, p.abort(ctx, q, true, err)
+		case <-grow:
+			waitOff = -1
+		case <-changed:
+		}
+	}
+}
+
+// abort stops a pump: it waits for the outcome of every message still in
+// flight (each ends by ack, error or AckTimeout), moves acked along any
+// further contiguous acks, and arms a resend when a message succeeded after
+// one failed. headFailed says q[0] is the message that failed with err.
+func (p *partition) abort(ctx context.Context, q []inflight, headFailed bool, err error) error {
+	failedAt := -1
+	if headFailed {
+		failedAt = 0
+	}
+	suspect := false
+	for i := range q {
+		if i == failedAt {
+			continue
+		}
+		select {
+		case <-q[i].fut.Ok():
+			if failedAt < 0 {
+				p.acked.Store(q[i].last + 1)
+				p.f.m.forwardedRecords.WithLabelValues(p.key.topic, p.pkey).Add(float64(q[i].records))
+				p.f.m.forwardedBytes.WithLabelValues(p.key.topic, p.pkey).Add(float64(q[i].bytes))
+			} else {
+				suspect = true
+			}
+		case e := <-q[i].fut.Err():
+			if failedAt < 0 {
+				failedAt = i
+				if !headFailed {
+					err = e
+				}
+			}
+		case <-ctx.Done():
+			return err
+		}
+	}
+	if suspect {
+		r := &redo{from: q[failedAt].first, at: time.Now()}
+		if p.f.cfg.Mode == ModeBatch {
+			for _, h := range q[failedAt:] {
+				r.cuts = append(r.cuts, span{h.first, h.last})
+			}
+		}
+		p.redo = r
+	}
+	return err
+}
+
+// message builds the next message from buf: one record, or in batch mode as
+// many as fit (or exactly the next of cuts, when repeating a batch).
+func (p *partition) message(buf []log.Record, cuts *[]span, maxPayload int) (*nats.Msg, int, error) {
+	cfg := &p.f.cfg
+	if cfg.Mode == ModeRecord {
+		m, err := wire.NewMsg(cfg.Prefix, p.origin, toWire(&buf[0]))
+		if err != nil {
+			return nil, 0, fmt.Errorf("upstream: %w", err)
+		}
+		return m, 1, nil
+	}
+	limit := min(cfg.MaxBatchBytes, maxPayload-4096)
+	n := 0
+	bytes := 0
+	cutLast := int64(-1)
+	for len(*cuts) > 0 && (*cuts)[0].last < buf[0].Offset {
+		*cuts = (*cuts)[1:]
+	}
+	if len(*cuts) > 0 && (*cuts)[0].first == buf[0].Offset {
+		cutLast = (*cuts)[0].last
+		*cuts = (*cuts)[1:]
+	}
+	recs := make([]wire.Record, 0, min(len(buf), cfg.MaxBatchRecords))
+	for i := range buf {
+		if cutLast >= 0 {
+			if buf[i].Offset > cutLast {
+				break
+			}
+		} else {
+			sz := recordBytes(&buf[i])
+			if n >= cfg.MaxBatchRecords || (n > 0 && bytes+sz > limit) {
+				break
+			}
+			bytes += sz
+		}
+		recs = append(recs, toWire(&buf[i]))
+		n++
+	}
+	m, err := wire.NewBatchMsg(cfg.Prefix, p.origin, recs)
+	if err != nil {
+		return nil, 0, fmt.Errorf("upstream: %w", err)
+	}
+	return m, n, nil
+}
+
+func toWire(r *log.Record) wire.Record {
+	w := wire.Record{Offset: r.Offset, Timestamp: r.Timestamp, Key: r.Key, Value: r.Value}
+	if len(r.Headers) > 0 {
+		w.Headers = make([]wire.Header, len(r.Headers))
+		for i, h := range r.Headers {
+			w.Headers[i] = wire.Header{Key: h.Key, Value: h.Value}
+			if h.Key == mqttTopicHeader && w.MQTTTopic == "" {
+				w.MQTTTopic = string(h.Value)
+			}
+		}
+	}
+	return w
+}
+
+// recordBytes estimates a record's size in a batch payload.
+func recordBytes(r *log.Record) int {
+	n := 32 + len(r.Key) + len(r.Value)
+	for _, h := range r.Headers {
+		n += 8 + len(h.Key) + len(h.Value)
+	}
+	return n
+}
+
+func headerBytes(h nats.Header) int {
+	n := 0
+	for k, vs := range h {
+		for _, v := range vs {
+			n += len(k) + len(v) + 4
+		}
+	}
+	return n
+}
+
+// lag describes the partition now.
+func (p *partition) lag(now time.Time) PartitionLag {
+	start, end := p.src.StartOffset(), p.src.EndOffset()
+	acked := p.acked.Load()
+	l := PartitionLag{Topic: p.key.topic, Partition: p.key.part, StartOffset: start, EndOffset: end, ForwardedOffset: acked}
+	from := max(acked, start)
+	if acked < 0 {
+		if c := p.committed.Load(); c >= 0 {
+			from = max(c, start)
+		}
+	}
+	l.LagRecords = max(end-from, 0)
+	if s, ok := p.src.(sizer); ok && end > start {
+		l.LagBytes = int64(float64(s.Bytes()) * float64(l.LagRecords) / float64(end-start))
+	}
+	p.mu.Lock()
+	l.Error = p.errText
+	l.Live = p.live
+	cached := p.headOff == from
+	ts := p.headTS
+	p.mu.Unlock()
+	if l.LagRecords > 0 {
+		if !cached {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			recs, err := p.src.Read(ctx, from, 1)
+			cancel()
+			if err == nil && len(recs) > 0 {
+				ts = recs[0].Timestamp
+				p.mu.Lock()
+				p.headOff, p.headTS = from, ts
+				p.mu.Unlock()
+				cached = true
+			}
+		}
+		if cached && ts > 0 {
+			l.OldestUnforwardedAge = max(now.Sub(time.Unix(0, ts)), 0)
+		}
+	}
+	return l
+}
