@@ -10,11 +10,17 @@ import (
 // to amortise the system call, small enough to keep a reader's memory fixed.
 const readChunk = 64 << 10
 
+// maxReadChunk caps one read-ahead buffer, whatever maxBytes asks for.
+const maxReadChunk = 4 << 20
+
 // Read returns records from offset from on, up to about maxBytes of encoded
 // records but always at least one record if any is readable. It returns an
 // empty slice at the end of the partition, and ErrOffsetOutOfRange below the
 // start or beyond the end. Under SyncAlways it returns only durable records.
 // It reads with pread and never blocks on appends; use Wait to wait.
+// The records' byte slices share read buffers of about 64 KiB: they are
+// never overwritten, but a record kept long keeps its buffer alive, so copy
+// what you keep.
 func (p *Partition) Read(ctx context.Context, from int64, maxBytes int) ([]Record, error) {
 	for attempt := 0; ; attempt++ {
 		if err := ctx.Err(); err != nil {
@@ -68,9 +74,11 @@ func (p *Partition) readSegment(s *segment, from, end int64, maxBytes int) ([]Re
 	}
 	limit := s.size.Load()
 	pos := int64(e.pos)
-	var out []Record
+	// One pread covers the whole request in the common case; the buffer is
+	// bounded by maxBytes (plus one index interval of skipped records).
+	rb := readBuf{chunk: min(max(int64(maxBytes)+p.log.cfg.IndexIntervalBytes, readChunk), maxReadChunk)}
+	out := make([]Record, 0, min(max(maxBytes/128, 16), 8192))
 	var bytes int
-	var rb readBuf
 	for pos < limit {
 		b, n, err := p.frameAt(f, s, pos, limit, &rb)
 		if err != nil {
@@ -97,8 +105,9 @@ func (p *Partition) readSegment(s *segment, from, end int64, maxBytes int) ([]Re
 
 // readBuf holds bytes of a segment read ahead from pos.
 type readBuf struct {
-	data []byte
-	pos  int64
+	data  []byte
+	pos   int64
+	chunk int64 // read-ahead size; 0 means readChunk
 }
 
 func (rb *readBuf) holds(pos int64, n int) bool {
@@ -108,8 +117,12 @@ func (rb *readBuf) holds(pos int64, n int) bool {
 // frameAt returns the frame at pos, reading ahead into rb so that a run of
 // small frames costs one pread per chunk.
 func (p *Partition) frameAt(f File, s *segment, pos, limit int64, rb *readBuf) (*Batch, int, error) {
+	chunk := rb.chunk
+	if chunk == 0 {
+		chunk = readChunk
+	}
 	if !rb.holds(pos, frameHeaderSize) {
-		if err := rb.fill(f, pos, min(limit-pos, readChunk)); err != nil {
+		if err := rb.fill(f, pos, min(limit-pos, chunk)); err != nil {
 			return nil, 0, p.readErr(s, pos, err)
 		}
 	}
@@ -122,7 +135,7 @@ func (p *Partition) frameAt(f File, s *segment, pos, limit int64, rb *readBuf) (
 		return nil, 0, p.readErr(s, pos, ErrShortFrame)
 	}
 	if !rb.holds(pos, n) {
-		if err := rb.fill(f, pos, min(limit-pos, int64(max(n, readChunk)))); err != nil {
+		if err := rb.fill(f, pos, min(limit-pos, max(int64(n), chunk))); err != nil {
 			return nil, 0, p.readErr(s, pos, err)
 		}
 		off = 0
@@ -134,11 +147,10 @@ func (p *Partition) frameAt(f File, s *segment, pos, limit int64, rb *readBuf) (
 	return batch, n, nil
 }
 
+// fill reads n bytes at pos into a new buffer: records returned from the
+// old one alias it, so it is never overwritten.
 func (rb *readBuf) fill(f File, pos, n int64) error {
-	if int64(cap(rb.data)) < n {
-		rb.data = make([]byte, n)
-	}
-	rb.data = rb.data[:n]
+	rb.data = make([]byte, n)
 	rb.pos = pos
 	if _, err := readFull(f, rb.data, pos); err != nil {
 		rb.data = rb.data[:0]

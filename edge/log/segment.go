@@ -81,7 +81,8 @@ func appendFrame(dst []byte, b *Batch) ([]byte, error) {
 func EncodeBatch(b *Batch) ([]byte, error) { return appendFrame(nil, b) }
 
 // DecodeFrame decodes the first frame of buf. It returns the batch and the
-// frame's total length. It never panics on arbitrary input.
+// frame's total length. The records' byte slices alias buf. It never panics
+// on arbitrary input.
 func DecodeFrame(buf []byte) (*Batch, int, error) {
 	n, err := frameLen(buf)
 	if err != nil {
@@ -116,8 +117,7 @@ func decodePayload(payload []byte, sum uint32) (*Batch, error) {
 	if crc32.Checksum(payload, castagnoli) != sum {
 		return nil, ErrChecksum
 	}
-	b := new(Batch)
-	rest, err := b.UnmarshalMsg(payload)
+	b, rest, err := decodeBatch(payload)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrDecode, err)
 	}
