@@ -269,6 +269,13 @@ type raw struct {
 
 func dialRaw(tb testing.TB, addr, id string, version byte) *raw {
 	tb.Helper()
+	return dialRawSession(tb, addr, id, version, true)
+}
+
+// dialRawSession connects with clean start (or session) as given; with
+// clean false, a 3.1.1 session persists after disconnect.
+func dialRawSession(tb testing.TB, addr, id string, version byte, clean bool) *raw {
+	tb.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		tb.Fatal(err)
@@ -281,7 +288,7 @@ func dialRaw(tb testing.TB, addr, id string, version byte) *raw {
 		ProtocolVersion: version,
 		Connect: packets.ConnectParams{
 			ProtocolName:     []byte("MQTT"),
-			Clean:            true,
+			Clean:            clean,
 			Keepalive:        60,
 			ClientIdentifier: id,
 		},

@@ -448,3 +448,34 @@ func TestDrainAcksWhatIsDurable(t *testing.T) {
 	c.publish(2, 1, "t", "late", false)
 	c.closed(5 * time.Second)
 }
+
+// A QoS 1 publish still committing when its connection drops is resent by
+// the client on its resumed session: it is not appended twice, and its
+// PUBACK goes to the new connection.
+func TestResendAfterReconnectNotAppendedTwice(t *testing.T) {
+	e := newEnv(t, envOpts{routes: route.Config{DefaultPartitions: 1}})
+	c := dialRawSession(t, e.addr, "persist", 4, false)
+	e.gate.hold(func(name string) bool { return strings.HasSuffix(name, ".log") })
+	c.publish(5, 1, "t", "survivor", false)
+	select {
+	case <-e.gate.entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no fsync")
+	}
+	c.conn.Close()
+	c2 := dialRawSession(t, e.addr, "persist", 4, false)
+	c2.publish(5, 1, "t", "survivor", true)
+	waitFor(t, 5*time.Second, func() error {
+		if d := e.counter(t, "outpost_mqtt_duplicates_total", "", ""); d != 1 {
+			return fmt.Errorf("%v duplicates", d)
+		}
+		return nil
+	})
+	e.gate.open()
+	if a := c2.next(5 * time.Second); a.FixedHeader.Type != packets.Puback || a.PacketID != 5 || a.ReasonCode != 0 {
+		t.Fatalf("got %v id %d code %#x", a.FixedHeader.Type, a.PacketID, a.ReasonCode)
+	}
+	if n := len(e.all(t, route.DefaultTopic)); n != 1 {
+		t.Fatalf("%d records, want 1", n)
+	}
+}
