@@ -11,117 +11,117 @@ import (
 // Config is a whole simulated fleet.
 type Config struct {
 	// Broker is the broker URL (tcp://, ssl://, ws://, wss://).
-	Broker string
+	Broker string `yaml:"broker"`
 	// Site fills {site} in templates.
-	Site string
+	Site string `yaml:"site"`
 	// Duration stops sampling after this long; 0 runs until every device
 	// reached its Count (or forever if a group has no Count).
-	Duration time.Duration
+	Duration time.Duration `yaml:"duration"`
 	// DrainTimeout is how long devices wait for outstanding acks once
 	// sampling has stopped.
-	DrainTimeout time.Duration
+	DrainTimeout time.Duration `yaml:"drain_timeout"`
 	// RampUp spreads device start times evenly over this period.
-	RampUp time.Duration
+	RampUp time.Duration `yaml:"ramp_up"`
 	// Seed makes device behaviour reproducible; 0 picks one at random.
-	Seed uint64
+	Seed uint64 `yaml:"seed"`
 	// Groups are the device groups; at least one.
-	Groups []Group
+	Groups []Group `yaml:"groups"`
 }
 
 // Group is a set of identical devices.
 type Group struct {
 	// Name fills {group} in templates.
-	Name string
+	Name string `yaml:"name"`
 	// Devices is how many devices the group has.
-	Devices int
+	Devices int `yaml:"devices"`
 	// DeviceID is the device id template; {site}, {group} and {n} (the
 	// device's index in the group, zero-padded to 5 digits) are expanded.
-	DeviceID string
+	DeviceID string `yaml:"device_id"`
 	// ClientID is the MQTT client id template; {device} is also expanded.
-	ClientID string
+	ClientID string `yaml:"client_id"`
 	// Topic is the telemetry topic template.
-	Topic string
+	Topic string `yaml:"topic"`
 	// MQTTVersion is "3" (3.1.1), "5", or "mixed" (even devices 5, odd 3).
-	MQTTVersion string
+	MQTTVersion string `yaml:"mqtt_version"`
 	// Username is sent when non-empty; templates are expanded.
-	Username string
+	Username string `yaml:"username"`
 	// Password is sent when non-empty.
-	Password string
+	Password string `yaml:"password"`
 	// QoS is 0, 1 or 2.
-	QoS int
+	QoS int `yaml:"qos"`
 	// Retain sets the retain flag on telemetry.
-	Retain bool
+	Retain bool `yaml:"retain"`
 	// InFlight is the per-connection window of unacknowledged QoS 1/2
 	// messages (pipelining, like a gateway); 1 means stop-and-wait.
-	InFlight int
+	InFlight int `yaml:"inflight"`
 	// Count is readings per device; 0 means no limit (then Duration ends the run).
-	Count int64
+	Count int64 `yaml:"count"`
 	// Rate is readings per device per second; 0 sends as fast as the
 	// window allows.
-	Rate float64
+	Rate float64 `yaml:"rate"`
 	// Jitter varies each sampling interval by up to ±Jitter of itself (0..1).
-	Jitter float64
+	Jitter float64 `yaml:"jitter"`
 	// Burst adds extra back-to-back readings periodically (rate mode only).
-	Burst Burst
+	Burst Burst `yaml:"burst"`
 	// Payload is the reading encoding.
-	Payload PayloadConfig
+	Payload PayloadConfig `yaml:"payload"`
 	// CleanStart discards the session at every connect; false keeps a
 	// persistent session so in-flight messages survive reconnects.
-	CleanStart bool
+	CleanStart bool `yaml:"clean_start"`
 	// SessionExpiry is the MQTT 5 session expiry for persistent sessions.
-	SessionExpiry time.Duration
+	SessionExpiry time.Duration `yaml:"session_expiry"`
 	// KeepAlive is the MQTT keep alive.
-	KeepAlive time.Duration
+	KeepAlive time.Duration `yaml:"keepalive"`
 	// Will, if Topic is set, is registered at connect and published by the
 	// broker when the device drops off without DISCONNECT.
-	Will Will
+	Will Will `yaml:"will"`
 	// ClockSkew is the largest offset of a device clock from true time;
 	// each device draws a fixed offset in [-ClockSkew, +ClockSkew].
-	ClockSkew time.Duration
+	ClockSkew time.Duration `yaml:"clock_skew"`
 	// ClockDriftPPM makes device clocks run fast or slow by up to this
 	// many parts per million.
-	ClockDriftPPM float64
+	ClockDriftPPM float64 `yaml:"clock_drift_ppm"`
 	// Offline schedules periods without network.
-	Offline Offline
+	Offline Offline `yaml:"offline"`
 	// Backlog is how many readings a device buffers while it cannot send;
 	// when full the oldest is dropped.
-	Backlog int
+	Backlog int `yaml:"backlog"`
 	// Reconnect is the reconnect backoff.
-	Reconnect Backoff
+	Reconnect Backoff `yaml:"reconnect"`
 }
 
 // Burst is a periodic burst of readings.
 type Burst struct {
 	// Every is the mean time between bursts; 0 disables bursts.
-	Every time.Duration
+	Every time.Duration `yaml:"every"`
 	// Count is the number of extra readings per burst.
-	Count int
+	Count int `yaml:"count"`
 }
 
 // PayloadConfig selects and shapes payloads.
 type PayloadConfig struct {
 	// Format is json, msgpack or raw.
-	Format string
+	Format string `yaml:"format"`
 	// Size pads each payload to this many bytes (0: natural size).
-	Size int
+	Size int `yaml:"size"`
 	// MalformedShare is the share of extra payloads that are not a reading
 	// at all (0..1); they consume no sequence number.
-	MalformedShare float64
+	MalformedShare float64 `yaml:"malformed_share"`
 	// SchemaViolationShare is the share of extra payloads that parse but
 	// break the schema (0..1); they consume no sequence number.
-	SchemaViolationShare float64
+	SchemaViolationShare float64 `yaml:"schema_violation_share"`
 }
 
 // Will is a Last Will.
 type Will struct {
 	// Topic is the will topic template; empty means no will.
-	Topic string
+	Topic string `yaml:"topic"`
 	// Payload is the will message; templates are expanded.
-	Payload string
+	Payload string `yaml:"payload"`
 	// QoS is the will QoS.
-	QoS int
+	QoS int `yaml:"qos"`
 	// Retain sets the will's retain flag.
-	Retain bool
+	Retain bool `yaml:"retain"`
 }
 
 // Offline describes periods when a device has no network: it drops its
@@ -129,9 +129,9 @@ type Will struct {
 // its backlog, and reconnects when the period ends.
 type Offline struct {
 	// Every is the mean time between offline periods; 0 disables them.
-	Every time.Duration
+	Every time.Duration `yaml:"every"`
 	// For is the mean length of an offline period.
-	For time.Duration
+	For time.Duration `yaml:"for"`
 }
 
 // Backoff is exponential backoff with jitter: attempt k waits a random
@@ -139,9 +139,9 @@ type Offline struct {
 // the broker together do not return together.
 type Backoff struct {
 	// Min is the first delay.
-	Min time.Duration
+	Min time.Duration `yaml:"min"`
 	// Max caps the delay.
-	Max time.Duration
+	Max time.Duration `yaml:"max"`
 }
 
 // DefaultConfig returns a single group of 10 devices sending one JSON

@@ -737,6 +737,11 @@ func (c *Client) readLoop(cn *conn) {
 			cn.fail(err)
 			return
 		}
+		select {
+		case <-cn.done:
+			return // buffered packets of a closed connection are stale
+		default:
+		}
 		cn.lastRead.Store(time.Now().UnixNano())
 		if err := c.handle(cn, hdr, body); err != nil {
 			cn.fail(err)
@@ -802,10 +807,23 @@ func (c *Client) handle(cn *conn, hdr byte, body []byte) error {
 func (c *Client) onAck(cn *conn, kind byte, id uint16, reason byte) {
 	now := time.Now()
 	c.mu.Lock()
+	if c.conn != cn {
+		// The reader of a dead connection may still hold buffered acks. The
+		// message was resent on the new connection, maybe under an id now
+		// reused for another message, so only the new connection's acks count.
+		c.mu.Unlock()
+		return
+	}
 	p, ok := c.pending[id]
 	if !ok || p == nil {
 		c.mu.Unlock()
 		return // a late ack for a message already completed: ignore
+	}
+	if kind == pktPubrec && reason == 0x91 && p.resent {
+		// "Packet identifier in use" answering a DUP resend means the broker
+		// already holds this very message (mochi answers so, [MQTT-4.3.3-10]):
+		// finish the exchange instead of counting a refusal.
+		reason = 0
 	}
 	if kind == pktPubrec && reason < 0x80 {
 		p.state = stateAwaitComp
@@ -816,6 +834,12 @@ func (c *Client) onAck(cn *conn, kind byte, id uint16, reason byte) {
 	if kind == pktPubcomp && p.state != stateAwaitComp {
 		c.mu.Unlock()
 		return
+	}
+	if kind == pktPubcomp && reason == 0x92 && p.resent {
+		// The broker forgot the id of a PUBREL we resent: it completed the
+		// exchange before the connection dropped and its PUBCOMP was lost.
+		// It took the message at PUBREC, so this is a success.
+		reason = 0
 	}
 	delete(c.pending, id)
 	ack := Ack{Message: p.msg, Reason: reason, Latency: now.Sub(p.sentAt), Resent: p.resent}

@@ -71,18 +71,6 @@ func appendVarint(b []byte, n int) []byte {
 	}
 }
 
-func varintLen(n int) int {
-	switch {
-	case n < 128:
-		return 1
-	case n < 16384:
-		return 2
-	case n < 2097152:
-		return 3
-	}
-	return 4
-}
-
 func appendString(b []byte, s string) []byte {
 	b = binary.BigEndian.AppendUint16(b, uint16(len(s)))
 	return append(b, s...)

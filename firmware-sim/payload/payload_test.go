@@ -78,7 +78,7 @@ func TestModelInSchema(t *testing.T) {
 	seed := rand.Uint64()
 	t.Logf("seed %d", seed)
 	m := payload.NewModel(rand.New(rand.NewPCG(seed, 1)))
-	for i := range 100000 {
+	for i := range 20000 {
 		r := payload.Reading{Device: "d", Seq: int64(i), TS: 1}
 		m.Next(&r)
 		if _, err := payload.Decode(payload.Append(nil, payload.JSON, &r, 0)); err != nil {

@@ -12,6 +12,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 // Broker is a running mochi server.
@@ -24,10 +25,11 @@ type Broker struct {
 	WSURL string
 }
 
-// Start runs a broker until the test ends.
-func Start(tb testing.TB) *Broker {
+// Start runs a broker until the test ends. Hooks are added after the
+// AllowHook, in order.
+func Start(tb testing.TB, hooks ...mqtt.Hook) *Broker {
 	tb.Helper()
-	b, err := New(false)
+	b, err := New(false, hooks...)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -47,13 +49,18 @@ func StartWS(tb testing.TB) *Broker {
 }
 
 // New starts a broker; the caller closes b.Server.
-func New(withWS bool) (*Broker, error) {
+func New(withWS bool, hooks ...mqtt.Hook) (*Broker, error) {
 	s := mqtt.New(&mqtt.Options{
 		InlineClient: true,
 		Logger:       slog.New(slog.DiscardHandler),
 	})
 	if err := s.AddHook(new(auth.AllowHook), nil); err != nil {
 		return nil, fmt.Errorf("mochitest: %w", err)
+	}
+	for _, h := range hooks {
+		if err := s.AddHook(h, nil); err != nil {
+			return nil, fmt.Errorf("mochitest: %w", err)
+		}
 	}
 	tcp := listeners.NewTCP(listeners.Config{ID: "tcp", Address: "127.0.0.1:0"})
 	if err := s.AddListener(tcp); err != nil {
@@ -100,4 +107,31 @@ func waitDial(addr string) error {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// Ingest is a hook that reports every PUBLISH the broker accepts, in
+// OnPublish, before the broker acknowledges it: the point where Outpost's
+// bridge appends to the log. Tests that drop connections check delivery
+// here rather than at a subscriber, because mochi 2.7.9 can acknowledge a
+// message without fanning it out: processPublish stores the PUBACK/PUBREC
+// in the session's inflight before writing it, returns early when that
+// write fails on a closed connection, and resends the stored ack when the
+// session resumes.
+type Ingest struct {
+	mqtt.HookBase
+	// Fn is called for each accepted PUBLISH; it must be safe for
+	// concurrent use.
+	Fn func(clientID, topic string, payload []byte)
+}
+
+// ID implements mqtt.Hook.
+func (h *Ingest) ID() string { return "mochitest-ingest" }
+
+// Provides implements mqtt.Hook.
+func (h *Ingest) Provides(b byte) bool { return b == mqtt.OnPublish }
+
+// OnPublish implements mqtt.Hook.
+func (h *Ingest) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	h.Fn(cl.ID, pk.TopicName, pk.Payload)
+	return pk, nil
 }
