@@ -1,7 +1,10 @@
 package meta_test
 
 import (
+	"fmt"
+	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -56,4 +59,44 @@ func benchParallel(b *testing.B, delay time.Duration) {
 			}
 		})
 	}
+}
+
+// BenchmarkOpen measures Open's checks (size, full walk, tx.Check) on a
+// store larger than a node should ever have: 10,000 cursors and 2,000
+// cached values of 1 KiB.
+func BenchmarkOpen(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "meta.db")
+	s, err := meta.Open(path, meta.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for w := range 10 {
+		wg.Go(func() {
+			for i := range 1000 {
+				if err := s.SetCursor(ctx, fmt.Sprintf("c%d", w), "t", int32(i), int64(i)); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	val := make([]byte, 1024)
+	for i := range 2000 {
+		if err := s.Put(ctx, "schemas", fmt.Sprint(i), val); err != nil {
+			b.Fatal(err)
+		}
+	}
+	s.Close()
+	b.ResetTimer()
+	for b.Loop() {
+		s, err := meta.Open(path, meta.Config{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		s.Close()
+	}
+	st, _ := os.Stat(path)
+	b.ReportMetric(float64(st.Size()), "file-bytes")
 }

@@ -43,7 +43,8 @@ func (s *Store) ClampCursors(ctx context.Context, end func(topic string, partiti
 // logged. Call it at node open, after the log has recovered and before
 // anything reads a cursor: a cursor past the end means records it counted
 // were lost in a torn tail, and a forwarder must not skip the offsets that
-// will be written again.
+// will be written again. end runs inside the store's write transaction: it
+// must not call the Store (a write would deadlock).
 func (s *Store) Clamp(ctx context.Context, end func(topic string, partition int32) (int64, bool)) (ClampResult, error) {
 	var res ClampResult
 	err := s.update(ctx, func(tx *bolt.Tx) error {

@@ -50,5 +50,10 @@
 //
 // Open creates or opens the file; Close is idempotent. Methods are safe for
 // concurrent use and fail with ErrClosed after Close. Open starts no
-// goroutines of its own (bbolt's Batch timer runs only while a batch waits).
+// goroutines that outlive it (bbolt's Batch timer runs only while a batch
+// waits).
+//
+// Lock order: Store.identityMu, then bbolt's writer lock (taken by a write
+// transaction). Callbacks that run inside a transaction (Clamp's end) must
+// not call the Store.
 package meta
