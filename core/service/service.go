@@ -247,11 +247,21 @@ func (s *Service) startEmbedded() (*server.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("service: embedded NATS: %w", err)
 	}
-	ns.SetLoggerV2(natsLogger{s.log.With("component", "nats")}, false, false, false)
+	fatal := make(chan string, 1)
+	ns.SetLoggerV2(natsLogger{log: s.log.With("component", "nats"), fatal: fatal}, false, false, false)
 	go ns.Start()
-	if !ns.ReadyForConnections(30 * time.Second) {
-		ns.Shutdown()
-		return nil, fmt.Errorf("service: embedded NATS did not start on %s within 30s (port taken? store %s locked by another core?); see the log above", e.Listen, e.DataDir)
+	deadline := time.Now().Add(30 * time.Second)
+	for !ns.ReadyForConnections(100 * time.Millisecond) {
+		select {
+		case msg := <-fatal:
+			ns.Shutdown()
+			return nil, fmt.Errorf("service: embedded NATS on %s: %s (port taken by another core or nats-server? pick another -nats-listen)", e.Listen, msg)
+		default:
+		}
+		if time.Now().After(deadline) {
+			ns.Shutdown()
+			return nil, fmt.Errorf("service: embedded NATS did not start on %s within 30s (store %s locked by another core?); see the log above", e.Listen, e.DataDir)
+		}
 	}
 	if !ns.JetStreamEnabled() {
 		ns.Shutdown()

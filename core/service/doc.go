@@ -1,0 +1,20 @@
+// Package service wires the core binary: it starts (or connects to) NATS,
+// provisions streams, subscribes to edge status reports and provision
+// requests, and serves the HTTP API.
+//
+// Lifecycle: New validates and starts nothing; Run blocks until its
+// context ends and owns every goroutine it starts (HTTP server, the
+// provisioning retry loop, NATS callbacks), stopping them before it
+// returns. Started is closed when the listeners are bound.
+//
+// State: none outside JetStream. The embedded server's store (DataDir) is
+// the only thing on disk; the sites view is in memory and derived.
+//
+// Availability: a NATS cluster that is down at start or goes away later
+// does not stop core; the client reconnects forever, subscriptions are
+// restored, configured streams are provisioned once NATS is reachable, and
+// /readyz answers 503 with the reason meanwhile.
+//
+// Config: Config mirrors configs/core*.yaml; DecodeConfig rejects unknown
+// fields and Validate names the offending field by its YAML path.
+package service
