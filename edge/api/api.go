@@ -81,8 +81,16 @@ func (h *handler) route(pattern string, fn http.HandlerFunc) {
 	h.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
 		fn(sw, r)
-		h.metrics.requests.WithLabelValues(pattern, strconv.Itoa(sw.code)).Inc()
+		h.count(pattern, sw.code)
 	})
+}
+
+// count counts a request under a route label: a mux pattern, or
+// "unauthorized" and "unknown" for requests refused before routing.
+func (h *handler) count(route string, code int) {
+	if h.metrics != nil {
+		h.metrics.requests.WithLabelValues(route, strconv.Itoa(code)).Inc()
+	}
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -95,6 +103,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			msg = "wrong or malformed token: send \"Authorization: Bearer <token>\" with the node's configured API token"
 		}
 		writeError(w, http.StatusUnauthorized, msg)
+		h.count("unauthorized", http.StatusUnauthorized)
 		return
 	}
 	// The mux answers unknown paths and wrong methods in plain text; ours
@@ -105,9 +114,11 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if _, p := h.mux.Handler(probe); p != "" && r.Method != http.MethodGet {
 			w.Header().Set("Allow", "GET, HEAD")
 			writeError(w, http.StatusMethodNotAllowed, r.Method+" is not allowed here; this API is read-only: use GET")
+			h.count("unknown", http.StatusMethodNotAllowed)
 			return
 		}
 		writeError(w, http.StatusNotFound, "no such route: "+r.URL.Path+"; see GET /v1/topics, /healthz, /readyz, /metrics")
+		h.count("unknown", http.StatusNotFound)
 		return
 	}
 	h.mux.ServeHTTP(w, r)

@@ -570,8 +570,12 @@ func TestToken(t *testing.T) {
 			t.Fatalf("with %q: %d %s", good, r.code, r.body)
 		}
 	}
-	if r := get(t, e.url+"/metrics", "Authorization", "Bearer "+token); r.code != 200 {
+	r := get(t, e.url+"/metrics", "Authorization", "Bearer "+token)
+	if r.code != 200 {
 		t.Fatalf("metrics with token: %d", r.code)
+	}
+	if !strings.Contains(string(r.body), `edge_api_requests_total{code="401",route="unauthorized"}`) {
+		t.Fatalf("refused requests are not counted")
 	}
 }
 

@@ -62,6 +62,12 @@
 // (on their SHA-256, so the length does not leak either). Serve it over
 // TLS, or on loopback only, or the token is readable on the wire.
 //
+// # Metrics
+//
+// With Config.Registerer: edge_api_requests_total{route, code} (route is
+// the mux pattern, or "unauthorized" / "unknown" for requests refused
+// before routing) and edge_api_long_polls_waiting.
+//
 // # Server settings
 //
 // The caller owns the http.Server: its WriteTimeout must exceed MaxWait (or
