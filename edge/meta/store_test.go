@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -528,6 +529,56 @@ func TestRandomizedCursorModel(t *testing.T) {
 			if got[k] != v {
 				t.Fatalf("seed %d: cursor %s %v = %d, model %d", seed, name, k, got[k], v)
 			}
+		}
+	}
+}
+
+// TestCloseDuringWrites closes the store while goroutines commit: every
+// call returns nil or ErrClosed, nothing panics, and what returned nil is
+// there after reopening.
+func TestCloseDuringWrites(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "meta.db")
+	s, err := meta.Open(path, meta.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := make([]atomic.Int64, 8)
+	var wg sync.WaitGroup
+	started := make(chan struct{}, len(last))
+	for part := range last {
+		last[part].Store(-1)
+		wg.Go(func() {
+			for off := int64(0); ; off++ {
+				err := s.SetCursor(ctx, "upstream", "t", int32(part), off)
+				if off == 0 {
+					started <- struct{}{}
+				}
+				if errors.Is(err, meta.ErrClosed) {
+					return
+				}
+				if err != nil {
+					t.Errorf("SetCursor: %v", err)
+					return
+				}
+				last[part].Store(off)
+			}
+		})
+	}
+	for range last {
+		<-started
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	s = openStore(t, path, meta.Config{})
+	cs, err := s.Cursors(ctx, "upstream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for part := range last {
+		if got, want := cs[meta.PartitionKey{Topic: "t", Partition: int32(part)}], last[part].Load(); got < want {
+			t.Errorf("partition %d: %d after reopen, but %d returned nil", part, got, want)
 		}
 	}
 }
