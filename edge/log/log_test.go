@@ -211,3 +211,41 @@ func TestConcurrentAppendersAndReaders(t *testing.T) {
 		t.Fatalf("readers saw %v, want %d in all", total, writers*per)
 	}
 }
+
+// TestOffsetForTimeSkewedClocks: device clocks jump back and forth; the
+// lookup returns the first record in log order at or after the time, across
+// segments and index entries.
+func TestOffsetForTimeSkewedClocks(t *testing.T) {
+	l := openLog(t, t.TempDir(), elog.Config{SegmentMaxBytes: 8 << 10, IndexIntervalBytes: 512})
+	p := mustPartition(t, l, "t", 0)
+	ctx := context.Background()
+	ts := make([]int64, 0, 400)
+	for i := 0; i < 400; i++ {
+		v := int64(i) * 10
+		if i%50 == 7 {
+			v = -1000 // a device whose clock reset
+		}
+		if i%97 == 3 {
+			v += 100000 // and one running ahead
+		}
+		r := rec(i)
+		r.Timestamp = v
+		ts = append(ts, v)
+		if _, err := p.Append(ctx, []elog.Record{r}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, target := range []int64{-5000, 0, 5, 1000, 2345, 3990, 100000, 103000, 1 << 40} {
+		want := int64(len(ts))
+		for i, v := range ts {
+			if v >= target {
+				want = int64(i)
+				break
+			}
+		}
+		got, err := p.OffsetForTime(ctx, target)
+		if err != nil || got != want {
+			t.Fatalf("OffsetForTime(%d) = %d, %v; want %d", target, got, err, want)
+		}
+	}
+}
