@@ -236,3 +236,67 @@ func TestEmbeddedPortTaken(t *testing.T) {
 		t.Fatal("timed out")
 	}
 }
+
+// TestEmbeddedWithAuthSample runs the embedded server with
+// configs/nats-embedded-auth.conf: core logs in as "core", an edge as
+// "edge" can do everything the forwarder needs and nothing else.
+func TestEmbeddedWithAuthSample(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.NATS.Embedded.Listen = "127.0.0.1:0"
+	cfg.NATS.Embedded.DataDir = t.TempDir()
+	cfg.NATS.Embedded.ConfigFile = "../../configs/nats-embedded-auth.conf"
+	cfg.NATS.User, cfg.NATS.Password = "core", "change-me-core"
+	cfg.HTTP.Listen = "127.0.0.1:0"
+	svc := startCore(t, cfg)
+	waitReady(t, "http://"+svc.HTTPAddr().String())
+
+	if nc, err := nats.Connect(svc.NATSURL()); err == nil {
+		nc.Close()
+		t.Fatal("anonymous client accepted")
+	}
+	asyncErr := make(chan error, 10)
+	nc, err := nats.Connect(svc.NATSURL(), nats.UserInfo("edge", "change-me-edge"),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { asyncErr <- err }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	rep, err := wire.RequestProvision(ctx, nc, "outpost", "farm", "pi", "telemetry")
+	if err != nil {
+		t.Fatalf("edge provision request: %v", err)
+	}
+	st, err := js.Stream(ctx, rep.Stream)
+	if err != nil {
+		t.Fatalf("edge stream info: %v", err)
+	}
+	o := wire.Origin{Site: "farm", Node: "pi", Topic: "telemetry", Partition: 0}
+	m, _ := wire.NewBatchMsg("outpost", o, []wire.Record{{Offset: 0}, {Offset: 1}})
+	if _, err := js.PublishMsg(ctx, m); err != nil {
+		t.Fatalf("edge publish: %v", err)
+	}
+	subj, _ := wire.Subject("outpost", o)
+	if last, ok, err := wire.LastOffset(ctx, st, subj); err != nil || !ok || last != 1 {
+		t.Fatalf("edge LastOffset: %d %v %v", last, ok, err)
+	}
+	if err := wire.PublishStatus(nc, "outpost", wire.Status{Site: "farm", Node: "pi", Time: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	// A denied request gets no reply; bound the wait.
+	dctx, dcancel := context.WithTimeout(ctx, time.Second)
+	defer dcancel()
+	if err := js.DeleteStream(dctx, rep.Stream); err == nil {
+		t.Fatal("edge deleted a stream")
+	}
+	select {
+	case err := <-asyncErr:
+		if !strings.Contains(err.Error(), "Permissions Violation") {
+			t.Fatalf("async error %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no permissions violation reported for the delete")
+	}
+}
