@@ -2,6 +2,9 @@ package fleet
 
 import (
 	"errors"
+	"fmt"
+	"io"
+	"sort"
 	"net"
 	"strings"
 	"sync"
@@ -225,4 +228,40 @@ func codes(a *[256]atomic.Int64, name func(byte) string) map[string]int64 {
 		}
 	}
 	return m
+}
+
+// WriteText prints the summary for people.
+func (s *Summary) WriteText(w io.Writer) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "firmware-sim: %d devices -> %s in %.2fs\n", s.Devices, s.Broker, s.ElapsedSeconds)
+	fmt.Fprintf(&b, "  sent        %d (QoS 1/2: %d, resent %d, invalid on purpose %d)\n", s.Sent, s.SentQoS, s.Resent, s.Invalid)
+	fmt.Fprintf(&b, "  acked       %d   refused %d   missing %d\n", s.Acked, s.Refused, s.Missing)
+	if s.Dropped > 0 || s.Unsent > 0 {
+		fmt.Fprintf(&b, "  device side dropped %d (backlog full), unsent %d (still buffered at the end)\n", s.Dropped, s.Unsent)
+	}
+	fmt.Fprintf(&b, "  throughput  %.0f msgs/s, %.2f MB/s payload\n", s.MsgsPerSec, s.MBPerSec)
+	if s.SentQoS > 0 {
+		fmt.Fprintf(&b, "  ack latency p50 %.3f ms  p99 %.3f ms  p999 %.3f ms  max %.3f ms\n", s.Latency.P50, s.Latency.P99, s.Latency.P999, s.Latency.Max)
+	}
+	fmt.Fprintf(&b, "  connects    %d (reconnects %d, failed %d, lost %d, offline periods %d)\n", s.Connects, s.Reconnects, s.ConnectFailures, s.ConnectionsLost, s.OfflinePeriods)
+	for _, m := range []struct {
+		name string
+		m    map[string]int64
+	}{{"ack reason codes", s.AckReasons}, {"connack refusals", s.ConnackReasons}, {"broker disconnects", s.DisconnectReasons}, {"errors", s.Errors}} {
+		if len(m.m) == 0 {
+			continue
+		}
+		keys := make([]string, 0, len(m.m))
+		for k := range m.m {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		fmt.Fprintf(&b, "  %s:", m.name)
+		for _, k := range keys {
+			fmt.Fprintf(&b, " [%s] %d", k, m.m[k])
+		}
+		b.WriteByte('\n')
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
 }

@@ -408,3 +408,15 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	return nil
 }
+
+// Devices returns the ids of all devices seen, sorted.
+func (c *Checker) Devices() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ids := make([]string, 0, len(c.devices))
+	for id := range c.devices {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}

@@ -1,0 +1,43 @@
+// Command firmware-sim plays a fleet of MQTT sensors against any broker
+// (Outpost, mochi, mosquitto) and checks what arrived.
+//
+//	firmware-sim [flags]          run a fleet (flags, or -scenario FILE)
+//	firmware-sim verify [flags]   check per-device sequence numbers for gaps and duplicates
+//
+// Exit status: 0 success, 1 runtime error, 2 bad usage, 3 acknowledgements
+// missing at the end of a run, 4 verify found gaps or duplicates.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const (
+	exitOK       = 0
+	exitError    = 1
+	exitUsage    = 2
+	exitMissing  = 3
+	exitVerified = 4
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var code int
+	if len(os.Args) > 1 && os.Args[1] == "verify" {
+		code = runVerify(ctx, os.Args[2:], os.Stdout, os.Stderr)
+	} else {
+		code = runFleet(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	}
+	stop()
+	os.Exit(code)
+}
+
+func usageError(stderr *os.File, format string, args ...any) int {
+	fmt.Fprintf(stderr, "firmware-sim: "+format+"\n", args...)
+	return exitUsage
+}
