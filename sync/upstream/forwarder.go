@@ -7,6 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -86,7 +88,7 @@ type Forwarder struct {
 	sched   *scheduler
 
 	link    atomic.Pointer[link] // nil while no connection object exists
-	changed signal               // broadcast on every connection state change
+	changed broadcaster          // broadcast on every connection state change
 	running atomic.Bool
 
 	// lastPerm is when the server last reported a permissions violation
@@ -144,7 +146,7 @@ func newForwarder(cfg Config, src lister, cursors cursorStore) (*Forwarder, erro
 		cursors: cursors,
 		sched:   newScheduler(cfg.BandwidthBytesPerSec),
 		parts:   make(map[partKey]*partition),
-		changed: newSignal(),
+		changed: newBroadcaster(),
 	}
 	m, err := newMetrics(f, cfg.Registerer)
 	if err != nil {
@@ -165,7 +167,7 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		return errors.New("upstream: Run: already running")
 	}
 	defer f.running.Store(false)
-	f.log.Info("upstream: forwarding", "url", f.cfg.URL, "site", f.cfg.Site, "node", f.cfg.Node,
+	f.log.Info("upstream: forwarding", "url", redactURL(f.cfg.URL), "site", f.cfg.Site, "node", f.cfg.Node,
 		"mode", f.cfg.Mode.String(), "window", f.cfg.Window, "bandwidth_bytes_per_sec", f.cfg.BandwidthBytesPerSec)
 
 	var conns, loops sync.WaitGroup
@@ -521,25 +523,25 @@ func (f *Forwarder) commitCursors(ctx context.Context) {
 	wg.Wait()
 }
 
-// signal is a broadcast: wait returns a channel closed by the next
+// broadcaster is a broadcast: wait returns a channel closed by the next
 // broadcast.
-type signal struct {
+type broadcaster struct {
 	mu *sync.Mutex
 	ch *chan struct{}
 }
 
-func newSignal() signal {
+func newBroadcaster() broadcaster {
 	ch := make(chan struct{})
-	return signal{mu: new(sync.Mutex), ch: &ch}
+	return broadcaster{mu: new(sync.Mutex), ch: &ch}
 }
 
-func (s signal) wait() <-chan struct{} {
+func (s broadcaster) wait() <-chan struct{} {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return *s.ch
 }
 
-func (s signal) broadcast() {
+func (s broadcaster) broadcast() {
 	s.mu.Lock()
 	close(*s.ch)
 	ch := make(chan struct{})
@@ -554,4 +556,19 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	case <-t.C:
 	}
+}
+
+// redactURL hides passwords and tokens in a (comma-separated) server URL
+// list before it is logged.
+func redactURL(s string) string {
+	parts := strings.Split(s, ",")
+	for i, p := range parts {
+		u, err := url.Parse(strings.TrimSpace(p))
+		if err != nil || u.User == nil {
+			continue
+		}
+		u.User = url.User("redacted")
+		parts[i] = u.String()
+	}
+	return strings.Join(parts, ",")
 }

@@ -328,12 +328,22 @@ func (p *partition) pump(ctx context.Context, ln *link, epoch uint64, next int64
 		}
 	}()
 	maxPayload := int(ln.nc.MaxPayload())
+	// A paused partition probes with one message until the stream takes
+	// one, instead of sending a whole window to a stream that is full or
+	// refuses it.
+	p.mu.Lock()
+	window := cfg.Window
+	if p.errKind != kindNone {
+		window = 1
+	}
+	p.mu.Unlock()
 	ack := func(h inflight) {
 		p.acked.Store(h.last + 1)
 		f.m.forwardedRecords.WithLabelValues(p.key.topic, p.pkey).Add(float64(h.records))
 		f.m.forwardedBytes.WithLabelValues(p.key.topic, p.pkey).Add(float64(h.bytes))
 		if !progressed {
 			progressed = true
+			window = cfg.Window
 			p.setError(nil)
 		}
 	}
@@ -360,7 +370,7 @@ func (p *partition) pump(ctx context.Context, ln *link, epoch uint64, next int64
 		p.mu.Lock()
 		p.live = live
 		p.mu.Unlock()
-		room := len(q) < cfg.Window && qBytes < maxInflightBytes
+		room := len(q) < window && qBytes < maxInflightBytes
 		if room && len(buf) == 0 && sent < end {
 			recs, err := p.src.Read(ctx, sent, cfg.MaxReadBytes)
 			if err != nil {
@@ -379,7 +389,10 @@ func (p *partition) pump(ctx context.Context, ln *link, epoch uint64, next int64
 			}
 			for len(cuts) > 0 && cuts[0].first == buf[0].Offset && buf[len(buf)-1].Offset < cuts[0].last {
 				more, err := p.src.Read(ctx, buf[len(buf)-1].Offset+1, cfg.MaxReadBytes)
-				if err != nil || len(more) == 0 {
+				if err == nil && len(more) == 0 {
+					err = errors.New("no record")
+				}
+				if err != nil {
 					return progressed, p.abort(ctx, q, false, fmt.Errorf("upstream: read %s/%d at %d: %w", p.key.topic, p.key.part, buf[len(buf)-1].Offset+1, err))
 				}
 				buf = append(buf, more...)
