@@ -117,6 +117,11 @@ type Hook struct {
 	mu       sync.Mutex
 	sessions map[string]*session // mu; by client id
 
+	// tryCtx is already cancelled: AppendAsync with it enqueues when the
+	// partition has room and fails at once otherwise, so the common case
+	// needs no timer.
+	tryCtx context.Context
+
 	closing atomic.Bool
 	pending atomic.Int64  // entries queued and not yet completed
 	idle    chan struct{} // buffer 1: pending reached 0 while closing
@@ -127,13 +132,27 @@ var _ mochi.Hook = (*Hook)(nil)
 // errReject makes mochi send nothing: the hook acknowledges itself.
 var errReject = fmt.Errorf("ingest: %w", packets.ErrRejectPacket)
 
+// handled is what OnPublish returns once the publish is the hook's: a
+// rejection, so mochi sends no ack, except at QoS 0, where there is no ack
+// and CodeSuccessIgnore costs mochi less (it logs every rejection, which
+// copies the packet even when debug logging is off).
+func handled(pk packets.Packet) error {
+	if pk.FixedHeader.Qos == 0 {
+		return packets.CodeSuccessIgnore
+	}
+	return errReject
+}
+
 // New returns a hook; it starts no goroutines (see Run).
 func New(cfg Config) (*Hook, error) {
 	cfg.fill()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	tryCtx, cancel := context.WithCancel(context.Background())
+	cancel()
 	return &Hook{
+		tryCtx:   tryCtx,
 		cfg:      cfg,
 		m:        newMetrics(cfg.Registerer),
 		sessions: make(map[string]*session),
@@ -260,16 +279,16 @@ func (h *Hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 		return pk, nil // our own fan-out of a durable publish
 	}
 	qos := pk.FixedHeader.Qos
-	h.m.ingest.WithLabelValues(qosLabel(qos)).Inc()
+	h.m.ingestQoS[min(qos, 2)].Inc()
 	s := h.sessionFor(cl)
 	e := &entry{pk: pk, cl: cl, at: h.cfg.Now()}
 	switch {
 	case h.closing.Load():
 		s.refuse(e, ErrShuttingDown)
-		return pk, errReject
+		return pk, handled(pk)
 	case len(pk.Payload) > h.cfg.MaxPayloadBytes:
 		s.refuse(e, fmt.Errorf("%w: %d bytes, limit %d", ErrPayloadTooLarge, len(pk.Payload), h.cfg.MaxPayloadBytes))
-		return pk, errReject
+		return pk, handled(pk)
 	}
 	if qos == 1 {
 		e.hash = hashPublish(pk)
@@ -281,8 +300,8 @@ func (h *Hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 			// A resend of a publish still committing: its ack answers both.
 			s.mu.Unlock()
 			h.m.dups.Inc()
-			h.m.acks.WithLabelValues(reasonDuplicate).Inc()
-			return pk, errReject
+			h.m.ack(reasonDuplicate)
+			return pk, handled(pk)
 		}
 		if qos == 1 && pk.FixedHeader.Dup && s.acked(pk.PacketID, e.hash) {
 			e.answer = true
@@ -291,36 +310,41 @@ func (h *Hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 	}
 	if len(s.queue) >= h.cfg.MaxInflight && !s.waitRoomLocked(h.timeout(cl)) {
 		s.mu.Unlock()
-		h.m.acks.WithLabelValues(reasonTimeout).Inc()
+		h.m.ack(reasonTimeout)
 		h.m.timeouts.Inc()
 		h.cfg.Logger.Warn("mqtt: client exceeded its in-flight publishes for longer than the ack timeout; disconnecting", "client", cl.ID, "max_inflight", h.cfg.MaxInflight)
 		cl.Stop(ErrAckTimeout)
-		return pk, errReject
+		return pk, handled(pk)
 	}
 	s.addLocked(e)
 	s.mu.Unlock()
 
 	if e.answer {
 		s.finish(e, nil)
-		return pk, errReject
+		return pk, handled(pk)
 	}
 	target := h.cfg.Router.Route(pk.TopicName, cl.ID, pk.Payload)
 	p, err := h.cfg.Log.Partition(target.Topic, target.Partition)
 	if err != nil {
 		s.finish(e, err)
-		return pk, errReject
+		return pk, handled(pk)
 	}
 	recs := []log.Record{h.record(cl, pk, target, e.at)}
-	ctx, cancel := context.WithTimeout(context.Background(), h.timeout(cl))
-	err = p.AppendAsync(ctx, recs, func(_ int64, err error) { s.finish(e, err) })
-	cancel()
+	done := func(_ int64, err error) { s.finish(e, err) }
+	err = p.AppendAsync(h.tryCtx, recs, done)
+	if errors.Is(err, context.Canceled) {
+		// The partition's queue is full: wait for room, bounded.
+		ctx, cancel := context.WithTimeout(context.Background(), h.timeout(cl))
+		err = p.AppendAsync(ctx, recs, done)
+		cancel()
+	}
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
 			err = fmt.Errorf("%w: %w", ErrAckTimeout, err)
 		}
 		s.finish(e, err)
 	}
-	return pk, errReject
+	return pk, handled(pk)
 }
 
 func (h *Hook) record(cl *mochi.Client, pk packets.Packet, t route.Target, at time.Time) log.Record {
@@ -461,7 +485,7 @@ func (s *session) drain() {
 				// Before the id leaves s.ids, mochi's inflight map takes
 				// it over: a retransmission is then answered by mochi and
 				// PUBREL by processPubrel, never appended again.
-				if cl.State.Inflight.Set(s.h.ack(e.pk, packets.Pubrec, packets.CodeSuccess)) {
+				if cl.State.Inflight.Set(s.h.ack(e.pk, packets.Pubrec, packets.CodeSuccess, e.at.Unix())) {
 					atomic.AddInt64(&s.h.cfg.Server.Info.Inflight, 1)
 				}
 			}
@@ -476,8 +500,9 @@ func (s *session) drain() {
 		s.space = make(chan struct{})
 		s.mu.Unlock()
 
+		now := s.h.cfg.Now()
 		for _, e := range batch {
-			s.h.complete(cl, e)
+			s.h.complete(cl, e, now)
 		}
 		s.h.m.inflight.Sub(float64(n))
 		if s.h.pending.Add(int64(-n)) == 0 && s.h.closing.Load() {
@@ -489,12 +514,14 @@ func (s *session) drain() {
 	}
 }
 
-func (h *Hook) ack(pk packets.Packet, typ byte, code packets.Code) packets.Packet {
+// ack builds an acknowledgement; created (Unix seconds) only matters for
+// a PUBREC kept in mochi's inflight map, which expires it from there.
+func (h *Hook) ack(pk packets.Packet, typ byte, code packets.Code, created int64) packets.Packet {
 	out := packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: typ},
 		PacketID:    pk.PacketID,
 		ReasonCode:  code.Code,
-		Created:     h.cfg.Now().Unix(),
+		Created:     created,
 	}
 	if code.Code >= packets.ErrUnspecifiedError.Code {
 		out.Properties.ReasonString = code.Reason
@@ -504,7 +531,7 @@ func (h *Hook) ack(pk packets.Packet, typ byte, code packets.Code) packets.Packe
 
 // complete writes an entry's acknowledgement or refusal to cl and, on
 // success, fans the publish out to local subscribers.
-func (h *Hook) complete(cl *mochi.Client, e *entry) {
+func (h *Hook) complete(cl *mochi.Client, e *entry, now time.Time) {
 	qos := e.pk.FixedHeader.Qos
 	typ := byte(packets.Puback)
 	if qos == 2 {
@@ -512,22 +539,22 @@ func (h *Hook) complete(cl *mochi.Client, e *entry) {
 	}
 	if e.err == nil {
 		if qos > 0 {
-			if err := cl.WritePacket(h.ack(e.pk, typ, packets.CodeSuccess)); err != nil {
+			if err := cl.WritePacket(h.ack(e.pk, typ, packets.CodeSuccess, 0)); err != nil {
 				h.cfg.Logger.Debug("mqtt: ack not delivered; the client will resend", "client", cl.ID, "packet_id", e.pk.PacketID, "err", err)
 			}
-			h.m.ackLatency.Observe(h.cfg.Now().Sub(e.at).Seconds())
+			h.m.ackLatency.Observe(now.Sub(e.at).Seconds())
 		}
 		if e.answer {
-			h.m.acks.WithLabelValues(reasonDuplicate).Inc()
+			h.m.ack(reasonDuplicate)
 			return
 		}
-		h.m.acks.WithLabelValues(reasonSuccess).Inc()
+		h.m.ack(reasonSuccess)
 		h.fanout(e.pk)
 		return
 	}
 
 	reason, code := classify(e.err)
-	h.m.acks.WithLabelValues(reason).Inc()
+	h.m.ack(reason)
 	h.cfg.Logger.Warn("mqtt: publish refused", "client", cl.ID, "topic", e.pk.TopicName, "qos", qos, "reason", reason, "err", e.err)
 	v5 := cl.Properties.ProtocolVersion == 5
 	switch {
@@ -540,7 +567,7 @@ func (h *Hook) complete(cl *mochi.Client, e *entry) {
 		// MQTT 3.1.1 has no negative acknowledgement: close without an ack.
 		cl.Stop(e.err)
 	case qos > 0:
-		_ = cl.WritePacket(h.ack(e.pk, typ, code))
+		_ = cl.WritePacket(h.ack(e.pk, typ, code, 0))
 	default:
 		// MQTT 5 QoS 0: nothing to answer; counted.
 	}

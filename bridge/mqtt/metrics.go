@@ -4,18 +4,19 @@ import "github.com/prometheus/client_golang/prometheus"
 
 // Ack reasons, the values of the reason label of outpost_mqtt_acks_total.
 const (
-	reasonSuccess    = "success"
-	reasonBudget     = "disk_budget"
-	reasonLogFailed  = "log_failed"
-	reasonTooLarge   = "too_large"
-	reasonTimeout    = "timeout"
-	reasonShutdown   = "shutdown"
-	reasonDuplicate  = "duplicate"
-	reasonBadTopic   = "no_route"
-	reasonQoS0Refuse = "qos0_refused"
+	reasonSuccess   = "success"
+	reasonBudget    = "disk_budget"
+	reasonLogFailed = "log_failed"
+	reasonTooLarge  = "too_large"
+	reasonTimeout   = "timeout"
+	reasonShutdown  = "shutdown"
+	reasonDuplicate = "duplicate"
+	reasonBadTopic  = "no_route"
 )
 
 type metrics struct {
+	ingestQoS  [3]prometheus.Counter
+	ackReason  map[string]prometheus.Counter // resolved once: the hot path takes no label lookup
 	ingest     *prometheus.CounterVec
 	acks       *prometheus.CounterVec
 	dups       prometheus.Counter
@@ -32,7 +33,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"qos"}),
 		acks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "outpost_mqtt_acks_total",
-			Help: "Publishes completed, by reason: success (durable; PUBACK/PUBREC 0x00 for QoS 1/2), disk_budget (0x97), log_failed (0x80), timeout, too_large (0x95), shutdown, duplicate (resend answered without a second append), qos0_refused.",
+			Help: "Publishes completed, by reason: success (durable; PUBACK/PUBREC 0x00 for QoS 1/2), disk_budget (0x97), log_failed (0x80), timeout, too_large (0x95), shutdown, duplicate (resend answered without a second append), no_route.",
 		}, []string{"reason"}),
 		dups: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "outpost_mqtt_duplicates_total",
@@ -52,8 +53,17 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Clients disconnected because a publish was not durable within the ack timeout.",
 		}),
 	}
+	for q := range m.ingestQoS {
+		m.ingestQoS[q] = m.ingest.WithLabelValues(qosLabel(byte(q)))
+	}
+	m.ackReason = make(map[string]prometheus.Counter)
+	for _, r := range []string{reasonSuccess, reasonBudget, reasonLogFailed, reasonTooLarge, reasonTimeout, reasonShutdown, reasonDuplicate, reasonBadTopic} {
+		m.ackReason[r] = m.acks.WithLabelValues(r)
+	}
 	if reg != nil {
 		reg.MustRegister(m.ingest, m.acks, m.dups, m.ackLatency, m.inflight, m.timeouts)
 	}
 	return m
 }
+
+func (m *metrics) ack(reason string) { m.ackReason[reason].Inc() }
