@@ -1,0 +1,154 @@
+package e2e_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/hooks/auth"
+	"github.com/mochi-mqtt/server/v2/listeners"
+
+	"github.com/outpost-edge/outpost/edge/node"
+	"github.com/outpost-edge/outpost/firmware-sim/fleet"
+)
+
+type benchCase struct {
+	name     string
+	clients  int
+	inflight int
+	qos      int
+}
+
+// TestBenchIngestVsMochi compares the edge node (sync: always, a real
+// disk) with an in-memory mochi broker under the same firmware-sim fleet,
+// both in this process. Set OUTPOST_BENCH=1; OUTPOST_BENCH_RUNS (default 3)
+// and OUTPOST_BENCH_SECONDS (default 5) shape it. Medians are reported.
+func TestBenchIngestVsMochi(t *testing.T) {
+	if os.Getenv("OUTPOST_BENCH") == "" {
+		t.Skip("benchmark: set OUTPOST_BENCH=1")
+	}
+	runs := envInt("OUTPOST_BENCH_RUNS", 3)
+	secs := envInt("OUTPOST_BENCH_SECONDS", 5)
+	cases := []benchCase{
+		{"qos1_100x100", 100, 100, 1},
+		{"qos1_1x100", 1, 100, 1},
+		{"qos0_100", 100, 1, 0},
+	}
+	if only := os.Getenv("OUTPOST_BENCH_ONLY"); only != "" {
+		var keep []benchCase
+		for _, c := range cases {
+			if strings.Contains(c.name, only) {
+				keep = append(keep, c)
+			}
+		}
+		cases = keep
+	}
+	for _, c := range cases {
+		var edge, mem []float64
+		var edgeP50, memP50 []float64
+		for r := 0; r < runs; r++ {
+			s := runFleet(t, c, secs, startMochi(t))
+			mem = append(mem, s.MsgsPerSec)
+			memP50 = append(memP50, s.Latency.P50)
+			s = runFleet(t, c, secs, startNode(t))
+			edge = append(edge, s.MsgsPerSec)
+			edgeP50 = append(edgeP50, s.Latency.P50)
+		}
+		me, mm := median(edge), median(mem)
+		t.Logf("BENCH %-14s edge %8.0f msg/s (p50 %.2f ms)  mochi-mem %8.0f msg/s (p50 %.2f ms)  ratio %.2f  runs edge=%v mochi=%v",
+			c.name, me, median(edgeP50), mm, median(memP50), me/mm, round(edge), round(mem))
+	}
+}
+
+func round(xs []float64) []int {
+	out := make([]int, len(xs))
+	for i, x := range xs {
+		out[i] = int(x)
+	}
+	return out
+}
+
+func median(xs []float64) float64 {
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	if len(s) == 0 {
+		return 0
+	}
+	return s[len(s)/2]
+}
+
+type broker struct {
+	addr string
+	stop func()
+}
+
+func startMochi(t *testing.T) broker {
+	srv := mochi.New(&mochi.Options{InlineClient: true, Logger: slog.New(slog.DiscardHandler)})
+	srv.AddHook(new(auth.AllowHook), nil)
+	tcp := listeners.NewTCP(listeners.Config{ID: "t", Address: "127.0.0.1:0"})
+	if err := srv.AddListener(tcp); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Serve(); err != nil {
+		t.Fatal(err)
+	}
+	return broker{addr: tcp.Address(), stop: func() { srv.Close() }}
+}
+
+func startNode(t *testing.T) broker {
+	cfg := node.DefaultConfig()
+	cfg.DataDir = t.TempDir()
+	cfg.MQTT.Address = "127.0.0.1:0"
+	cfg.HTTP.Address = "127.0.0.1:0"
+	n, err := node.Open(context.Background(), cfg, node.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	return broker{addr: n.MQTTAddrs()[0], stop: func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("node: %v", err)
+		}
+	}}
+}
+
+func runFleet(t *testing.T, c benchCase, secs int, b broker) fleet.Summary {
+	t.Helper()
+	defer b.stop()
+	cfg := fleet.DefaultConfig()
+	cfg.Broker = "tcp://" + b.addr
+	cfg.Duration = time.Duration(secs) * time.Second
+	cfg.DrainTimeout = 10 * time.Second
+	cfg.Seed = 1
+	g := fleet.DefaultGroup()
+	g.Name = "gw"
+	g.Devices = c.clients
+	g.QoS = c.qos
+	g.InFlight = c.inflight
+	g.Rate = 0
+	g.CleanStart = true
+	g.Payload = fleet.PayloadConfig{Format: "raw", Size: 100}
+	cfg.Groups = []fleet.Group{g}
+	f, err := fleet.New(cfg, nil, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := f.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.qos > 0 && (s.Refused > 0 || s.Missing > 0) {
+		t.Errorf("%s: %d refused, %d missing: %+v", c.name, s.Refused, s.Missing, s)
+	}
+	fmt.Fprint(os.Stderr)
+	return s
+}
