@@ -11,6 +11,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -29,7 +30,7 @@ func main() {
 	defer stop()
 	var code int
 	if len(os.Args) > 1 && os.Args[1] == "verify" {
-		code = runVerify(ctx, os.Args[2:], os.Stdout, os.Stderr)
+		code = runVerify(ctx, os.Args[2:], os.Stdin, os.Stdout, os.Stderr)
 	} else {
 		code = runFleet(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	}
@@ -37,7 +38,7 @@ func main() {
 	os.Exit(code)
 }
 
-func usageError(stderr *os.File, format string, args ...any) int {
+func usageError(stderr io.Writer, format string, args ...any) int {
 	fmt.Fprintf(stderr, "firmware-sim: "+format+"\n", args...)
 	return exitUsage
 }

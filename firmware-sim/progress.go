@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"sync"
 	"time"
@@ -12,14 +13,18 @@ import (
 
 // isTerminal reports whether f is a character device, which is what a
 // terminal is; /dev/null also is, and gets harmless carriage returns.
-func isTerminal(f *os.File) bool {
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0 && os.Getenv("TERM") != "dumb"
 }
 
 // startProgress prints progress while the fleet runs: a line redrawn every
 // second on a terminal, else a plain line every interval (0: none).
-func startProgress(ctx context.Context, fl *fleet.Fleet, w *os.File, interval time.Duration) (stop func()) {
+func startProgress(ctx context.Context, fl *fleet.Fleet, w io.Writer, interval time.Duration) (stop func()) {
 	tty := isTerminal(w)
 	if tty {
 		interval = time.Second

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"time"
@@ -84,7 +85,7 @@ func (t *tlsFlags) config() (*tls.Config, error) {
 	return tc, nil
 }
 
-func runFleet(ctx context.Context, args []string, stdout, stderr *os.File) int {
+func runFleet(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	g := fleet.DefaultGroup()
 	var f fleetFlags
 	fs := flag.NewFlagSet("firmware-sim", flag.ContinueOnError)
@@ -187,12 +188,12 @@ func runFleet(ctx context.Context, args []string, stdout, stderr *os.File) int {
 	case runErr != nil && !errors.Is(runErr, context.Canceled):
 		fmt.Fprintf(stderr, "firmware-sim: %v\n", runErr)
 		return exitError
+	case sum.Connects == 0:
+		fmt.Fprintf(stderr, "firmware-sim: no device could connect to %s; is the broker running and the URL right? (errors: %v)\n", cfg.Broker, sum.Errors)
+		return exitError
 	case sum.Missing > 0 || sum.Unsent > 0:
 		fmt.Fprintf(stderr, "firmware-sim: %d acknowledgements missing, %d readings unsent at the end; the broker did not confirm everything (check -drain-timeout and the broker)\n", sum.Missing, sum.Unsent)
 		return exitMissing
-	case sum.Connects == 0:
-		fmt.Fprintf(stderr, "firmware-sim: no device could connect to %s; is the broker running and the URL right?\n", cfg.Broker)
-		return exitError
 	case runErr != nil:
 		return exitError
 	}

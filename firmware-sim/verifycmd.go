@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -34,7 +35,7 @@ Exit status: 0 no gaps and no duplicates, 1 error, 2 usage, 4 gaps or duplicates
 Flags:
 `
 
-func runVerify(ctx context.Context, args []string, stdout, stderr *os.File) int {
+func runVerify(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("firmware-sim verify", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
@@ -101,7 +102,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr *os.File) int 
 			Version: v, Username: username, Password: password, TLS: tc, Expect: expect, Idle: idle,
 			Ready: func() { fmt.Fprintf(stderr, "verify: subscribed to %s on %s\n", topics, broker) }}
 	case file != "":
-		r := os.Stdin
+		r := stdin
 		if file != "-" {
 			fh, err := os.Open(file)
 			if err != nil {
