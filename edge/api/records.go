@@ -84,8 +84,17 @@ func (h *handler) records(w http.ResponseWriter, r *http.Request) {
 	}
 	recs, err := readPage(r.Context(), p, q)
 	if errors.Is(err, elog.ErrOffsetOutOfRange) {
+		start, end := p.StartOffset(), p.EndOffset()
+		if _, perr := h.cfg.Log.Partition(topic, id); perr != nil || (q.offset >= start && q.offset <= end) {
+			// The log closed under the read: Partition.Read then reports
+			// ErrOffsetOutOfRange for an offset in range (see
+			// TestLogReadAfterCloseSaysClosed). A 416 would send a client
+			// that trusts it to start_offset, skipping records.
+			h.serverError(w, r, elog.ErrClosed)
+			return
+		}
 		// Retention deleted the segment between the check and the read.
-		h.outOfRange(w, q.offset, p.StartOffset(), p.EndOffset())
+		h.outOfRange(w, q.offset, start, end)
 		return
 	}
 	if err != nil {
