@@ -160,6 +160,7 @@ func (n *Node) openBroker(router *route.Router) error {
 		Logger:                 n.logger.With("component", "mqtt"),
 		SysTopicResendInterval: 10,
 	})
+	registerBrokerMetrics(n.reg, n.server)
 
 	users := len(cfg.Auth.Users)
 	ids := make([]string, 0, len(cfg.listeners()))

@@ -1,0 +1,34 @@
+package node
+
+import (
+	"sync/atomic"
+
+	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// registerBrokerMetrics exports mochi's own counters, which show when the
+// limits bite: messages dropped for slow subscribers (max_pending_writes),
+// outbound QoS messages dropped at max_inflight, sessions kept.
+func registerBrokerMetrics(reg prometheus.Registerer, s *mochi.Server) {
+	gauge := func(name, help string, v *int64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return float64(atomic.LoadInt64(v)) })
+	}
+	counter := func(name, help string, v *int64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(atomic.LoadInt64(v)) })
+	}
+	reg.MustRegister(
+		gauge("outpost_mqtt_clients_connected", "Clients past CONNECT.", &s.Info.ClientsConnected),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "outpost_mqtt_sessions",
+			Help: "Sessions the broker keeps, connected or not (bounded by mqtt.limits.session_expiry_max).",
+		}, func() float64 { return float64(s.Clients.Len()) }),
+		gauge("outpost_mqtt_subscriptions", "Active subscriptions.", &s.Info.Subscriptions),
+		gauge("outpost_mqtt_retained_messages", "Retained messages.", &s.Info.Retained),
+		gauge("outpost_mqtt_outbound_inflight", "QoS 1/2 messages in flight in mochi's inflight maps (outbound, and inbound QoS 2 awaiting PUBREL).", &s.Info.Inflight),
+		counter("outpost_mqtt_messages_dropped_total", "Messages to subscribers dropped because their pending writes reached mqtt.limits.max_pending_writes.", &s.Info.MessagesDropped),
+		counter("outpost_mqtt_inflight_dropped_total", "Outbound QoS 1/2 messages dropped at mqtt.limits.max_inflight.", &s.Info.InflightDropped),
+		counter("outpost_mqtt_received_bytes_total", "Bytes received from MQTT clients.", &s.Info.BytesReceived),
+		counter("outpost_mqtt_sent_bytes_total", "Bytes sent to MQTT clients.", &s.Info.BytesSent),
+	)
+}
