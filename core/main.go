@@ -83,6 +83,7 @@ func runServe(args []string, stderr io.Writer) int {
 	syncIv := fs.String("sync-interval", def.NATS.Embedded.SyncInterval, "embedded NATS: `policy`, always or a duration like 2m; see below")
 	natsConf := fs.String("nats-config", "", "embedded NATS: nats-server config `file` for auth, TLS, limits (see configs/nats-*.conf)")
 	httpAddr := fs.String("http", def.HTTP.Listen, "HTTP API listen `addr` (use :8081 for all interfaces)")
+	tokenFile := fs.String("http-token-file", "", "`file` with a bearer token that /metrics and /v1/ require")
 	prefix := fs.String("prefix", def.Prefix, "subject `prefix` of all Outpost subjects")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn, error")
 	nf := addNATSFlags(fs, "`URL` of an existing NATS cluster (nats://host:4222, comma-separated seeds); disables the embedded server")
@@ -134,6 +135,8 @@ func runServe(args []string, stderr io.Writer) int {
 			cfg.NATS.Embedded.ConfigFile = *natsConf
 		case "http":
 			cfg.HTTP.Listen = *httpAddr
+		case "http-token-file":
+			cfg.HTTP.TokenFile = *tokenFile
 		case "prefix":
 			cfg.Prefix = *prefix
 		case "nats":

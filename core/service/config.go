@@ -74,6 +74,10 @@ type EmbeddedConfig struct {
 type HTTPConfig struct {
 	// Listen is host:port for /healthz, /readyz, /metrics and /v1/.
 	Listen string `yaml:"listen"`
+	// TokenFile, if set, names a file holding a bearer token that /metrics
+	// and /v1/ require (Authorization: Bearer <token>); /healthz and
+	// /readyz stay open for probes.
+	TokenFile string `yaml:"token_file"`
 }
 
 // SyncIntervalHelp explains EmbeddedConfig.SyncInterval; -h prints it.

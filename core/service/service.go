@@ -2,12 +2,14 @@ package service
 
 import (
 	"context"
+	"crypto/subtle"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -82,6 +84,12 @@ func (s *Service) Run(ctx context.Context) error {
 		reg = s.reg
 	}
 
+	// Read before anything starts, so a bad token file stops nothing.
+	token, err := s.readToken()
+	if err != nil {
+		return err
+	}
+
 	var ns *server.Server
 	connOpts := []nats.Option{
 		nats.Name("outpost-core"),
@@ -132,6 +140,26 @@ func (s *Service) Run(ctx context.Context) error {
 		return fmt.Errorf("service: jetstream: %w", err)
 	}
 
+	if reg != nil {
+		boolGauge := func(name, help string, f func() bool) prometheus.Collector {
+			return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 {
+				if f() {
+					return 1
+				}
+				return 0
+			})
+		}
+		for _, c := range []prometheus.Collector{
+			boolGauge("outpost_core_nats_connected", "1 while core is connected to NATS.", nc.IsConnected),
+			boolGauge("outpost_core_ready", "1 while /readyz says ready.", func() bool { return nc.IsConnected() && s.ready.Load() }),
+		} {
+			if err := reg.Register(c); err != nil {
+				return fmt.Errorf("service: register metrics: %w", err)
+			}
+			defer reg.Unregister(c)
+		}
+	}
+
 	prov, err := provision.New(js, s.cfg.Streams, s.log.With("component", "provision"), reg)
 	if err != nil {
 		return err
@@ -159,7 +187,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	s.httpAddr = ln.Addr()
 	hs := &http.Server{
-		Handler:           s.handler(nc, view),
+		Handler:           s.handler(nc, view, token),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
@@ -293,7 +321,52 @@ func (s *Service) clientAuthOptions() []nats.Option {
 	return opts
 }
 
-func (s *Service) handler(nc *nats.Conn, view *sites.Registry) http.Handler {
+// readToken loads the HTTP bearer token, and warns when the API is
+// reachable from other hosts without one (G8: unsafe setups say so loudly).
+func (s *Service) readToken() (string, error) {
+	if s.cfg.HTTP.TokenFile == "" {
+		if host, _, _ := net.SplitHostPort(s.cfg.HTTP.Listen); !isLoopback(host) {
+			s.log.Warn("HTTP API has NO TOKEN and listens beyond loopback: anyone who can reach it reads sites and metrics; set http.token_file",
+				"listen", s.cfg.HTTP.Listen)
+		}
+		return "", nil
+	}
+	b, err := os.ReadFile(s.cfg.HTTP.TokenFile)
+	if err != nil {
+		return "", fmt.Errorf("service: http.token_file: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if len(tok) < 16 {
+		return "", fmt.Errorf("service: http.token_file %s: token shorter than 16 characters; generate one with `openssl rand -hex 32`", s.cfg.HTTP.TokenFile)
+	}
+	return tok, nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// requireToken wraps h with a constant-time bearer token check.
+func requireToken(token string, h http.Handler) http.Handler {
+	if token == "" {
+		return h
+	}
+	want := []byte("Bearer " + token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="outpost-core"`)
+			http.Error(w, "unauthorized: send Authorization: Bearer <token from http.token_file>", http.StatusUnauthorized)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func (s *Service) handler(nc *nats.Conn, view *sites.Registry, token string) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "ok\n")
@@ -310,9 +383,9 @@ func (s *Service) handler(nc *nats.Conn, view *sites.Registry) http.Handler {
 		_, _ = io.WriteString(w, "ready\n")
 	})
 	if s.reg != nil {
-		mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}))
+		mux.Handle("GET /metrics", requireToken(token, promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)})))
 	}
-	mux.Handle("/v1/sites", view)
+	mux.Handle("/v1/sites", requireToken(token, view))
 	return mux
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -156,6 +157,8 @@ func TestEmbeddedCore(t *testing.T) {
 		`outpost_core_forward_lag_records{node="pi-a",partition="0",site="farm-1",topic="telemetry"} 20`,
 		`outpost_core_provision_requests_total{result="created"} 1`,
 		`outpost_core_status_reports_total{result="ok"} 1`,
+		"outpost_core_nats_connected 1",
+		"outpost_core_ready 1",
 	} {
 		if !strings.Contains(metrics, want) {
 			t.Fatalf("metrics lack %s:\n%s", want, metrics)
@@ -298,5 +301,48 @@ func TestEmbeddedWithAuthSample(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("no permissions violation reported for the delete")
+	}
+}
+
+func TestHTTPToken(t *testing.T) {
+	tokFile := t.TempDir() + "/token"
+	if err := os.WriteFile(tokFile, []byte("0123456789abcdef0123\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.NATS.Embedded.Listen = "127.0.0.1:0"
+	cfg.NATS.Embedded.DataDir = t.TempDir()
+	cfg.HTTP.Listen = "127.0.0.1:0"
+	cfg.HTTP.TokenFile = tokFile
+	svc := startCore(t, cfg)
+	base := "http://" + svc.HTTPAddr().String()
+	waitReady(t, base) // probes need no token
+
+	for _, path := range []string{"/v1/sites", "/metrics"} {
+		if code, _, err := get(base + path); err != nil || code != http.StatusUnauthorized {
+			t.Fatalf("%s without token: %d %v", path, code, err)
+		}
+		req, _ := http.NewRequest(http.MethodGet, base+path, nil)
+		req.Header.Set("Authorization", "Bearer 0123456789abcdef0123")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s with token: %d", path, resp.StatusCode)
+		}
+	}
+
+	short := t.TempDir() + "/short"
+	os.WriteFile(short, []byte("abc"), 0o600)
+	cfg.HTTP.TokenFile = short
+	cfg.NATS.Embedded.DataDir = t.TempDir()
+	svc2, err := New(cfg, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc2.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "http.token_file") {
+		t.Fatalf("short token: %v", err)
 	}
 }

@@ -34,70 +34,128 @@ func BatchMsgID(o Origin, first, last int64) string {
 	return o.String() + "/" + strconv.FormatInt(first, 10) + "-" + strconv.FormatInt(last, 10)
 }
 
-func originHeaders(o Origin) nats.Header {
-	h := make(nats.Header, 8)
-	h.Set(HeaderSite, o.Site)
-	h.Set(HeaderNode, o.Node)
-	h.Set(HeaderTopic, o.Topic)
-	h.Set(HeaderPartition, strconv.FormatInt(int64(o.Partition), 10))
-	return h
+// Encoder builds the messages of one origin partition. It validates the
+// origin and computes the subject and origin headers once, so a forwarder
+// pays only for what differs per record. It is immutable and safe for
+// concurrent use; the messages it returns share read-only header value
+// slices, so callers must replace header values (Set), not modify them in
+// place.
+type Encoder struct {
+	origin  Origin
+	subject string
+	idPref  string   // "site/node/topic/partition/"
+	site    []string // shared, read-only header values
+	node    []string
+	topic   []string
+	part    []string
+	batchV1 []string
 }
 
-// NewMsg returns the record-per-message form of r: subject Subject(prefix,
-// o), data r.Value, and every other field in headers, so any NATS client can
-// read it. The message aliases r.Value.
-func NewMsg(prefix string, o Origin, r Record) (*nats.Msg, error) {
+// NewEncoder returns the Encoder of origin o under prefix.
+func NewEncoder(prefix string, o Origin) (*Encoder, error) {
 	subj, err := Subject(prefix, o)
 	if err != nil {
 		return nil, err
 	}
-	if r.Offset < 0 {
-		return nil, fmt.Errorf("%w: %s: offset %d is negative", ErrBadMessage, o, r.Offset)
-	}
-	if len(r.Headers) > MaxHeaders {
-		return nil, fmt.Errorf("%w: %s/%d: %d headers, at most %d", ErrBadMessage, o, r.Offset, len(r.Headers), MaxHeaders)
-	}
-	h := originHeaders(o)
-	h.Set(HeaderMsgID, MsgID(o, r.Offset))
-	h.Set(HeaderOffset, strconv.FormatInt(r.Offset, 10))
-	h.Set(HeaderTimestamp, strconv.FormatInt(r.Timestamp, 10))
-	if len(r.Key) > 0 {
-		h.Set(HeaderKey, EncodeHeaderValue(r.Key))
-	}
-	if r.MQTTTopic != "" {
-		h.Set(HeaderMQTTTopic, EncodeHeaderValue([]byte(r.MQTTTopic)))
-	}
-	if r.SchemaID != 0 {
-		h.Set(HeaderSchemaID, strconv.FormatInt(r.SchemaID, 10))
-	}
-	for _, uh := range r.Headers {
-		h.Add(HeaderUser, encodeUserHeader(uh))
-	}
-	return &nats.Msg{Subject: subj, Header: h, Data: r.Value}, nil
+	return &Encoder{
+		origin:  o,
+		subject: subj,
+		idPref:  o.String() + "/",
+		site:    []string{o.Site},
+		node:    []string{o.Node},
+		topic:   []string{o.Topic},
+		part:    []string{strconv.FormatInt(int64(o.Partition), 10)},
+		batchV1: []string{BatchFormatV1},
+	}, nil
 }
 
-// NewBatchMsg returns one message holding recs (at least one, offsets
+// Origin returns the encoder's origin.
+func (e *Encoder) Origin() Origin { return e.origin }
+
+// Subject returns the partition's subject, for LastOffset.
+func (e *Encoder) Subject() string { return e.subject }
+
+func (e *Encoder) headers(n int) nats.Header {
+	h := make(nats.Header, n)
+	h[HeaderSite] = e.site
+	h[HeaderNode] = e.node
+	h[HeaderTopic] = e.topic
+	h[HeaderPartition] = e.part
+	return h
+}
+
+// Msg returns the record-per-message form of r: subject Subject(prefix,
+// o), data r.Value, and every other field in headers, so any NATS client can
+// read it. The message aliases r.Value.
+func (e *Encoder) Msg(r Record) (*nats.Msg, error) {
+	if r.Offset < 0 {
+		return nil, fmt.Errorf("%w: %s: offset %d is negative", ErrBadMessage, e.origin, r.Offset)
+	}
+	if len(r.Headers) > MaxHeaders {
+		return nil, fmt.Errorf("%w: %s/%d: %d headers, at most %d", ErrBadMessage, e.origin, r.Offset, len(r.Headers), MaxHeaders)
+	}
+	h := e.headers(12)
+	off := strconv.FormatInt(r.Offset, 10)
+	h[HeaderMsgID] = []string{e.idPref + off}
+	h[HeaderOffset] = []string{off}
+	h[HeaderTimestamp] = []string{strconv.FormatInt(r.Timestamp, 10)}
+	if len(r.Key) > 0 {
+		h[HeaderKey] = []string{EncodeHeaderValue(r.Key)}
+	}
+	if r.MQTTTopic != "" {
+		h[HeaderMQTTTopic] = []string{EncodeHeaderValue([]byte(r.MQTTTopic))}
+	}
+	if r.SchemaID != 0 {
+		h[HeaderSchemaID] = []string{strconv.FormatInt(r.SchemaID, 10)}
+	}
+	if len(r.Headers) > 0 {
+		uh := make([]string, len(r.Headers))
+		for i, x := range r.Headers {
+			uh[i] = encodeUserHeader(x)
+		}
+		h[HeaderUser] = uh
+	}
+	return &nats.Msg{Subject: e.subject, Header: h, Data: r.Value}, nil
+}
+
+// BatchMsg returns one message holding recs (at least one, offsets
 // strictly increasing) in batch format: the partition's subject, origin
 // headers, HeaderBatch, HeaderOffset and HeaderLastOffset, and the
 // EncodeBatch payload. Only Parse-aware consumers can read it; that is the
 // price of one stream write (and one fsync under sync_interval: always) for
 // many records.
-func NewBatchMsg(prefix string, o Origin, recs []Record) (*nats.Msg, error) {
-	subj, err := Subject(prefix, o)
+func (e *Encoder) BatchMsg(recs []Record) (*nats.Msg, error) {
+	data, err := EncodeBatch(recs)
+	if err != nil {
+		return nil, fmt.Errorf("%w (origin %s)", err, e.origin)
+	}
+	first, last := recs[0].Offset, recs[len(recs)-1].Offset
+	h := e.headers(8)
+	fs, ls := strconv.FormatInt(first, 10), strconv.FormatInt(last, 10)
+	h[HeaderMsgID] = []string{e.idPref + fs + "-" + ls}
+	h[HeaderBatch] = e.batchV1
+	h[HeaderOffset] = []string{fs}
+	h[HeaderLastOffset] = []string{ls}
+	return &nats.Msg{Subject: e.subject, Header: h, Data: data}, nil
+}
+
+// NewMsg is NewEncoder(prefix, o) then Msg(r); forwarders should keep an
+// Encoder per partition instead.
+func NewMsg(prefix string, o Origin, r Record) (*nats.Msg, error) {
+	e, err := NewEncoder(prefix, o)
 	if err != nil {
 		return nil, err
 	}
-	data, err := EncodeBatch(recs)
+	return e.Msg(r)
+}
+
+// NewBatchMsg is NewEncoder(prefix, o) then BatchMsg(recs).
+func NewBatchMsg(prefix string, o Origin, recs []Record) (*nats.Msg, error) {
+	e, err := NewEncoder(prefix, o)
 	if err != nil {
-		return nil, fmt.Errorf("%w (origin %s)", err, o)
+		return nil, err
 	}
-	first, last := recs[0].Offset, recs[len(recs)-1].Offset
-	h := originHeaders(o)
-	h.Set(HeaderMsgID, BatchMsgID(o, first, last))
-	h.Set(HeaderBatch, BatchFormatV1)
-	h.Set(HeaderOffset, strconv.FormatInt(first, 10))
-	h.Set(HeaderLastOffset, strconv.FormatInt(last, 10))
-	return &nats.Msg{Subject: subj, Header: h, Data: data}, nil
+	return e.BatchMsg(recs)
 }
 
 // Message is a decoded upstream message.

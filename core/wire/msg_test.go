@@ -94,6 +94,16 @@ func TestMsgRoundTripInMemory(t *testing.T) {
 	if m.Subject != "outpost.a~b.farm.pi-1.3" || m.Header.Get(wire.HeaderMsgID) != "farm/pi-1/a.b/3/99" {
 		t.Fatalf("subject %q msg id %q", m.Subject, m.Header.Get(wire.HeaderMsgID))
 	}
+	if m.Header.Get(wire.HeaderMsgID) != wire.MsgID(o, 99) {
+		t.Fatalf("MsgID %q disagrees with the header", wire.MsgID(o, 99))
+	}
+	bm, err := wire.NewBatchMsg("outpost", o, []wire.Record{{Offset: 5}, {Offset: 8}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id := bm.Header.Get(wire.HeaderMsgID); id != "farm/pi-1/a.b/3/5-8" || id != wire.BatchMsgID(o, 5, 8) {
+		t.Fatalf("batch msg id %q", id)
+	}
 	got, err := wire.ParseMsg(m)
 	if err != nil {
 		t.Fatal(err)
@@ -295,9 +305,9 @@ func BenchmarkBatchCodec(b *testing.B) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	recs := randomRecords(rng, 500)
 	enc, _ := wire.EncodeBatch(recs)
-	b.SetBytes(int64(len(enc)))
-	b.ReportAllocs()
 	b.Run("encode", func(b *testing.B) {
+		b.SetBytes(int64(len(enc)))
+		b.ReportAllocs()
 		buf := make([]byte, 0, len(enc))
 		for b.Loop() {
 			var err error
@@ -307,10 +317,27 @@ func BenchmarkBatchCodec(b *testing.B) {
 		}
 	})
 	b.Run("decode", func(b *testing.B) {
+		b.SetBytes(int64(len(enc)))
+		b.ReportAllocs()
 		for b.Loop() {
 			if _, err := wire.DecodeBatch(enc); err != nil {
 				b.Fatal(err)
 			}
 		}
 	})
+}
+
+func BenchmarkEncoderMsg(b *testing.B) {
+	e, err := wire.NewEncoder("outpost", wire.Origin{Site: "farm", Node: "pi", Topic: "telemetry", Partition: 3})
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := wire.Record{Offset: 123456, Timestamp: 1, Key: []byte("device-0001"), Value: make([]byte, 100),
+		MQTTTopic: "farm/device-0001/temp", Headers: []wire.Header{{Key: "unit", Value: []byte("C")}}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := e.Msg(r); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

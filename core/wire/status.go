@@ -181,3 +181,8 @@ func RequestProvision(ctx context.Context, nc *nats.Conn, prefix, site, node, to
 	}
 	return rep, nil
 }
+
+// DefaultStatusInterval is how often an edge should publish its Status
+// while connected (and also right after a partition's error changes).
+// core's view of a node is as fresh as this.
+const DefaultStatusInterval = 5 * time.Second
