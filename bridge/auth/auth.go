@@ -37,6 +37,9 @@ type Config struct {
 	// AllowAnonymous says whether clients without credentials are accepted
 	// on a listener (by listener id); nil accepts none.
 	AllowAnonymous func(listener string) bool
+	// Admit, if set, is asked after a client authenticated whether it may
+	// have a session (the session cap); false refuses the connection.
+	Admit func(*mochi.Client) bool
 	// Logger receives refusals; nil discards.
 	Logger *slog.Logger
 	// Registerer receives the hook's metrics; nil registers nothing.
@@ -110,7 +113,7 @@ func New(cfg Config) (*Hook, error) {
 		verified: make(map[string][32]byte),
 		fails: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "outpost_mqtt_auth_failures_total",
-			Help: "Refused CONNECTs, by reason: anonymous, unknown_user, bad_password, reserved_id.",
+			Help: "Refused CONNECTs, by reason: anonymous, unknown_user, bad_password, reserved_id, session_cap.",
 		}, []string{"reason"}),
 		denied: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "outpost_mqtt_acl_denied_total",
@@ -155,8 +158,7 @@ func (h *Hook) OnConnectAuthenticate(cl *mochi.Client, pk packets.Packet) bool {
 		if st := ts.ConnectionState(); len(st.VerifiedChains) > 0 && len(st.PeerCertificates) > 0 {
 			cn := st.PeerCertificates[0].Subject.CommonName
 			if u, ok := h.users[cn]; ok {
-				h.bind(cl, u)
-				return true
+				return h.admit(cl, u)
 			}
 			h.refuse(cl, "unknown_user")
 			return false
@@ -165,8 +167,7 @@ func (h *Hook) OnConnectAuthenticate(cl *mochi.Client, pk packets.Packet) bool {
 	name := string(pk.Connect.Username)
 	if name == "" && !pk.Connect.PasswordFlag {
 		if h.cfg.AllowAnonymous != nil && h.cfg.AllowAnonymous(cl.Net.Listener) {
-			h.bind(cl, nil)
-			return true
+			return h.admit(cl, nil)
 		}
 		h.refuse(cl, "anonymous")
 		return false
@@ -180,8 +181,7 @@ func (h *Hook) OnConnectAuthenticate(cl *mochi.Client, pk packets.Packet) bool {
 		h.refuse(cl, "bad_password")
 		return false
 	}
-	h.bind(cl, u)
-	return true
+	return h.admit(cl, u)
 }
 
 func (h *Hook) checkPassword(u *User, password []byte) bool {
@@ -204,6 +204,15 @@ func (h *Hook) checkPassword(u *User, password []byte) bool {
 func (h *Hook) refuse(cl *mochi.Client, reason string) {
 	h.fails.WithLabelValues(reason).Inc()
 	h.cfg.Logger.Warn("auth: connection refused", "client", cl.ID, "remote", cl.Net.Remote, "listener", cl.Net.Listener, "reason", reason)
+}
+
+func (h *Hook) admit(cl *mochi.Client, u *User) bool {
+	if h.cfg.Admit != nil && !h.cfg.Admit(cl) {
+		h.refuse(cl, "session_cap")
+		return false
+	}
+	h.bind(cl, u)
+	return true
 }
 
 func (h *Hook) bind(cl *mochi.Client, u *User) {

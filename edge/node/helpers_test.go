@@ -137,8 +137,12 @@ func b64(s string) string {
 }
 
 // connectBytes is an MQTT 3.1.1 CONNECT with a clean session.
-func connectBytes(id string) []byte {
-	body := []byte{0, 4, 'M', 'Q', 'T', 'T', 4, 0x02, 0, 60, byte(len(id) >> 8), byte(len(id))}
+func connectBytes(id string) []byte { return connectFlags(id, 0x02) }
+
+// connectFlags is an MQTT 3.1.1 CONNECT with the given connect flags
+// (0x00: persistent session).
+func connectFlags(id string, flags byte) []byte {
+	body := []byte{0, 4, 'M', 'Q', 'T', 'T', 4, flags, 0, 60, byte(len(id) >> 8), byte(len(id))}
 	body = append(body, id...)
 	return append([]byte{0x10, byte(len(body))}, body...)
 }

@@ -179,7 +179,10 @@ func (n *Node) openBroker(router *route.Router) error {
 			n.logger.Warn("node: MQTT listener accepts nobody: anonymous clients are refused and no users are configured", "listener", ids[i], "address", lc.Address)
 		}
 	}
+	var forget []func(*mochi.Client)
+	sessionCap := bmqtt.NewSessionCap(n.server, l.MaxSessions, nil, n.logger.With("component", "mqtt"), n.reg)
 	ah, err := auth.New(auth.Config{
+		Admit:          sessionCap.Admit,
 		Users:          cfg.Auth.Users,
 		AllowAnonymous: func(listener string) bool { return anonymous[listener] },
 		Logger:         n.logger.With("component", "auth"),
@@ -202,6 +205,8 @@ func (n *Node) openBroker(router *route.Router) error {
 	if err := n.server.AddHook(n.ingest, nil); err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
+	forget = append(forget, ah.OnClientExpired, n.ingest.OnClientExpired)
+	sessionCap.SetForget(forget)
 
 	n.gate = bmqtt.NewGate(bmqtt.Limits{
 		MaxConnections:  l.MaxClients,

@@ -447,3 +447,73 @@ func TestTLSAndWebSocketListeners(t *testing.T) {
 		t.Fatalf("%d records", total)
 	}
 }
+
+// Persistent sessions are capped: at max_sessions a new client evicts the
+// longest-disconnected session, and is refused when all are connected.
+func TestSessionCap(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.MQTT.Limits.MaxClients = 3
+	cfg.MQTT.Limits.MaxSessions = 3
+	r := start(t, cfg, node.Options{})
+	addr := r.MQTTAddrs()[0]
+	persistent := func(id string) (net.Conn, bool) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Write(connectFlags(id, 0x00))
+		ack := make([]byte, 4)
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err = io.ReadFull(c, ack)
+		c.SetReadDeadline(time.Time{})
+		return c, err == nil && ack[0] == 0x20 && ack[3] == 0
+	}
+	for i := 0; i < 3; i++ {
+		c, ok := persistent(fmt.Sprintf("p%d", i))
+		if !ok {
+			t.Fatalf("session %d refused", i)
+		}
+		c.Write([]byte{0xe0, 0})
+		closedByPeer(c, 5*time.Second)
+		c.Close()
+	}
+	var live []net.Conn
+	defer func() {
+		for _, c := range live {
+			c.Close()
+		}
+	}()
+	for i := 3; i < 6; i++ {
+		c, ok := persistent(fmt.Sprintf("p%d", i))
+		if !ok {
+			t.Fatalf("session %d refused although disconnected sessions could be evicted", i)
+		}
+		live = append(live, c)
+	}
+	metric := func(name string) string {
+		resp, err := http.Get("http://" + r.HTTPAddr() + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, name+" ") {
+				return strings.TrimPrefix(line, name+" ")
+			}
+		}
+		return ""
+	}
+	if got := metric("outpost_mqtt_sessions_evicted_total"); got != "3" {
+		t.Fatalf("evicted %q, want 3", got)
+	}
+	if got := metric("outpost_mqtt_sessions"); got != "4" { // 3 clients + mochi's inline client
+		t.Fatalf("sessions %q, want 4", got)
+	}
+	// All sessions connected: the next one is refused (here by
+	// max_clients, which max_sessions may not be below).
+	if c, ok := persistent("p-extra"); ok {
+		c.Close()
+		t.Fatal("client admitted beyond the session cap")
+	}
+}
