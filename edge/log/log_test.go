@@ -2,6 +2,7 @@ package log_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -247,5 +248,31 @@ func TestOffsetForTimeSkewedClocks(t *testing.T) {
 		if err != nil || got != want {
 			t.Fatalf("OffsetForTime(%d) = %d, %v; want %d", target, got, err, want)
 		}
+	}
+}
+
+// TestLogReadAfterCloseSaysClosed: a closed partition says so; it must not
+// claim the offset is out of range (a reader trusting that would skip).
+func TestLogReadAfterCloseSaysClosed(t *testing.T) {
+	l, err := elog.Open(t.TempDir(), elog.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.CreateTopic("t", elog.TopicConfig{Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := l.Partition("t", 0)
+	if _, err := p.Append(context.Background(), []elog.Record{{Value: []byte("x")}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if p.StartOffset() != 0 || p.EndOffset() != 1 {
+		t.Fatalf("range [%d, %d)", p.StartOffset(), p.EndOffset())
+	}
+	_, err = p.Read(context.Background(), 0, 100)
+	if !errors.Is(err, elog.ErrClosed) {
+		t.Fatalf("Read(0) of [0, 1) after Close = %v, want ErrClosed", err)
 	}
 }

@@ -26,6 +26,9 @@ func (p *Partition) Read(ctx context.Context, from int64, maxBytes int) ([]Recor
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
+		if p.isClosed() {
+			return nil, ErrClosed
+		}
 		end := p.end.Load()
 		start := p.start.Load()
 		if from < start || from > end {
@@ -36,6 +39,9 @@ func (p *Partition) Read(ctx context.Context, from int64, maxBytes int) ([]Recor
 		}
 		s := p.segmentFor(from)
 		if s == nil {
+			if p.isClosed() {
+				return nil, ErrClosed
+			}
 			if attempt < 3 {
 				continue // deleted by retention meanwhile: recheck the range
 			}
@@ -46,6 +52,12 @@ func (p *Partition) Read(ctx context.Context, from int64, maxBytes int) ([]Recor
 		p.trimOpen()
 		return recs, err
 	}
+}
+
+func (p *Partition) isClosed() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.closed
 }
 
 // segmentFor returns the segment holding offset, with a reference taken.
