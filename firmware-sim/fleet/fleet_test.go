@@ -222,3 +222,36 @@ func TestFleetOfflineAndWill(t *testing.T) {
 		t.Fatalf("%d wills for %d offline periods", n, sum.OfflinePeriods)
 	}
 }
+
+// TestFleetBadPayloads asks for a share of malformed and schema-violating
+// payloads: they reach the broker, verify counts them as invalid, and they
+// consume no sequence number, so there is still no gap.
+func TestFleetBadPayloads(t *testing.T) {
+	ingest := verify.New(verify.Options{})
+	b := mochitest.Start(t, &mochitest.Ingest{Fn: func(_, _ string, p []byte) { _ = ingest.Add("", p) }})
+	cfg := fleet.DefaultConfig()
+	cfg.Broker = b.URL
+	cfg.Groups = nil
+	for _, format := range []string{"json", "msgpack"} {
+		g := group(1, "5")
+		g.Name = format
+		g.DeviceID = "{group}-{n}"
+		g.Payload = fleet.PayloadConfig{Format: format, Size: 120, MalformedShare: 0.1, SchemaViolationShare: 0.1}
+		cfg.Groups = append(cfg.Groups, g)
+	}
+	f, err := fleet.New(cfg, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := f.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := ingest.Report()
+	if sum.Invalid == 0 || rep.Invalid != sum.Invalid || rep.Missing != 0 || rep.Distinct != 8*300 || sum.Missing != 0 {
+		t.Fatalf("summary %+v\nverify %+v", sum, rep)
+	}
+	if rep.InvalidByKind["malformed"] == 0 || rep.InvalidByKind["schema violation"] == 0 {
+		t.Fatalf("invalid kinds %v", rep.InvalidByKind)
+	}
+}
