@@ -40,9 +40,11 @@
 //
 // A publish is never acknowledged as a success unless its record is durable.
 // Disk budget reached → MQTT 5 PUBACK/PUBREC 0x97 (quota exceeded); failed
-// or closed log, timeout → 0x80; payload over MaxPayloadBytes → DISCONNECT
-// 0x95. MQTT 3.1.1 has no negative ack: the client is disconnected without
-// an ack, and will resend. Refusals are sent in arrival order like acks,
+// or closed log → 0x80; payload over MaxPayloadBytes → DISCONNECT 0x95;
+// ack timeout → DISCONNECT 0x89 and shutdown → DISCONNECT 0x8B, without an
+// ack, because the record may still become durable and a resend is
+// recognised. MQTT 3.1.1 has no negative ack: the client is disconnected
+// without an ack, and will resend. Refusals are sent in arrival order like acks,
 // and counted by reason in outpost_mqtt_acks_total.
 //
 // # Bounds

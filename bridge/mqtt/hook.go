@@ -563,6 +563,15 @@ func (h *Hook) complete(cl *mochi.Client, e *entry, now time.Time) {
 		// client resends it on its new connection.
 	case errors.Is(e.err, ErrPayloadTooLarge) && v5:
 		_ = h.cfg.Server.DisconnectClient(cl, packets.ErrPacketTooLarge)
+	case errors.Is(e.err, ErrShuttingDown) && v5:
+		// Not a refusal of the message: the client resends it elsewhere or
+		// after the restart.
+		_ = h.cfg.Server.DisconnectClient(cl, packets.ErrServerShuttingDown)
+	case errors.Is(e.err, ErrAckTimeout) && v5:
+		// The record may still become durable: a negative ack could make
+		// the client give up on a stored message or store it twice; a
+		// disconnect makes it resend, and the resend is recognised.
+		_ = h.cfg.Server.DisconnectClient(cl, packets.ErrServerBusy)
 	case !v5:
 		// MQTT 3.1.1 has no negative acknowledgement: close without an ack.
 		cl.Stop(e.err)
