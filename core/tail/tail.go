@@ -106,6 +106,10 @@ func Run(ctx context.Context, js jetstream.JetStream, opts Options, out, errOut 
 		}
 	}
 	p := &printer{out: out, errOut: errOut}
+	// "As they arrive" means stored since Run started, also in streams
+	// found later: a stream created after start may already hold records
+	// by the time the rescan sees it.
+	start := time.Now()
 	following := make(map[string]jetstream.ConsumeContext)
 	defer func() {
 		for _, cc := range following {
@@ -120,7 +124,7 @@ func Run(ctx context.Context, js jetstream.JetStream, opts Options, out, errOut 
 		if err != nil {
 			return err
 		}
-		cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverNewPolicy}
+		cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &start}
 		if opts.FromStart {
 			cfg.DeliverPolicy = jetstream.DeliverAllPolicy
 		}

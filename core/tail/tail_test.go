@@ -147,3 +147,60 @@ func TestRunMissingTopic(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// TestRunPrintsOnlyNewRecords: without FromStart, records stored before Run
+// are skipped, and records stored after it are printed even when their
+// stream appears between two rescans.
+func TestRunPrintsOnlyNewRecords(t *testing.T) {
+	srv := natstest.RunServer(t)
+	_, js := srv.Connect()
+	natstest.CreateTopicStream(t, js, "outpost", "old", provision.TopicConfig{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pub := func(topic string, off int64, v string) {
+		t.Helper()
+		m, err := wire.NewMsg("outpost", wire.Origin{Site: "s", Node: "n", Topic: topic}, wire.Record{Offset: off, Value: []byte(v)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := js.PublishMsg(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pub("old", 0, "before-start")
+
+	var out, errOut syncBuffer
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- tail.Run(runCtx, js, tail.Options{Rescan: 200 * time.Millisecond}, &out, &errOut)
+	}()
+	defer func() {
+		stop()
+		<-done
+	}()
+	// Run may not have taken its start time yet when the first publish
+	// happens; publish new offsets (same ones would be deduplicated) until
+	// one is printed.
+	off := int64(0)
+	natstest.WaitFor(t, 5*time.Second, func() error {
+		off++
+		pub("old", off, "after-start")
+		if !strings.Contains(out.String(), "after-start") {
+			return fmt.Errorf("not printed yet: %q", out.String())
+		}
+		return nil
+	})
+	if strings.Contains(out.String(), "before-start") {
+		t.Fatalf("printed a record stored before Run:\n%s", out.String())
+	}
+	// Stream and record appear between rescans (rescans are 200 ms apart).
+	natstest.CreateTopicStream(t, js, "outpost", "late", provision.TopicConfig{})
+	pub("late", 0, "in-late-stream")
+	natstest.WaitFor(t, 5*time.Second, func() error {
+		if !strings.Contains(out.String(), "in-late-stream") {
+			return fmt.Errorf("record of late stream not printed: %q", out.String())
+		}
+		return nil
+	})
+}
