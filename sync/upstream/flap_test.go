@@ -84,10 +84,16 @@ func (p *proxy) cutAll() int {
 // while records are appended: exactly once, and forwarding completes once
 // the link is stable (no stall).
 func TestLinkFlaps(t *testing.T) {
+	for _, mode := range []Mode{ModeRecord, ModeBatch} {
+		t.Run(mode.String(), func(t *testing.T) { testLinkFlaps(t, mode) })
+	}
+}
+
+func testLinkFlaps(t *testing.T, mode Mode) {
 	seed := time.Now().UnixNano()
 	t.Logf("seed %d (cut intervals are random)", seed)
 	rng := rand.New(rand.NewPCG(uint64(seed), 0))
-	flapFor := 4 * time.Second
+	flapFor := 3 * time.Second
 	if longTests() {
 		flapFor = 60 * time.Second
 	}
@@ -102,6 +108,8 @@ func TestLinkFlaps(t *testing.T) {
 	lg, logs := newLogger(t)
 	cfg := testConfig(px.url(), lg)
 	cfg.AckTimeout = 500 * time.Millisecond
+	cfg.Mode = mode
+	cfg.MaxBatchRecords = 40
 	reg := prometheus.NewRegistry()
 	cfg.Registerer = reg
 	f, err := New(cfg, l, st)
@@ -133,7 +141,9 @@ func TestLinkFlaps(t *testing.T) {
 	}
 	close(stopAppend)
 	wg.Wait()
+	stable := time.Now()
 	waitForwarded(t, f, 30*time.Second, 3)
+	t.Logf("caught up %v after the link became stable", time.Since(stable).Round(time.Millisecond))
 	t.Logf("%d connections cut; %v records; reconnects %v; errors by kind: timeout %v disconnected %v other %v",
 		cuts, counts, metricValue(t, reg, "outpost_upstream_reconnects_total"),
 		metricValue(t, reg, "outpost_upstream_publish_errors_total", "kind", "timeout"),

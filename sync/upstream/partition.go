@@ -315,6 +315,7 @@ func (p *partition) pump(ctx context.Context, ln *link, epoch uint64, next int64
 		buf      []log.Record // read ahead, not yet published
 		sent     = next
 		inLive   bool
+		wasLive  bool
 		waitOff  int64 = -1
 		waitCh   <-chan struct{}
 		waitStop context.CancelFunc
@@ -348,9 +349,11 @@ func (p *partition) pump(ctx context.Context, ln *link, epoch uint64, next int64
 		}
 	}
 	for {
-		// Collect acknowledgements that are in, oldest first.
+		// Collect acknowledgements that are in, oldest first. Checking a
+		// future takes nats.go's publisher lock, so with room in the window it
+		// is done only every few messages.
 	harvest:
-		for len(q) > 0 {
+		for len(q) > 0 && (len(q) >= window || sent%16 == 0) {
 			select {
 			case <-q[0].fut.Ok():
 				ack(q[0])
@@ -362,14 +365,14 @@ func (p *partition) pump(ctx context.Context, ln *link, epoch uint64, next int64
 				break harvest
 			}
 		}
-		if ln.epoch() != epoch || !ln.up() {
-			return progressed, p.abort(ctx, q, false, ErrNotConnected)
-		}
 		end := p.src.EndOffset()
 		live := end-sent <= cfg.LiveLagRecords
-		p.mu.Lock()
-		p.live = live
-		p.mu.Unlock()
+		if live != wasLive {
+			p.mu.Lock()
+			p.live = live
+			p.mu.Unlock()
+			wasLive = live
+		}
 		room := len(q) < window && qBytes < maxInflightBytes
 		if room && len(buf) == 0 && sent < end {
 			recs, err := p.src.Read(ctx, sent, cfg.MaxReadBytes)
@@ -476,6 +479,9 @@ func (p *partition) pump(ctx context.Context, ln *link, epoch uint64, next int64
 		case <-grow:
 			waitOff = -1
 		case <-changed:
+			if ln.epoch() != epoch || !ln.up() {
+				return progressed, p.abort(ctx, q, false, ErrNotConnected)
+			}
 		}
 	}
 }

@@ -183,6 +183,12 @@ func TestLiveAppendsAndRestart(t *testing.T) {
 // appending, waits past the duplicate window and restarts the server on the
 // same store: exactly once, in order.
 func TestOutageLongerThanDupWindow(t *testing.T) {
+	for _, mode := range []Mode{ModeRecord, ModeBatch} {
+		t.Run(mode.String(), func(t *testing.T) { testOutage(t, mode) })
+	}
+}
+
+func testOutage(t *testing.T, mode Mode) {
 	srv := natstest.RunServer(t)
 	_, js := srv.Connect()
 	dir := t.TempDir()
@@ -192,6 +198,8 @@ func TestOutageLongerThanDupWindow(t *testing.T) {
 	createStream(t, js, "t", provision.TopicConfig{DuplicateWindow: time.Second})
 	lg, logs := newLogger(t)
 	cfg := testConfig(srv.URL(), lg)
+	cfg.Mode = mode
+	cfg.MaxBatchRecords = 30
 	reg := prometheus.NewRegistry()
 	cfg.Registerer = reg
 	f, err := New(cfg, l, st)
@@ -211,9 +219,8 @@ func TestOutageLongerThanDupWindow(t *testing.T) {
 	}()
 	defer cancel()
 	natstest.WaitFor(t, 10*time.Second, func() error {
-		n, err := streamMsgs(context.Background(), js, "t")
-		if err != nil || n < 200 {
-			return fmt.Errorf("stream holds %d messages (%v)", n, err)
+		if lag := f.Lag(); len(lag) < 2 || lag[0].ForwardedOffset < 100 || lag[1].ForwardedOffset < 100 {
+			return fmt.Errorf("forwarded %+v", lag)
 		}
 		return nil
 	})
@@ -238,6 +245,28 @@ func TestOutageLongerThanDupWindow(t *testing.T) {
 	if n := logs.count("upstream: disconnected"); n != 1 {
 		t.Errorf("logged the disconnect %d times, want once:\n%s", n, logs.String())
 	}
+}
+
+// TestTopicCreatedLater: a topic created while the forwarder runs is
+// picked up.
+func TestTopicCreatedLater(t *testing.T) {
+	srv := natstest.RunServer(t)
+	_, js := srv.Connect()
+	dir := t.TempDir()
+	l := openLog(t, dir)
+	st := openMeta(t, metaPath(dir))
+	lg, _ := newLogger(t)
+	cfg := testConfig(srv.URL(), lg)
+	cfg.CreateStreams = true
+	f, err := New(cfg, l, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runForwarder(t, f)
+	createTopic(t, l, "late", 2)
+	appendN(t, l, "late", 1, 10, 10)
+	waitForwarded(t, f, 10*time.Second, 2)
+	checkExactlyOnce(t, js, "late", map[int32]int64{0: 0, 1: 10})
 }
 
 // TestLiveFirst drains a big backlog in one topic while live records arrive
