@@ -152,6 +152,15 @@ func runServe(args []string, stderr io.Writer) int {
 		}
 	})
 
+	if cfg.NATS.URL != "" {
+		fs.Visit(func(f *flag.Flag) {
+			switch f.Name {
+			case "data", "nats-listen", "sync-interval", "nats-config":
+				log.Warn("flag ignored: it configures the embedded server, and -nats/nats.url selects an external cluster", "flag", "-"+f.Name)
+			}
+		})
+	}
+
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	svc, err := service.New(cfg, log, reg)
