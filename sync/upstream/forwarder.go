@@ -422,26 +422,37 @@ func (f *Forwarder) scanLoop(ctx context.Context, wg *sync.WaitGroup) {
 	for {
 		for _, k := range f.src.partitions() {
 			f.mu.Lock()
-			_, known := f.parts[k]
+			p := f.parts[k]
 			f.mu.Unlock()
-			if known {
-				continue
-			}
-			src, err := f.src.open(k.topic, k.part)
-			if err != nil {
-				f.log.Warn("upstream: cannot open partition", "topic", k.topic, "partition", k.part, "err", err)
-				continue
-			}
-			p, err := newPartition(f, k, src)
-			if err != nil {
-				// A topic name wire refuses cannot go upstream at all.
-				f.log.Error("upstream: partition cannot be forwarded", "topic", k.topic, "partition", k.part, "err", err)
-				continue
+			if p == nil {
+				src, err := f.src.open(k.topic, k.part)
+				if err != nil {
+					f.log.Warn("upstream: cannot open partition", "topic", k.topic, "partition", k.part, "err", err)
+					continue
+				}
+				if p, err = newPartition(f, k, src); err != nil {
+					// A topic name wire refuses cannot go upstream at all.
+					f.log.Error("upstream: partition cannot be forwarded", "topic", k.topic, "partition", k.part, "err", err)
+					continue
+				}
+				f.mu.Lock()
+				f.parts[k] = p
+				f.mu.Unlock()
 			}
 			f.mu.Lock()
-			f.parts[k] = p
+			start := !p.running
+			p.running = true
 			f.mu.Unlock()
-			wg.Go(func() { p.run(ctx) })
+			if start {
+				wg.Go(func() {
+					defer func() {
+						f.mu.Lock()
+						p.running = false
+						f.mu.Unlock()
+					}()
+					p.run(ctx)
+				})
+			}
 		}
 		select {
 		case <-ctx.Done():

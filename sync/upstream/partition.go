@@ -35,6 +35,8 @@ type partition struct {
 	stream  string
 	pkey    string // partition label value
 
+	running bool // a run goroutine is active; guarded by Forwarder.mu
+
 	// acked is the next offset to forward: every record below it is in the
 	// stream. -1 until the first resolve.
 	acked atomic.Int64

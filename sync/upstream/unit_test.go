@@ -1,0 +1,231 @@
+package upstream
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/outpost-edge/outpost/core/natstest"
+	"github.com/outpost-edge/outpost/core/provision"
+)
+
+// future is a resolved jetstream.PubAckFuture.
+type future struct {
+	ok  chan *jetstream.PubAck
+	err chan error
+}
+
+func done(err error, dup bool) *future {
+	f := &future{ok: make(chan *jetstream.PubAck, 1), err: make(chan error, 1)}
+	if err != nil {
+		f.err <- err
+	} else {
+		f.ok <- &jetstream.PubAck{Duplicate: dup}
+	}
+	return f
+}
+
+func (f *future) Ok() <-chan *jetstream.PubAck { return f.ok }
+func (f *future) Err() <-chan error            { return f.err }
+func (f *future) Msg() *nats.Msg               { return nil }
+
+func TestAbortArmsResendOnlyAfterSuccessFollowingFailure(t *testing.T) {
+	refused := &jetstream.APIError{ErrorCode: codeStreamStoreFailed, Description: "maximum messages exceeded"}
+	cases := []struct {
+		name       string
+		mode       Mode
+		futures    []*future
+		headFailed bool
+		wantAcked  int64
+		wantRedo   int64 // -1: none
+		wantCuts   []span
+	}{
+		{"all_fail", ModeRecord, []*future{done(refused, false), done(refused, false), done(refused, false)}, true, 10, -1, nil},
+		{"suffix_fails", ModeRecord, []*future{done(nil, false), done(nil, true), done(nats.ErrDisconnected, false)}, false, 12, -1, nil},
+		{"hole", ModeRecord, []*future{done(refused, false), done(nil, false), done(nil, false)}, true, 10, 10, nil},
+		{"hole_after_acks", ModeRecord, []*future{done(nil, false), done(jetstream.ErrAsyncPublishTimeout, false), done(nil, true)}, false, 11, 11, nil},
+		{"batch_hole", ModeBatch, []*future{done(refused, false), done(refused, false), done(nil, false)}, true, 10, 10,
+			[]span{{10, 10}, {11, 11}, {12, 12}}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			f := &Forwarder{cfg: DefaultConfig()}
+			f.cfg.Mode = c.mode
+			m, err := newMetrics(f, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.m = m
+			p := &partition{f: f, key: partKey{"t", 0}, pkey: "0"}
+			p.acked.Store(10)
+			var q []inflight
+			for i, fu := range c.futures {
+				q = append(q, inflight{first: 10 + int64(i), last: 10 + int64(i), records: 1, fut: fu})
+			}
+			if c.headFailed {
+				<-q[0].fut.Err() // pump consumed the head's error
+			}
+			err = p.abort(context.Background(), q, c.headFailed, errors.New("first"))
+			if err == nil {
+				t.Fatal("abort returned nil")
+			}
+			if got := p.acked.Load(); got != c.wantAcked {
+				t.Errorf("acked %d, want %d", got, c.wantAcked)
+			}
+			switch {
+			case c.wantRedo < 0 && p.redo != nil:
+				t.Errorf("resend armed from %d, want none", p.redo.from)
+			case c.wantRedo >= 0 && p.redo == nil:
+				t.Errorf("no resend armed, want from %d", c.wantRedo)
+			case c.wantRedo >= 0 && (p.redo.from != c.wantRedo || len(p.redo.cuts) != len(c.wantCuts)):
+				t.Errorf("resend %+v, want from %d cuts %v", p.redo, c.wantRedo, c.wantCuts)
+			}
+		})
+	}
+}
+
+// TestResendKeepsEveryOffsetOnce drives the resend path against a real
+// stream: records 0..9 are in, 10 is missing, 11..14 are in (what a refusal
+// followed by a success leaves). The forwarder resends from 10 and the
+// stream ends with every offset exactly once, 10 after 14.
+func TestResendKeepsEveryOffsetOnce(t *testing.T) {
+	srv := natstest.RunServer(t)
+	_, js := srv.Connect()
+	dir := t.TempDir()
+	l := openLog(t, dir)
+	st := openMeta(t, metaPath(dir))
+	createTopic(t, l, "t", 1)
+	createStream(t, js, "t", provision.TopicConfig{})
+	appendN(t, l, "t", 0, 20, 50)
+	lg, logs := newLogger(t)
+	f, err := New(testConfig(srv.URL(), lg), l, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Put the stream in the state a hole leaves.
+	src, _ := l.Partition("t", 0)
+	recs, err := src.Read(context.Background(), 0, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	p, err := newPartition(f, partKey{"t", 0}, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 15 {
+		if i == 10 {
+			continue
+		}
+		m, _, err := p.message(recs[i:i+1], new([]span), 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := js.PublishMsg(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.acked.Store(10)
+	p.redo = &redo{from: 10, at: time.Now()}
+	f.parts[p.key] = p
+	runForwarder(t, f)
+	waitForwarded(t, f, 10*time.Second, 1)
+	got := streamRecords(t, js, "t")[0]
+	seen := map[int64]int{}
+	for _, r := range got {
+		seen[r.Offset]++
+	}
+	if len(got) != 20 || len(seen) != 20 {
+		t.Fatalf("stream holds %d records, %d distinct, want 20: %s", len(got), len(seen), describeOffsets(got))
+	}
+	if got[14].Offset != 10 {
+		t.Errorf("offset 10 expected after 14 (resent): %s", describeOffsets(got))
+	}
+	if !strings.Contains(logs.String(), "resending from the first unacknowledged record") {
+		t.Errorf("resend not logged:\n%s", logs.String())
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	good := DefaultConfig()
+	good.URL, good.Site, good.Node = "nats://127.0.0.1:4222", "s", "n"
+	if err := good.Validate(); err != nil {
+		t.Fatalf("good config: %v", err)
+	}
+	cases := map[string]func(*Config){
+		"URL":                  func(c *Config) { c.URL = "" },
+		"Site":                 func(c *Config) { c.Site = "a.b" },
+		"Node":                 func(c *Config) { c.Node = "" },
+		"Prefix":               func(c *Config) { c.Prefix = "a..b" },
+		"Window":               func(c *Config) { c.Window = 0 },
+		"MaxReadBytes":         func(c *Config) { c.MaxReadBytes = 10 },
+		"Mode":                 func(c *Config) { c.Mode = 7 },
+		"MaxBatchRecords":      func(c *Config) { c.MaxBatchRecords = 0 },
+		"BandwidthBytesPerSec": func(c *Config) { c.BandwidthBytesPerSec = -1 },
+		"ReconnectMax":         func(c *Config) { c.ReconnectMax = c.ReconnectMin / 2 },
+		"AckTimeout":           func(c *Config) { c.AckTimeout = time.Millisecond },
+		"TLS.CertFile":         func(c *Config) { c.TLS.CertFile = "cert.pem" },
+	}
+	for field, mutate := range cases {
+		c := good
+		mutate(&c)
+		err := c.Validate()
+		if err == nil || !strings.Contains(err.Error(), field) {
+			t.Errorf("%s: Validate() = %v, want an error naming the field", field, err)
+		}
+	}
+	if _, err := ParseMode("batch"); err != nil {
+		t.Error(err)
+	}
+	if _, err := ParseMode("bulk"); err == nil {
+		t.Error("ParseMode accepted bulk")
+	}
+	if got := redactURL("nats://u:secret@h:1,tls://tok@h2:2"); strings.Contains(got, "secret") || strings.Contains(got, "tok@") {
+		t.Errorf("redactURL left a secret: %s", got)
+	}
+}
+
+func TestSchedulerCapsRate(t *testing.T) {
+	s := newScheduler(100 << 10) // 100 KiB/s
+	ctx := context.Background()
+	start := time.Now()
+	for range 30 {
+		if err := s.acquire(ctx, 10<<10, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 300 KiB at 100 KiB/s with 10 KiB of burst: about 2.9 s.
+	if el := time.Since(start); el < 2500*time.Millisecond || el > 6*time.Second {
+		t.Errorf("300 KiB took %v at 100 KiB/s", el)
+	}
+}
+
+func TestSchedulerLiveFirst(t *testing.T) {
+	s := newScheduler(0)
+	s.enterLive()
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := s.acquire(ctx, 1, false); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("backlog acquire while live publishes: %v, want to wait", err)
+	}
+	if err := s.acquire(context.Background(), 1, true); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan error, 1)
+	go func() { got <- s.acquire(context.Background(), 1, false) }()
+	s.exitLive()
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("backlog not released after the live partition finished")
+	}
+}
