@@ -23,8 +23,8 @@
 //   - The success acks of one drain round are encoded by the hook (4 bytes
 //     each) and written in one write, under the client's lock that mochi's
 //     WritePacket also takes: one system call per commit round and client
-//     rather than one per message, which more than halves the broker's CPU
-//     per QoS 1 message.
+//     rather than one per message (write system calls were the largest
+//     cost in CPU profiles of 100 pipelining clients).
 //   - After a successful ack the publish is handed to mochi's inline client
 //     (Server.InjectPacket), which delivers it to local subscribers and
 //     retains it if asked: subscribers see only durable data.
