@@ -27,11 +27,16 @@ type Config struct {
 	// ForgetAfter drops a node that has not reported for this long; 0
 	// keeps nodes until restart.
 	ForgetAfter time.Duration `yaml:"forget_after"`
+	// StaleAfter marks a node stale in the view when it has not reported
+	// for this long: its lag figures are then old news (the site is
+	// probably offline and its real lag growing).
+	StaleAfter time.Duration `yaml:"stale_after"`
 }
 
-// DefaultConfig returns 10000 nodes, forgotten after 7 days of silence.
+// DefaultConfig returns 10000 nodes, stale after 6 missed reports
+// (30 s at wire.DefaultStatusInterval), forgotten after 7 days of silence.
 func DefaultConfig() Config {
-	return Config{Prefix: wire.DefaultPrefix, MaxNodes: 10000, ForgetAfter: 7 * 24 * time.Hour}
+	return Config{Prefix: wire.DefaultPrefix, MaxNodes: 10000, ForgetAfter: 7 * 24 * time.Hour, StaleAfter: 6 * wire.DefaultStatusInterval}
 }
 
 // Validate names the offending field (under "sites.").
@@ -41,6 +46,9 @@ func (c Config) Validate() error {
 	}
 	if c.ForgetAfter < 0 {
 		return fmt.Errorf("sites.forget_after: %v is negative; use 0 to never forget", c.ForgetAfter)
+	}
+	if c.StaleAfter <= 0 {
+		return fmt.Errorf("sites.stale_after: %v, want > 0", c.StaleAfter)
 	}
 	return nil
 }
@@ -171,6 +179,9 @@ type Node struct {
 	LastContact time.Time `json:"last_contact"`
 	// LastContactAgeSeconds is how long ago that was.
 	LastContactAgeSeconds float64 `json:"last_contact_age_seconds"`
+	// Stale is true when the node has not reported for sites.stale_after:
+	// the lag below is what it was then.
+	Stale bool `json:"stale"`
 	// ReportTime is the edge's clock in the last report (skew shows here).
 	ReportTime time.Time `json:"report_time"`
 	// Software is what the edge says it runs.
@@ -193,6 +204,7 @@ func (r *Registry) Sites() []Site {
 			Node:                  k.node,
 			LastContact:           n.lastContact.UTC(),
 			LastContactAgeSeconds: now.Sub(n.lastContact).Seconds(),
+			Stale:                 now.Sub(n.lastContact) > r.cfg.StaleAfter,
 			ReportTime:            n.status.Time,
 			Software:              n.status.Software,
 			Partitions:            slices.Clone(n.status.Partitions),

@@ -97,6 +97,7 @@ func TestBoundsAndForgetting(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.MaxNodes = 2
 	cfg.ForgetAfter = time.Minute
+	cfg.StaleAfter = 15 * time.Second
 	r, err := New(cfg, nil, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -120,11 +121,16 @@ func TestBoundsAndForgetting(t *testing.T) {
 	}
 	now = now.Add(20 * time.Second) // b silent for 70 s, a for 20 s
 	got := r.Sites()
-	if len(got) != 1 || len(got[0].Nodes) != 1 || got[0].Nodes[0].Node != "a" || got[0].Nodes[0].LagRecords != 4 {
-		t.Fatalf("view %+v", got)
+	if len(got) != 1 || len(got[0].Nodes) != 1 || got[0].Nodes[0].Node != "a" || got[0].Nodes[0].LagRecords != 4 || !got[0].Nodes[0].Stale {
+		t.Fatalf("view %+v (a silent 20 s > stale_after 15 s)", got)
 	}
 	if err := r.Report(status("s", "c", 0)); err != nil {
 		t.Fatalf("room after forgetting, but: %v", err)
+	}
+	for _, n := range r.Sites()[0].Nodes {
+		if n.Stale != (n.Node == "a") {
+			t.Fatalf("node %s stale=%v", n.Node, n.Stale)
+		}
 	}
 }
 
@@ -132,6 +138,11 @@ func TestConfigValidate(t *testing.T) {
 	c := DefaultConfig()
 	c.MaxNodes = 0
 	if err := c.Validate(); err == nil || !strings.HasPrefix(err.Error(), "sites.max_nodes:") {
+		t.Fatal(err)
+	}
+	c = DefaultConfig()
+	c.StaleAfter = 0
+	if err := c.Validate(); err == nil || !strings.HasPrefix(err.Error(), "sites.stale_after:") {
 		t.Fatal(err)
 	}
 	c = DefaultConfig()

@@ -63,7 +63,9 @@ func checkBatch(recs []Record) error {
 
 // DecodeBatch decodes a BatchFormatV1 payload. It never panics and never
 // allocates much more than len(b) on hostile input; a successful result is
-// non-empty with strictly increasing offsets and no trailing bytes.
+// non-empty with strictly increasing offsets and no trailing bytes. Keys and
+// values (of records and of their headers) alias b rather than copy it, so
+// b must not be modified while the records are in use.
 func DecodeBatch(b []byte) ([]Record, error) {
 	n, rest, err := msgp.ReadArrayHeaderBytes(b)
 	if err != nil {

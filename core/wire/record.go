@@ -6,7 +6,7 @@ package wire
 // in the edge log, so duplicate keys and their order survive the trip.
 type Header struct {
 	Key   string `msg:"k"`
-	Value []byte `msg:"v"`
+	Value []byte `msg:"v,zerocopy"`
 }
 
 // Record is one log record as it travels upstream. A nil and an empty Key or
@@ -17,9 +17,9 @@ type Record struct {
 	// Timestamp is the device (or node) timestamp, Unix nanoseconds.
 	Timestamp int64 `msg:"t"`
 	// Key is the partitioning key (by default the device).
-	Key []byte `msg:"k,omitempty"`
+	Key []byte `msg:"k,omitempty,zerocopy"`
 	// Value is the payload as the device sent it.
-	Value []byte `msg:"v"`
+	Value []byte `msg:"v,zerocopy"`
 	// Headers are the record's user headers, in order.
 	Headers []Header `msg:"h,omitempty,limit=65536"` // limit: see MaxHeaders
 	// MQTTTopic is the MQTT topic the record was published on, "" if none.

@@ -111,7 +111,7 @@ func (z *Header) UnmarshalMsg(bts []byte) (o []byte, err error) {
 				return
 			}
 		case "v":
-			z.Value, bts, err = msgp.ReadBytesBytes(bts, z.Value)
+			z.Value, bts, err = msgp.ReadBytesZC(bts)
 			if err != nil {
 				err = msgp.WrapError(err, "Value")
 				return
@@ -491,13 +491,13 @@ func (z *Record) UnmarshalMsg(bts []byte) (o []byte, err error) {
 				return
 			}
 		case "k":
-			z.Key, bts, err = msgp.ReadBytesBytes(bts, z.Key)
+			z.Key, bts, err = msgp.ReadBytesZC(bts)
 			if err != nil {
 				err = msgp.WrapError(err, "Key")
 				return
 			}
 		case "v":
-			z.Value, bts, err = msgp.ReadBytesBytes(bts, z.Value)
+			z.Value, bts, err = msgp.ReadBytesZC(bts)
 			if err != nil {
 				err = msgp.WrapError(err, "Value")
 				return
@@ -544,7 +544,7 @@ func (z *Record) UnmarshalMsg(bts []byte) (o []byte, err error) {
 							return
 						}
 					case "v":
-						z.Headers[za0001].Value, bts, err = msgp.ReadBytesBytes(bts, z.Headers[za0001].Value)
+						z.Headers[za0001].Value, bts, err = msgp.ReadBytesZC(bts)
 						if err != nil {
 							err = msgp.WrapError(err, "Headers", za0001, "Value")
 							return
