@@ -69,7 +69,11 @@ func start(tb testing.TB, cfg node.Config, opts node.Options) *running {
 	r := &running{Node: n, cancel: cancel, done: make(chan error, 1)}
 	go func() { r.done <- n.Run(ctx) }()
 	waitFor(tb, 5*time.Second, func() error {
-		resp, err := http.Get("http://" + n.HTTPAddr() + "/readyz")
+		req, _ := http.NewRequest("GET", "http://"+n.HTTPAddr()+"/readyz", nil)
+		if cfg.HTTP.Token != "" {
+			req.Header.Set("Authorization", "Bearer "+cfg.HTTP.Token)
+		}
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			return err
 		}

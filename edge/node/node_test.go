@@ -517,3 +517,33 @@ func TestSessionCap(t *testing.T) {
 		t.Fatal("client admitted beyond the session cap")
 	}
 }
+
+func TestHTTPToken(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.HTTP.Token = "s3cret"
+	r := start(t, cfg, node.Options{})
+	get := func(path, token string) int {
+		req, _ := http.NewRequest("GET", "http://"+r.HTTPAddr()+path, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if c := get("/v1/topics", ""); c != http.StatusUnauthorized {
+		t.Fatalf("no token: %d", c)
+	}
+	if c := get("/v1/topics", "wrong"); c != http.StatusUnauthorized {
+		t.Fatalf("wrong token: %d", c)
+	}
+	if c := get("/v1/topics", "s3cret"); c != 200 {
+		t.Fatalf("token: %d", c)
+	}
+	if c := get("/healthz", ""); c != 200 {
+		t.Fatalf("healthz without token: %d", c)
+	}
+}
