@@ -81,7 +81,7 @@ func (s *Server) options() *server.Options {
 		NoSigs:     true,
 		// Keep JetStream from sizing itself off the machine.
 		JetStreamMaxMemory: 64 << 20,
-		JetStreamMaxStore:  1 << 30,
+		JetStreamMaxStore:  8 << 30,
 	}
 	if s.cfg.syncAlways {
 		o.SyncAlways = true
