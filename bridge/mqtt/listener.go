@@ -297,11 +297,21 @@ func (l *Listener) Serve(establish listeners.EstablishFn) {
 		l.serveWS(establish)
 		return
 	}
+	var backoff time.Duration
 	for {
 		c, err := l.ln.Accept()
 		if err != nil {
-			return
+			if l.end.Load() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of file descriptors, typically: keep the listener alive
+			// and try again, as net/http does.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			l.log.Warn("mqtt: accept failed; retrying", "listener", l.cfg.ID, "err", err, "backoff", backoff)
+			time.Sleep(backoff)
+			continue
 		}
+		backoff = 0
 		if l.cfg.Type == TypeTLS {
 			c = tls.Server(c, l.cfg.TLS)
 		}
