@@ -3,6 +3,7 @@
 // batch codec, the last-offset lookup forwarders resume from, and the
 // status and provisioning messages edges exchange with core. Edge code
 // (sync/upstream) imports it; it imports nothing of the edge side.
+// PROTOCOL.md states the same contract for consumers in other languages.
 //
 // # Subjects
 //
@@ -64,6 +65,9 @@
 // the PubAck, and on start and after every reconnect resumes after
 // LastOffset of its partition's subject. The duplicate window only covers
 // resends inside it; LastOffset covers outages of any length.
+//
+// Forwarders should keep one Encoder per partition: it validates the origin
+// and builds the subject and origin headers once.
 //
 // The package keeps no state and starts no goroutines.
 package wire
