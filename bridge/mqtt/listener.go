@@ -344,6 +344,10 @@ func (l *Listener) serveWS(establish listeners.EstablishFn) {
 			return
 		}
 		defer ws.Close()
+		if d := l.cfg.Gate.limits.ConnectTimeout; d > 0 {
+			// net/http may have cleared the accept-time deadline.
+			_ = ws.UnderlyingConn().SetDeadline(time.Now().Add(d))
+		}
 		fc := &firstPacket{Conn: &wsConn{Conn: ws.UnderlyingConn(), c: ws}, g: l.cfg.Gate, max: l.cfg.Gate.limits.MaxConnectBytes}
 		if fc.max <= 0 {
 			fc.done = true
