@@ -317,10 +317,13 @@ func (f *Forwarder) natsOptions(closed chan struct{}) []nats.Option {
 			f.setConnState("connect failed: "+err.Error(), "err", err, "advice", connectAdvice(err))
 		}),
 		nats.ErrorHandler(func(nc *nats.Conn, sub *nats.Subscription, err error) {
+			state := "server error: " + err.Error()
 			if errors.Is(err, nats.ErrPermissionViolation) {
 				f.lastPerm.Store(time.Now().UnixNano())
+				// One line per change, not one per refused subject.
+				state = "server error: permissions violation"
 			}
-			f.setConnState("server error: "+err.Error(), "err", err, "advice", connectAdvice(err))
+			f.setConnState(state, "err", err, "advice", connectAdvice(err))
 		}),
 		nats.ClosedHandler(func(*nats.Conn) { close(closed) }),
 	}

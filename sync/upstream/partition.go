@@ -133,13 +133,14 @@ func (p *partition) setError(err error) errKind {
 	}
 	p.mu.Unlock()
 	if kind == kindNone {
-		if prev != kindNone {
+		if prev != kindNone && prev != kindDisconnected {
 			p.f.log.Info("upstream: forwarding resumed", "topic", p.key.topic, "partition", p.key.part, "was", string(prev))
 		}
 		return kind
 	}
 	p.f.m.publishErrors.WithLabelValues(string(kind)).Inc()
-	if kind != prev {
+	// A disconnect is logged once for the connection, not per partition.
+	if kind != prev && kind != kindDisconnected {
 		lvl := p.f.log.Warn
 		if kind == kindStreamMissing || kind == kindPermission || kind == kindOther {
 			lvl = p.f.log.Error
