@@ -70,13 +70,16 @@ for b in $BROKERS; do
 		for attempt in 1 2 3 4 5; do
 			port=$(free_port)
 			# No limits that would throttle a pipelining client: unlimited
-			# in-flight and queued messages, no persistence, no logging.
+			# in-flight and queued messages, no persistence, no logging, and
+			# TCP_NODELAY like mochi (Go sets it by default); without it
+			# Nagle holds PUBACKs back until our delayed ACK, ~40 ms a window.
 			cat >"$WORK/mosquitto.conf" <<-EOF
 				listener $port 127.0.0.1
 				allow_anonymous true
 				persistence false
 				max_inflight_messages 0
 				max_queued_messages 0
+				set_tcp_nodelay true
 				log_dest none
 			EOF
 			"$MOSQUITTO" -c "$WORK/mosquitto.conf" &

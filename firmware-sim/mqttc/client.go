@@ -285,6 +285,7 @@ func (c *Client) Connect(ctx context.Context) (ConnAck, error) {
 		return ConnAck{}, ErrClosed
 	}
 	c.conn = cn
+	c.wg.Add(2) // under mu, so Close cannot be waiting already
 	resend := make([]*pending, 0, len(c.pending))
 	for _, p := range c.pending {
 		if p != nil { // nil reserves a SUBSCRIBE id
@@ -310,7 +311,6 @@ func (c *Client) Connect(ctx context.Context) (ConnAck, error) {
 	}
 	c.mu.Unlock()
 
-	c.wg.Add(2)
 	go c.readLoop(cn)
 	go c.controlLoop(cn)
 

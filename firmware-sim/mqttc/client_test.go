@@ -116,13 +116,15 @@ func TestQoSFlows(t *testing.T) {
 
 // TestResendAfterServerDrop drops the publisher's connection at the broker
 // while messages are in flight; every message must be acknowledged after
-// the reconnect and reach the subscriber.
+// the reconnect and have reached the broker.
 func TestResendAfterServerDrop(t *testing.T) {
 	for _, version := range []int{3, 5} {
 		for _, qos := range []byte{1, 2} {
 			t.Run(fmt.Sprintf("v%d/qos%d", version, qos), func(t *testing.T) {
-				b := mochitest.Start(t)
-				col := subscribe(t, b.URL, version, 2, "r/#")
+				// Delivery is checked at the broker's ingest hook, not at a
+				// subscriber: see mochitest.Ingest for the mochi 2.7.9 issue.
+				col := &collector{seen: map[string]int{}}
+				b := mochitest.Start(t, &mochitest.Ingest{Fn: func(_, topic string, p []byte) { col.onMessage(topic, p, 0) }})
 				var acked atomic.Int64
 				c := mqttc.New(mqttc.Config{Broker: b.URL, ClientID: "dev", Version: version, InFlight: 100, SessionExpiry: time.Hour},
 					mqttc.Handlers{OnAck: func(a mqttc.Ack) { acked.Add(1) }})

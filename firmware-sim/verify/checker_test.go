@@ -226,3 +226,24 @@ func TestHTTPSource(t *testing.T) {
 		t.Fatalf("missing topic: err = %v", err)
 	}
 }
+
+// TestOffsetGap feeds records whose log offsets skip one: the device
+// sequence is complete, but the partition check must fail (G2).
+func TestOffsetGap(t *testing.T) {
+	var in strings.Builder
+	for i, off := range []int64{0, 1, 3, 4} {
+		fmt.Fprintf(&in, `{"topic":"telemetry","partition":2,"offset":%d,"value":%q}`+"\n", off, base64.StdEncoding.EncodeToString(reading("p", int64(i))))
+	}
+	c := verify.New(verify.Options{})
+	if err := verify.Run(context.Background(), verify.FileSource{R: strings.NewReader(in.String())}, c); err != nil {
+		t.Fatal(err)
+	}
+	rep := c.Report()
+	if rep.OK || rep.Missing != 0 || len(rep.Partitions) != 1 {
+		t.Fatalf("report %+v", rep)
+	}
+	p := rep.Partitions[0]
+	if p.Partition != 2 || p.Stream != "telemetry" || p.Missing != 1 || p.Gaps[0] != (verify.Range{From: 2, To: 2}) {
+		t.Fatalf("partition report %+v", p)
+	}
+}
