@@ -1,6 +1,7 @@
 package auth_test
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/paho"
 	paho3 "github.com/eclipse/paho.mqtt.golang"
 	mochi "github.com/mochi-mqtt/server/v2"
 	"golang.org/x/crypto/bcrypt"
@@ -242,5 +244,32 @@ func TestValidateNamesField(t *testing.T) {
 		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate() = %v, want mention of %s", err, want)
 		}
+	}
+}
+
+// MQTT 5 clients get PUBACK 0x87 for a publish outside their ACL, and keep
+// their connection.
+func TestACLDenialV5(t *testing.T) {
+	s := start(t, auth.Config{Users: []auth.User{
+		{Username: "dev", PasswordHash: hash(t, "pw"), Publish: []string{"sensors/dev/#"}},
+	}}, nil)
+	conn, err := net.Dial("tcp", s.plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := paho.NewClient(paho.ClientConfig{Conn: conn})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := c.Connect(ctx, &paho.Connect{ClientID: "dev5", KeepAlive: 30, CleanStart: true,
+		UsernameFlag: true, Username: "dev", PasswordFlag: true, Password: []byte("pw")}); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Disconnect(&paho.Disconnect{})
+	resp, err := c.Publish(ctx, &paho.Publish{QoS: 1, Topic: "sensors/other", Payload: []byte("x")})
+	if err == nil || resp == nil || resp.ReasonCode != 0x87 {
+		t.Fatalf("denied publish: resp %+v err %v", resp, err)
+	}
+	if _, err := c.Publish(ctx, &paho.Publish{QoS: 1, Topic: "sensors/dev/t", Payload: []byte("x")}); err != nil {
+		t.Fatalf("allowed publish after a denial: %v", err)
 	}
 }
