@@ -361,3 +361,61 @@ func record(t *testing.T, acked [2]map[int64]string, line string) {
 	}
 	acked[part][off] = f[2]
 }
+
+// TestDoneOrderOnFailure: done callbacks of one partition come in
+// AppendAsync order on the failure path too: an append queued behind a
+// round whose fdatasync fails is failed after that round, not before.
+func TestDoneOrderOnFailure(t *testing.T) {
+	fs := logtest.NewFS()
+	l := openLogNoCheck(t, t.TempDir(), elog.Config{OpenFile: fs.Open})
+	p := mustPartition(t, l, "t", 0)
+	release := fs.HoldSyncs()
+	fs.FailSyncs(1)
+	var mu sync.Mutex
+	var order []string
+	var wg sync.WaitGroup
+	add := func(name string) {
+		wg.Add(1)
+		err := p.AppendAsync(context.Background(), []elog.Record{{Value: []byte(name)}}, func(_ int64, err error) {
+			if err == nil {
+				t.Errorf("%s: append succeeded through a failed fsync", name)
+			}
+			mu.Lock()
+			order = append(order, name)
+			mu.Unlock()
+			wg.Done()
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	add("first")
+	waitFor(t, 5*time.Second, func() error {
+		if fs.Waiting() == 0 {
+			return errors.New("first round not in fdatasync yet")
+		}
+		return nil
+	})
+	add("second") // queued behind the round whose fsync will fail
+	release()
+	wg.Wait()
+	if len(order) != 2 || order[0] != "first" {
+		t.Fatalf("done order %v, want [first second]", order)
+	}
+}
+
+// waitFor polls f until it returns nil or the timeout passes.
+func waitFor(t *testing.T, timeout time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %v", timeout, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

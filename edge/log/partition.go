@@ -622,6 +622,8 @@ func failAll(reqs []*appendReq, err error) {
 }
 
 // setFailed makes the partition refuse appends until it is reopened.
+// Appends already queued for a later round are failed by that round, so
+// done callbacks keep their AppendAsync order on the failure path too.
 func (p *Partition) setFailed(err error) {
 	p.mu.Lock()
 	if p.failed == nil {
@@ -630,12 +632,11 @@ func (p *Partition) setFailed(err error) {
 		p.log.metrics.partitionFailures.Inc()
 		p.log.cfg.Logger.Error("log: partition failed; appends are refused until the node restarts", "topic", p.topic, "partition", p.id, "err", err)
 	}
-	pending := p.pending
-	p.pending = nil
-	p.pendingBytes = 0
-	failed := p.failed
+	queued := len(p.pending) > 0
 	p.mu.Unlock()
-	failAll(pending, failed)
+	if queued {
+		p.kick()
+	}
 }
 
 // syncIfDirty asks the committer for an fdatasync (SyncInterval).

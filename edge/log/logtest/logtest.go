@@ -29,6 +29,14 @@ type FS struct {
 	syncCount  int
 	writeBytes int64
 	dead       bool // after Crash: nothing reaches the files any more
+	waiting    int  // syncs blocked in HoldSyncs
+}
+
+// Waiting returns how many fsyncs are blocked by HoldSyncs now.
+func (fs *FS) Waiting() int {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	return fs.waiting
 }
 
 // Crash makes every later write, sync and truncate fail without touching the
@@ -177,7 +185,13 @@ func (f *file) Sync() error {
 	hold := f.fs.hold
 	f.fs.mu.Unlock()
 	if hold != nil {
+		f.fs.mu.Lock()
+		f.fs.waiting++
+		f.fs.mu.Unlock()
 		<-hold
+		f.fs.mu.Lock()
+		f.fs.waiting--
+		f.fs.mu.Unlock()
 	}
 	if f.fs.isDead() {
 		return ErrInjected
