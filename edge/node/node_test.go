@@ -297,6 +297,7 @@ func TestConnectRateLimit(t *testing.T) {
 	cfg.MQTT.Limits.ConnectBurst = 3
 	r := start(t, cfg, node.Options{})
 	refused := 0
+	t0 := time.Now()
 	for i := 0; i < 8; i++ {
 		c, err := net.Dial("tcp", r.MQTTAddrs()[0])
 		if err != nil {
@@ -310,8 +311,11 @@ func TestConnectRateLimit(t *testing.T) {
 		}
 		c.Close()
 	}
-	if refused < 4 {
-		t.Fatalf("only %d of 8 rapid connections refused with rate 1/s burst 3", refused)
+	// At most the burst plus one token per second elapsed (and one for
+	// rounding) may be admitted.
+	admitted := 8 - refused
+	if limit := 3 + int(time.Since(t0).Seconds()) + 1; admitted > limit || refused == 0 {
+		t.Fatalf("%d of 8 rapid connections admitted with rate 1/s burst 3 (limit %d)", admitted, limit)
 	}
 }
 
