@@ -112,7 +112,7 @@ median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) {print "nan"} else if (NR%2
 
 printf '\nMQTT ingest baseline: %ss per cell, median of %s runs, 100 in flight per client, 100-byte raw payloads\n' "$SECONDS_PER_CELL" "$REPEATS"
 printf 'machine: %s cores, %s\n\n' "$(nproc)" "$(uname -m)"
-printf '%-10s %-4s %7s %12s %10s %10s %10s %9s\n' broker qos clients msgs/s p50_ms p99_ms p999_ms sim_cpu%
+printf '%-10s %-4s %7s %12s %10s %10s %10s %9s %11s\n' broker qos clients msgs/s p50_ms p99_ms p999_ms sim_cpu% sim_us/msg
 for b in $BROKERS; do
 	for q in 0 1; do
 		for c in $CLIENTS; do
@@ -124,8 +124,11 @@ for b in $BROKERS; do
 			p99=$(for r in $(seq "$REPEATS"); do jq -r '.latency_ms.p99' "$WORK/$b-$q-$c-$r.json" 2>/dev/null; done | median)
 			p999=$(for r in $(seq "$REPEATS"); do jq -r '.latency_ms.p999' "$WORK/$b-$q-$c-$r.json" 2>/dev/null; done | median)
 			cpu=$(for r in $(seq "$REPEATS"); do awk '{ if ($3 > 0) printf "%.0f\n", 100*($1+$2)/$3 }' "$WORK/$b-$q-$c-$r.json.time"; done | median)
+			usmsg=$(for r in $(seq "$REPEATS"); do
+				awk -v n="$(jq -r '.sent' "$WORK/$b-$q-$c-$r.json" 2>/dev/null)" '{ if (n > 0) printf "%.2f\n", 1e6*($1+$2)/n }' "$WORK/$b-$q-$c-$r.json.time"
+			done | median)
 			if [[ $q == 0 ]]; then p50=-; p99=-; p999=-; fi
-			printf '%-10s %-4s %7s %12.0f %10s %10s %10s %9s\n' "$b" "$q" "$c" "$rate" "$p50" "$p99" "$p999" "$cpu"
+			printf '%-10s %-4s %7s %12.0f %10s %10s %10s %9s %11s\n' "$b" "$q" "$c" "$rate" "$p50" "$p99" "$p999" "$cpu" "$usmsg"
 		done
 	done
 done
@@ -135,6 +138,9 @@ msgs/s: acknowledged messages per second for QoS 1; for QoS 0, messages
 written to the socket per second (TCP back-pressure keeps that close to
 what the broker reads). Latency: PUBLISH written to PUBACK read, per message.
 sim_cpu%: firmware-sim's user+sys CPU over wall time (200% = both cores).
+sim_us/msg: firmware-sim's CPU time per message sent, the generator's cost
+independent of how busy the machine is: 1e6 / sim_us/msg is what one
+generator core could drive if the broker kept up.
 EOF
 
 if [[ $GENCHECK == 1 ]]; then
