@@ -479,3 +479,31 @@ func TestResendAfterReconnectNotAppendedTwice(t *testing.T) {
 		t.Fatalf("%d records, want 1", n)
 	}
 }
+
+// QoS 2 across a reconnect: the PUBREC kept in mochi's inflight map is
+// resent on the resumed session, a retransmitted PUBLISH is not appended
+// again, and PUBREL completes the exchange.
+func TestQoS2AcrossReconnect(t *testing.T) {
+	e := newEnv(t, envOpts{routes: route.Config{DefaultPartitions: 1}})
+	c := dialRawSession(t, e.addr, "q2p", 4, false)
+	c.publish(3, 2, "t", "once", false)
+	if r := c.next(5 * time.Second); r.FixedHeader.Type != packets.Pubrec || r.PacketID != 3 {
+		t.Fatalf("got %v id %d", r.FixedHeader.Type, r.PacketID)
+	}
+	c.conn.Close()
+	c2 := dialRawSession(t, e.addr, "q2p", 4, false)
+	if r := c2.next(5 * time.Second); r.FixedHeader.Type != packets.Pubrec || r.PacketID != 3 {
+		t.Fatalf("resumed session: got %v id %d, want the PUBREC resent", r.FixedHeader.Type, r.PacketID)
+	}
+	c2.publish(3, 2, "t", "once", true) // the client did not see the PUBREC
+	if r := c2.next(5 * time.Second); r.FixedHeader.Type != packets.Pubrec || r.PacketID != 3 {
+		t.Fatalf("retransmission: got %v id %d", r.FixedHeader.Type, r.PacketID)
+	}
+	c2.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrel, Qos: 1}, PacketID: 3})
+	if r := c2.next(5 * time.Second); r.FixedHeader.Type != packets.Pubcomp || r.PacketID != 3 {
+		t.Fatalf("got %v id %d", r.FixedHeader.Type, r.PacketID)
+	}
+	if n := len(e.all(t, route.DefaultTopic)); n != 1 {
+		t.Fatalf("%d records, want 1", n)
+	}
+}
