@@ -10,15 +10,21 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/outpost-edge/outpost/edge/node"
+	"github.com/outpost-edge/outpost/internal/buildinfo"
 )
 
 const usage = `Usage: edge [flags]
+       edge healthcheck [-http ADDR] [-token TOKEN]
 
 Runs an Outpost edge node: devices publish MQTT (3.1.1 and 5, over TCP,
 TLS and WebSocket) to the embedded broker; every publish becomes a record
@@ -41,6 +47,9 @@ Settings, later ones winning:
 SIGTERM or SIGINT shut down cleanly: stop accepting, acknowledge what is
 durable, close the log.
 
+"edge healthcheck" asks a running node's /readyz (for container health
+checks) and exits 0 when it is ready, 1 otherwise.
+
 Flags:
 `
 
@@ -49,6 +58,9 @@ func main() {
 }
 
 func run() int {
+	if len(os.Args) > 1 && os.Args[1] == "healthcheck" {
+		return healthcheck(os.Args[2:])
+	}
 	fs := flag.NewFlagSet("edge", flag.ContinueOnError)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usage)
@@ -59,11 +71,16 @@ func run() int {
 	mqttAddr := fs.String("mqtt", "", "MQTT TCP listen `address` (overrides mqtt.address and mqtt.listeners; default 127.0.0.1:1883)")
 	httpAddr := fs.String("http", "", "HTTP API listen `address` (overrides http.address; default 127.0.0.1:8080)")
 	check := fs.Bool("check-config", false, "validate the configuration, print the effective settings and exit")
+	version := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
 		return 2
+	}
+	if *version {
+		fmt.Println("edge " + buildinfo.Get().String())
+		return 0
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "edge: unexpected argument %q; see edge -h\n", fs.Arg(0))
@@ -105,8 +122,43 @@ func run() int {
 		logger.Error("edge: cannot start", "err", err)
 		return 1
 	}
+	logger.Info("edge: starting", "version", buildinfo.Get().String())
 	if err := n.Run(ctx); err != nil {
 		logger.Error("edge: stopped with an error", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// healthcheck asks a running node whether it is ready.
+func healthcheck(args []string) int {
+	fs := flag.NewFlagSet("edge healthcheck", flag.ContinueOnError)
+	addr := fs.String("http", "127.0.0.1:8080", "the node's HTTP API `address`")
+	token := fs.String("token", os.Getenv(node.EnvPrefix+"HTTP_TOKEN"), "API bearer `token` (default $OUTPOST_HTTP_TOKEN)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	req, err := http.NewRequest(http.MethodGet, "http://"+*addr+"/readyz", nil)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "edge healthcheck: %v\n", err)
+		return 2
+	}
+	if *token != "" {
+		req.Header.Set("Authorization", "Bearer "+*token)
+	}
+	c := &http.Client{Timeout: 3 * time.Second}
+	resp, err := c.Do(req)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "edge healthcheck: %v (is the node running, and is -http its http.address?)\n", err)
+		return 1
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+	if resp.StatusCode != http.StatusOK {
+		fmt.Fprintf(os.Stderr, "edge healthcheck: %s: %s\n", resp.Status, strings.TrimSpace(string(body)))
 		return 1
 	}
 	return 0
