@@ -586,3 +586,5 @@ func redactURL(s string) string {
 	}
 	return strings.Join(parts, ",")
 }
+
+var _ source = (*log.Partition)(nil)

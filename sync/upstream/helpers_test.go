@@ -340,3 +340,5 @@ func metaPath(dir string) string { return filepath.Join(dir, "meta.db") }
 func longTests() bool { return os.Getenv("OUTPOST_LONG") == "1" }
 
 var errNotYet = errors.New("not yet")
+
+var _ cursorStore = (*meta.Store)(nil)
