@@ -33,9 +33,12 @@
 //
 // A PUBLISH whose packet id is still waiting for its commit (a DUP resend
 // after a reconnect with a persistent session, or a QoS 2 retransmission) is
-// not appended again: the pending original's ack answers it. Once a QoS 2
-// PUBREC is in mochi's inflight map, mochi itself answers retransmissions
-// (with reason 0x91, its behaviour) without calling the hook. A QoS 1 resend
+// not appended again: the pending original's ack answers it. A QoS 2
+// retransmission after its PUBREC (whose id mochi's inflight map holds
+// until PUBREL) is answered with the same success PUBREC, not appended:
+// OnPacketRead takes the id out of mochi's map first, because mochi would
+// answer with 0x91 (packet identifier in use), a failure to an MQTT 5
+// client. A QoS 1 resend
 // whose first PUBACK was written but lost with the connection, and whose
 // (packet id, payload) was acknowledged among the last MaxInflight publishes
 // of the session, is acknowledged again without a second append; beyond that

@@ -45,12 +45,11 @@ func waitFor(tb testing.TB, timeout time.Duration, f func() error) {
 // gate wraps the log's files so that a test can hold back fdatasync of
 // matching files and count syncs.
 type gate struct {
-	mu       sync.Mutex
-	match    func(name string) bool // mu; nil holds nothing
-	release  chan struct{}          // mu
-	entered  chan string
-	syncs    atomic.Int64
-	failNext atomic.Bool // logcontract_test: fail released .log syncs
+	mu      sync.Mutex
+	match   func(name string) bool // mu; nil holds nothing
+	release chan struct{}          // mu
+	entered chan string
+	syncs   atomic.Int64
 }
 
 func newGate() *gate { return &gate{entered: make(chan string, 1024)} }

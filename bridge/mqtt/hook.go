@@ -166,7 +166,7 @@ func (h *Hook) ID() string { return "outpost-ingest" }
 // Provides tells mochi which events the hook handles.
 func (h *Hook) Provides(b byte) bool {
 	switch b {
-	case mochi.OnPublish, mochi.OnSessionEstablished, mochi.OnDisconnect, mochi.OnClientExpired:
+	case mochi.OnPublish, mochi.OnPacketRead, mochi.OnSessionEstablished, mochi.OnDisconnect, mochi.OnClientExpired:
 		return true
 	}
 	return false
@@ -187,6 +187,7 @@ type session struct {
 	recent   []recentAck       // mu; ring of acknowledged QoS 1 publishes
 	next     int               // mu; next slot of recent
 	stuck    *mochi.Client     // mu; connection already disconnected for a timeout
+	rerec    map[uint16]bool   // mu; QoS 2 ids retransmitted after their PUBREC
 }
 
 type recentAck struct {
@@ -272,6 +273,32 @@ func (h *Hook) timeout(cl *mochi.Client) time.Duration {
 	return d
 }
 
+// OnPacketRead catches a QoS 2 PUBLISH retransmitted after its PUBREC (the
+// client did not receive it): mochi would answer it with PUBREC 0x91
+// (packet identifier in use), which an MQTT 5 client takes as a failure,
+// so the hook takes the id back from mochi's inflight map and answers it
+// itself with a success PUBREC, without appending ([MQTT-4.3.3-10]).
+func (h *Hook) OnPacketRead(cl *mochi.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Type != packets.Publish || pk.FixedHeader.Qos != 2 || cl.Net.Inline {
+		return pk, nil
+	}
+	in, ok := cl.State.Inflight.Get(pk.PacketID)
+	if !ok || in.FixedHeader.Type != packets.Pubrec {
+		return pk, nil
+	}
+	s := h.sessionFor(cl)
+	s.mu.Lock()
+	if cl.State.Inflight.Delete(pk.PacketID) {
+		atomic.AddInt64(&h.cfg.Server.Info.Inflight, -1)
+	}
+	if s.rerec == nil {
+		s.rerec = make(map[uint16]bool)
+	}
+	s.rerec[pk.PacketID] = true
+	s.mu.Unlock()
+	return pk, nil
+}
+
 // OnPublish queues the publish for a group commit and takes over its
 // acknowledgement; it returns a rejection so that mochi sends nothing.
 func (h *Hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, error) {
@@ -304,6 +331,14 @@ func (h *Hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 			return pk, handled(pk)
 		}
 		if qos == 1 && pk.FixedHeader.Dup && s.acked(pk.PacketID, e.hash) {
+			e.answer = true
+			h.m.dups.Inc()
+		}
+		if qos == 2 && s.rerec[pk.PacketID] {
+			delete(s.rerec, pk.PacketID)
+			if len(s.rerec) == 0 {
+				s.rerec = nil
+			}
 			e.answer = true
 			h.m.dups.Inc()
 		}
@@ -470,6 +505,13 @@ func (s *session) drain() {
 		s.queue = s.queue[:rest]
 		cl := s.cl
 		for _, e := range batch {
+			if e.answer && e.err == nil && e.pk.FixedHeader.Qos == 2 {
+				// A retransmission answered again: the id goes back to
+				// mochi's inflight map until PUBREL.
+				if cl.State.Inflight.Set(s.h.ack(e.pk, packets.Pubrec, packets.CodeSuccess, e.at.Unix())) {
+					atomic.AddInt64(&s.h.cfg.Server.Info.Inflight, 1)
+				}
+			}
 			if e.pk.FixedHeader.Qos == 0 || e.answer {
 				continue
 			}

@@ -237,8 +237,8 @@ func TestQoS2ExactlyOnce(t *testing.T) {
 		t.Fatalf("got %v id %d code %#x", rec.FixedHeader.Type, rec.PacketID, rec.ReasonCode)
 	}
 	c.publish(7, 2, "t", "once", true) // retransmission after PUBREC, before PUBREL
-	if again := c.next(5 * time.Second); again.FixedHeader.Type != packets.Pubrec || again.PacketID != 7 {
-		t.Fatalf("got %v id %d", again.FixedHeader.Type, again.PacketID)
+	if again := c.next(5 * time.Second); again.FixedHeader.Type != packets.Pubrec || again.PacketID != 7 || again.ReasonCode != 0 {
+		t.Fatalf("got %v id %d code %#x, want PUBREC 0x00", again.FixedHeader.Type, again.PacketID, again.ReasonCode)
 	}
 	c.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrel, Qos: 1}, PacketID: 7})
 	comp := c.next(5 * time.Second)
