@@ -83,6 +83,7 @@ func Open(ctx context.Context, cfg Config, opts Options) (_ *Node, err error) {
 	if n.log, err = log.Open(filepath.Join(cfg.DataDir, "log"), lc); err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
+	n.reg.MustRegister(newPartitionCollector(n.log))
 	if n.meta, err = meta.Open(filepath.Join(cfg.DataDir, "meta.db"), meta.Config{Logger: logger.With("component", "meta")}); err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
