@@ -134,9 +134,9 @@ for b in $BROKERS; do
 done
 cat <<'EOF'
 
-msgs/s: acknowledged messages per second for QoS 1; for QoS 0, messages
-written to the socket per second (TCP back-pressure keeps that close to
-what the broker reads). Latency: PUBLISH written to PUBACK read, per message.
+msgs/s: acknowledged messages per second for QoS 1; for QoS 0, messages per
+second until a PINGREQ/PINGRESP fence on every connection confirmed the
+broker had read them all. Latency: PUBLISH written to PUBACK read.
 sim_cpu%: firmware-sim's user+sys CPU over wall time (200% = both cores).
 sim_us/msg: firmware-sim's CPU time per message sent, the generator's cost
 independent of how busy the machine is: 1e6 / sim_us/msg is what one

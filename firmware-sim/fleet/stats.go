@@ -105,8 +105,8 @@ type Summary struct {
 	Broker string `json:"broker"`
 	// Devices is the number of simulated devices.
 	Devices int `json:"devices"`
-	// ElapsedSeconds runs from the start to the last ack (or the last QoS 0
-	// send).
+	// ElapsedSeconds runs from the start to the last ack; for QoS 0, to the
+	// last PINGRESP fence after the devices' final publishes.
 	ElapsedSeconds float64 `json:"elapsed_s"`
 	// Sent counts first transmissions of all messages.
 	Sent int64 `json:"sent"`

@@ -191,6 +191,12 @@ type conn struct {
 	ctrlMu sync.Mutex
 	ctrl   [][]byte
 	kick   chan struct{}
+
+	// pingsSent and pingsRecv order PINGREQ/PINGRESP pairs, so Ping can
+	// wait for the answer to its own request (brokers answer in order).
+	pingsSent atomic.Int64
+	pingsRecv atomic.Int64
+	pingWake  chan struct{}
 }
 
 func (cn *conn) fail(err error) {
@@ -251,12 +257,13 @@ func (c *Client) Connect(ctx context.Context) (ConnAck, error) {
 	}
 	stop := context.AfterFunc(dctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
 	cn := &conn{
-		nc:      nc,
-		version: c.cfg.Version,
-		br:      bufio.NewReaderSize(nc, 32<<10),
-		bw:      bufio.NewWriterSize(nc, 64<<10),
-		done:    make(chan struct{}),
-		kick:    make(chan struct{}, 1),
+		nc:       nc,
+		version:  c.cfg.Version,
+		br:       bufio.NewReaderSize(nc, 32<<10),
+		bw:       bufio.NewWriterSize(nc, 64<<10),
+		done:     make(chan struct{}),
+		kick:     make(chan struct{}, 1),
+		pingWake: make(chan struct{}, 1),
 	}
 	ack, rm, err := c.handshake(cn)
 	stop()
@@ -679,6 +686,39 @@ func (c *Client) Subscribe(ctx context.Context, qos byte, filters ...string) ([]
 	}
 }
 
+// Ping flushes, sends PINGREQ and waits for its PINGRESP. A broker reads a
+// connection's packets in order, so the answer also means it has read and
+// processed every PUBLISH sent before: the end-of-run fence for QoS 0, which
+// has no acknowledgement of its own.
+func (c *Client) Ping(ctx context.Context) error {
+	cn := c.current()
+	if cn == nil {
+		return ErrNotConnected
+	}
+	cn.wmu.Lock()
+	want := cn.pingsSent.Add(1)
+	_, err := cn.bw.Write([]byte{pktPingreq, 0})
+	if err == nil {
+		err = cn.bw.Flush()
+	}
+	cn.lastWrite.Store(time.Now().UnixNano())
+	cn.wmu.Unlock()
+	if err != nil {
+		cn.fail(err)
+		return fmt.Errorf("mqttc: ping: %w: %w", ErrNotConnected, err)
+	}
+	for cn.pingsRecv.Load() < want {
+		select {
+		case <-cn.pingWake:
+		case <-cn.done:
+			return fmt.Errorf("mqttc: ping: %w: %w", ErrNotConnected, cn.cause())
+		case <-ctx.Done():
+			return fmt.Errorf("mqttc: ping: %w", ctx.Err())
+		}
+	}
+	return nil
+}
+
 // Disconnect sends DISCONNECT (normal disconnection, so the broker discards
 // the Will) and closes the connection. In-flight messages stay in the
 // session.
@@ -763,7 +803,13 @@ func (c *Client) handle(cn *conn, hdr byte, body []byte) error {
 			return d.err
 		}
 		c.onAck(cn, hdr&0xf0, id, reason)
-	case pktPingresp, pktUnsuback, pktAuth:
+	case pktPingresp:
+		cn.pingsRecv.Add(1)
+		select {
+		case cn.pingWake <- struct{}{}:
+		default:
+		}
+	case pktUnsuback, pktAuth:
 	case pktSuback:
 		id := d.u16()
 		if cn.version == 5 {
@@ -929,6 +975,7 @@ func (c *Client) controlLoop(cn *conn) {
 			}
 			if now.UnixNano()-cn.lastWrite.Load() >= int64(ka)/2 {
 				cn.wmu.Lock()
+				cn.pingsSent.Add(1)
 				_, err := cn.bw.Write([]byte{pktPingreq, 0})
 				if err == nil {
 					err = cn.bw.Flush()

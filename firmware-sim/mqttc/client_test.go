@@ -191,3 +191,28 @@ func TestResendAfterServerDrop(t *testing.T) {
 		}
 	}
 }
+
+// TestPingFencesQoS0: once Ping returns, the broker has processed every
+// QoS 0 publish sent before it.
+func TestPingFencesQoS0(t *testing.T) {
+	var got atomic.Int64
+	b := mochitest.Start(t, &mochitest.Ingest{Fn: func(_, _ string, _ []byte) { got.Add(1) }})
+	c := mqttc.New(mqttc.Config{Broker: b.URL, ClientID: "fence", CleanStart: true}, mqttc.Handlers{})
+	defer c.Close()
+	ctx := context.Background()
+	if _, err := c.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const n = 20000
+	for range n {
+		if err := c.Publish(ctx, &mqttc.Message{Topic: "q0", Payload: make([]byte, 100)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got.Load() != n {
+		t.Fatalf("broker processed %d of %d before PINGRESP", got.Load(), n)
+	}
+}
