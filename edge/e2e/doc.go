@@ -1,8 +1,8 @@
 // Package e2e tests the built edge binary and its interoperability with
 // third-party MQTT clients. Tests here are skipped under -short.
 //
-//   - TestCrashKillRestart builds ./edge, publishes QoS 1 messages with
-//     sequence numbers, SIGKILLs the node at random moments, restarts it,
+//   - TestCrashKillRestart builds ./edge, publishes QoS 1 or 2 messages
+//     with sequence numbers, SIGKILLs the node at random moments, restarts it,
 //     and checks through the HTTP API that every acknowledged message is in
 //     the log exactly once, with contiguous offsets. 10 rounds by default,
 //     50 with OUTPOST_LONG=1 (or OUTPOST_KILL_ROUNDS=N); the seed is printed,

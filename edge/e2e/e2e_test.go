@@ -143,15 +143,17 @@ func (l *lockedWriter) Write(b []byte) (int, error) {
 	return l.w.Write(b)
 }
 
-// publisher sends QoS 1 PUBLISHes carrying sequence numbers, up to window
+// publisher sends QoS 1 or 2 PUBLISHes carrying sequence numbers, up to window
 // in flight, and records which were PUBACKed. It speaks MQTT 3.1.1 by hand
 // so that nothing is resent behind the test's back.
 type publisher struct {
 	conn    net.Conn
+	qos     byte // 1, or 2: a PUBREC counts as the acknowledgement
 	mu      sync.Mutex
 	pending map[uint16]int // packet id -> seq
 	acked   []int
 	window  chan struct{}
+	wmu     sync.Mutex // serialises writes (PUBLISH from run, PUBREL from the reader)
 }
 
 func dialPublisher(addr, clientID string, window int) (*publisher, error) {
@@ -172,7 +174,7 @@ func dialPublisher(addr, clientID string, window int) (*publisher, error) {
 		return nil, fmt.Errorf("connack %x: %v", ack, err)
 	}
 	c.SetReadDeadline(time.Time{})
-	return &publisher{conn: c, pending: map[uint16]int{}, window: make(chan struct{}, window)}, nil
+	return &publisher{conn: c, qos: 1, pending: map[uint16]int{}, window: make(chan struct{}, window)}, nil
 }
 
 // run publishes seq from, from+1, … until the connection breaks; it
@@ -184,17 +186,33 @@ func (p *publisher) run(from int) int {
 		br := bufio.NewReader(p.conn)
 		b := make([]byte, 4)
 		for {
-			if _, err := io.ReadFull(br, b); err != nil || b[0] != 0x40 {
+			if _, err := io.ReadFull(br, b); err != nil {
 				return
 			}
 			id := uint16(b[2])<<8 | uint16(b[3])
-			p.mu.Lock()
-			if seq, ok := p.pending[id]; ok {
-				p.acked = append(p.acked, seq)
-				delete(p.pending, id)
+			switch b[0] {
+			case 0x40, 0x50: // PUBACK, PUBREC: the record is durable
+				p.mu.Lock()
+				if seq, ok := p.pending[id]; ok {
+					p.acked = append(p.acked, seq)
+					delete(p.pending, id)
+				}
+				p.mu.Unlock()
+				if b[0] == 0x40 {
+					<-p.window
+					continue
+				}
+				p.wmu.Lock()
+				_, err := p.conn.Write([]byte{0x62, 2, b[2], b[3]}) // PUBREL
+				p.wmu.Unlock()
+				if err != nil {
+					return
+				}
+			case 0x70: // PUBCOMP frees the packet id
+				<-p.window
+			default:
+				return
 			}
-			p.mu.Unlock()
-			<-p.window
 		}
 	}()
 	seq := from
@@ -213,7 +231,10 @@ func (p *publisher) run(from int) int {
 		p.mu.Lock()
 		p.pending[id] = seq
 		p.mu.Unlock()
-		if _, err := p.conn.Write(append([]byte{0x32, byte(len(body))}, body...)); err != nil {
+		p.wmu.Lock()
+		_, err := p.conn.Write(append([]byte{0x30 | p.qos<<1, byte(len(body))}, body...))
+		p.wmu.Unlock()
+		if err != nil {
 			<-done
 			return seq + 1
 		}
@@ -326,6 +347,7 @@ func TestCrashKillRestart(t *testing.T) {
 		if err != nil {
 			t.Fatalf("round %d: %v\n%s", round, err, p.stderr)
 		}
+		pub.qos = byte(1 + rng.Intn(2))
 		after := time.Duration(20+rng.Intn(300)) * time.Millisecond
 		timer := time.AfterFunc(after, p.kill)
 		seq = pub.run(seq)
@@ -336,7 +358,7 @@ func TestCrashKillRestart(t *testing.T) {
 		for _, s := range pub.acked {
 			acked[s] = true
 		}
-		t.Logf("round %d: killed after %v; %d acked, %d unacknowledged in flight", round, after, len(pub.acked), len(pub.pending))
+		t.Logf("round %d: QoS %d, killed after %v; %d acknowledged, %d unacknowledged in flight", round, pub.qos, after, len(pub.acked), len(pub.pending))
 		pub.mu.Unlock()
 	}
 	p := startEdge(t, bin, data)
