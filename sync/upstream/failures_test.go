@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -281,6 +282,9 @@ func TestWrongCredentials(t *testing.T) {
 	if !strings.Contains(logs.String(), "check creds_file") {
 		t.Errorf("no advice about credentials:\n%s", logs.String())
 	}
+	if v := metricValue(t, reg, "outpost_upstream_connect_errors_total", "kind", "auth"); v < 1 {
+		t.Errorf("connect_errors_total{kind=auth} = %v, want >= 1", v)
+	}
 	if v := metricValue(t, reg, "outpost_upstream_connected"); v != 0 {
 		t.Errorf("connected = %v", v)
 	}
@@ -299,5 +303,43 @@ func TestWrongCredentials(t *testing.T) {
 	}
 	runForwarder(t, f2)
 	waitForwarded(t, f2, 20*time.Second, 1)
+	checkExactlyOnce(t, js, "t", map[int32]int64{0: 100})
+}
+
+// TestCredentialsFixedOnServer: the forwarder keeps retrying refused
+// logins, so fixing the account on the server side is enough.
+func TestCredentialsFixedOnServer(t *testing.T) {
+	var mu sync.Mutex
+	password := "old"
+	srv := natstest.RunServer(t, natstest.WithOptions(func(o *server.Options) {
+		mu.Lock()
+		defer mu.Unlock()
+		o.Users = []*server.User{{Username: "edge", Password: password}}
+	}))
+	dir := t.TempDir()
+	l := openLog(t, dir)
+	st := openMeta(t, metaPath(dir))
+	createTopic(t, l, "t", 1)
+	appendN(t, l, "t", 0, 100, 100)
+	lg, logs := newLogger(t)
+	cfg := testConfig(withUser(srv.URL(), "edge", "new"), lg)
+	cfg.CreateStreams = true
+	f, err := New(cfg, l, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runForwarder(t, f)
+	natstest.WaitFor(t, 10*time.Second, func() error {
+		if !strings.Contains(logs.String(), "check creds_file") {
+			return fmt.Errorf("no credentials error logged yet")
+		}
+		return nil
+	})
+	mu.Lock()
+	password = "new"
+	mu.Unlock()
+	srv.Restart()
+	waitForwarded(t, f, 20*time.Second, 1)
+	_, js := srv.Connect(nats.UserInfo("edge", "new"))
 	checkExactlyOnce(t, js, "t", map[int32]int64{0: 100})
 }

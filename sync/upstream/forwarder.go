@@ -262,6 +262,7 @@ func (f *Forwarder) connectLoop(ctx context.Context) {
 		closed := make(chan struct{})
 		nc, err := nats.Connect(f.cfg.URL, f.natsOptions(closed)...)
 		if err != nil {
+			f.m.connectErrors.WithLabelValues("other").Inc()
 			f.setConnState("connect failed", "err", err, "advice", "check url, creds_file and tls settings")
 			sleepCtx(ctx, f.backoff(attempt))
 			continue
@@ -314,6 +315,7 @@ func (f *Forwarder) natsOptions(closed chan struct{}) []nats.Option {
 			f.setConnState("disconnected", "err", err, "advice", advice(kindDisconnected))
 		}),
 		nats.ReconnectErrHandler(func(nc *nats.Conn, err error) {
+			f.m.connectErrors.WithLabelValues(connectErrKind(err)).Inc()
 			f.setConnState("connect failed: "+err.Error(), "err", err, "advice", connectAdvice(err))
 		}),
 		nats.ErrorHandler(func(nc *nats.Conn, sub *nats.Subscription, err error) {
@@ -337,6 +339,13 @@ func (f *Forwarder) natsOptions(closed chan struct{}) []nats.Option {
 		opts = append(opts, nats.ClientCert(f.cfg.TLS.CertFile, f.cfg.TLS.KeyFile))
 	}
 	return opts
+}
+
+func connectErrKind(err error) string {
+	if errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) || errors.Is(err, nats.ErrAuthRevoked) {
+		return "auth"
+	}
+	return "other"
 }
 
 func connectAdvice(err error) string {

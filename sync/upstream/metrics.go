@@ -17,6 +17,7 @@ type metrics struct {
 	resumes          *prometheus.CounterVec
 	gapRecords       *prometheus.CounterVec
 	connected        prometheus.Gauge
+	connectErrors    *prometheus.CounterVec
 }
 
 func newMetrics(f *Forwarder, reg prometheus.Registerer) (*metrics, error) {
@@ -45,6 +46,10 @@ func newMetrics(f *Forwarder, reg prometheus.Registerer) (*metrics, error) {
 			Name: "outpost_upstream_gap_records_total",
 			Help: "Records that will never be forwarded, by reason: retention (deleted at the edge before being forwarded), stream_ahead (the stream holds offsets beyond the log: restored disk), stream_behind (the stream lost records it had acknowledged; not resent).",
 		}, []string{"reason"}),
+		connectErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "outpost_upstream_connect_errors_total",
+			Help: "Failed connection attempts to NATS that nats.go reports, by kind: auth (credentials refused), other (unreachable, TLS, ...). nats.go reports a refused login once per run of refusals, a failed dial every time.",
+		}, []string{"kind"}),
 		connected: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "outpost_upstream_connected",
 			Help: "1 while the uplink to NATS is connected.",
@@ -53,11 +58,13 @@ func newMetrics(f *Forwarder, reg prometheus.Registerer) (*metrics, error) {
 	for _, k := range errKinds {
 		m.publishErrors.WithLabelValues(string(k))
 	}
+	m.connectErrors.WithLabelValues("auth")
+	m.connectErrors.WithLabelValues("other")
 	if reg == nil {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.forwardedRecords, m.forwardedBytes, m.publishErrors,
-		m.reconnects, m.resumes, m.gapRecords, m.connected, lagCollector{f}} {
+		m.reconnects, m.resumes, m.gapRecords, m.connected, m.connectErrors, lagCollector{f}} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("upstream: register metrics: %w", err)
 		}
