@@ -8,7 +8,8 @@
 // Run. Run serves until its context ends, then shuts down gracefully: the
 // MQTT listeners stop accepting, publishes already received are committed
 // and acknowledged (bounded by ShutdownTimeout), clients are disconnected,
-// the HTTP API stops, and the log and metadata store are closed. Close
+// the HTTP API stops, Options.Services (such as the upstream forwarder) are
+// cancelled and awaited, and the log and metadata store are closed. Close
 // releases everything and is idempotent; it is safe without Run.
 //
 // Configuration comes from a YAML file (unknown fields are errors) over

@@ -33,6 +33,12 @@ type Options struct {
 	Logger *slog.Logger
 	// OpenFile, if set, opens the log's files (tests hold back fsync).
 	OpenFile log.OpenFileFunc
+	// Services run beside the broker for the life of Run (the upstream
+	// forwarder, for one): each is started once serving begins, its
+	// context ends at shutdown after in-flight publishes were
+	// acknowledged, and the log closes only after all have returned. An
+	// error from one stops the node.
+	Services []func(ctx context.Context, n *Node) error
 }
 
 // Node is a running edge node.
@@ -50,6 +56,8 @@ type Node struct {
 	httpLn   net.Listener
 	httpSrv  *http.Server
 
+	services []func(ctx context.Context, n *Node) error
+
 	mu      sync.Mutex
 	running bool // mu
 	closed  bool // mu
@@ -65,7 +73,7 @@ func Open(ctx context.Context, cfg Config, opts Options) (_ *Node, err error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	n := &Node{cfg: cfg, logger: logger, reg: prometheus.NewRegistry()}
+	n := &Node{cfg: cfg, logger: logger, reg: prometheus.NewRegistry(), services: opts.Services}
 	defer func() {
 		if err != nil {
 			n.Close()
@@ -296,6 +304,15 @@ func (n *Node) Registry() *prometheus.Registry { return n.reg }
 // Log returns the node's log.
 func (n *Node) Log() *log.Log { return n.log }
 
+// Meta returns the node's metadata store.
+func (n *Node) Meta() *meta.Store { return n.meta }
+
+// Identity returns the node's identity (NodeID, Site).
+func (n *Node) Identity() meta.Identity { return n.identity }
+
+// Logger returns the node's logger.
+func (n *Node) Logger() *slog.Logger { return n.logger }
+
 // Run serves MQTT and HTTP until ctx ends, then shuts down gracefully (see
 // the package doc) and closes the node. It returns the first serving error.
 func (n *Node) Run(ctx context.Context) error {
@@ -309,7 +326,7 @@ func (n *Node) Run(ctx context.Context) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 2)
+	errc := make(chan error, 2+len(n.services))
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() {
@@ -325,6 +342,18 @@ func (n *Node) Run(ctx context.Context) error {
 	if err := n.server.Serve(); err != nil {
 		errc <- fmt.Errorf("node: mqtt: %w", err)
 	}
+	svcCtx, svcCancel := context.WithCancel(context.Background())
+	defer svcCancel()
+	var svcWG sync.WaitGroup
+	for i, svc := range n.services {
+		svcWG.Add(1)
+		go func() {
+			defer svcWG.Done()
+			if err := svc(svcCtx, n); err != nil && svcCtx.Err() == nil {
+				errc <- fmt.Errorf("node: service %d: %w", i, err)
+			}
+		}()
+	}
 	n.logger.Info("node: serving", "mqtt", n.MQTTAddrs(), "http", n.HTTPAddr())
 
 	var runErr error
@@ -334,6 +363,11 @@ func (n *Node) Run(ctx context.Context) error {
 		n.logger.Error("node: stopping after an error", "err", runErr)
 	}
 	n.shutdown()
+	// Services (the forwarder) outlive the broker's drain, so that what
+	// was just acknowledged may still be forwarded; they end before the
+	// log closes.
+	svcCancel()
+	svcWG.Wait()
 	cancel()
 	wg.Wait()
 	if err := n.Close(); err != nil && runErr == nil {

@@ -552,3 +552,35 @@ func TestHTTPToken(t *testing.T) {
 		t.Fatalf("healthz without token: %d", c)
 	}
 }
+
+// Services run while the node serves and end, after the drain, before the
+// log closes.
+func TestServicesLifecycle(t *testing.T) {
+	var mu sync.Mutex
+	var events []string
+	svc := func(ctx context.Context, n *node.Node) error {
+		mu.Lock()
+		events = append(events, "start")
+		mu.Unlock()
+		<-ctx.Done()
+		// The log is still open: a forwarder can read until it returns.
+		p, err := n.Log().Partition(route.DefaultTopic, 0)
+		if err == nil {
+			_, err = p.Read(context.Background(), p.StartOffset(), 1<<10)
+		}
+		mu.Lock()
+		events = append(events, fmt.Sprintf("stop log=%v", err))
+		mu.Unlock()
+		return nil
+	}
+	r := start(t, testConfig(t), node.Options{Services: []func(context.Context, *node.Node) error{svc}})
+	if r.Identity().NodeID == "" || r.Meta() == nil {
+		t.Fatal("identity or meta missing")
+	}
+	r.stop(t)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(events) != 2 || events[0] != "start" || events[1] != "stop log=<nil>" {
+		t.Fatalf("events %v", events)
+	}
+}
