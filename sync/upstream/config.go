@@ -78,8 +78,13 @@ type Config struct {
 	CursorName string
 	// Window is the most unacknowledged publishes (messages) per partition.
 	Window int
-	// MaxReadBytes is how much one read from the log fetches.
+	// MaxReadBytes is how much one read from the log fetches; each
+	// forwarding partition holds at most one read in memory.
 	MaxReadBytes int
+	// MaxInflightBytes bounds the bytes published and not yet acknowledged,
+	// across all partitions (nats.go keeps each until its ack). With
+	// MaxReadBytes per partition it bounds the forwarder's memory.
+	MaxInflightBytes int
 	// Mode is record-per-message (default) or batch.
 	Mode Mode
 	// MaxBatchRecords and MaxBatchBytes cut batches in ModeBatch. The bytes
@@ -124,19 +129,20 @@ type Config struct {
 // have no default.
 func DefaultConfig() Config {
 	return Config{
-		Prefix:          wire.DefaultPrefix,
-		CursorName:      "upstream",
-		Window:          256,
-		MaxReadBytes:    1 << 20,
-		Mode:            ModeRecord,
-		MaxBatchRecords: 1000,
-		MaxBatchBytes:   512 << 10,
-		LiveLagRecords:  64,
-		ReconnectMin:    250 * time.Millisecond,
-		ReconnectMax:    30 * time.Second,
-		StatusInterval:  5 * time.Second,
-		AckTimeout:      5 * time.Second,
-		CursorInterval:  200 * time.Millisecond,
+		Prefix:           wire.DefaultPrefix,
+		CursorName:       "upstream",
+		Window:           256,
+		MaxReadBytes:     256 << 10,
+		MaxInflightBytes: 16 << 20,
+		Mode:             ModeRecord,
+		MaxBatchRecords:  1000,
+		MaxBatchBytes:    512 << 10,
+		LiveLagRecords:   64,
+		ReconnectMin:     250 * time.Millisecond,
+		ReconnectMax:     30 * time.Second,
+		StatusInterval:   5 * time.Second,
+		AckTimeout:       5 * time.Second,
+		CursorInterval:   200 * time.Millisecond,
 	}
 }
 
@@ -154,6 +160,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxReadBytes == 0 {
 		c.MaxReadBytes = d.MaxReadBytes
+	}
+	if c.MaxInflightBytes == 0 {
+		c.MaxInflightBytes = d.MaxInflightBytes
 	}
 	if c.MaxBatchRecords == 0 {
 		c.MaxBatchRecords = d.MaxBatchRecords
@@ -207,6 +216,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("upstream: Window: %d is not between 1 and 65536", c.Window)
 	case c.MaxReadBytes < 1024:
 		return fmt.Errorf("upstream: MaxReadBytes: %d is below 1024", c.MaxReadBytes)
+	case c.MaxInflightBytes < 64<<10:
+		return fmt.Errorf("upstream: MaxInflightBytes: %d is below 64 KiB", c.MaxInflightBytes)
 	case c.Mode != ModeRecord && c.Mode != ModeBatch:
 		return fmt.Errorf("upstream: Mode: %v is not known", c.Mode)
 	case c.MaxBatchRecords < 1:

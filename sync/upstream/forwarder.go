@@ -144,7 +144,7 @@ func newForwarder(cfg Config, src lister, cursors cursorStore) (*Forwarder, erro
 		log:     lg.With("component", "upstream"),
 		src:     src,
 		cursors: cursors,
-		sched:   newScheduler(cfg.BandwidthBytesPerSec),
+		sched:   newScheduler(cfg.BandwidthBytesPerSec, cfg.MaxInflightBytes),
 		parts:   make(map[partKey]*partition),
 		changed: newBroadcaster(),
 	}

@@ -300,7 +300,8 @@ func (p *partition) provision(ctx context.Context, ln *link) (jetstream.Stream, 
 type inflight struct {
 	first, last int64
 	records     int
-	bytes       int
+	bytes       int // message data, for the forwarded bytes metric
+	size        int // data and headers, taken from the in-flight budget
 	fut         jetstream.PubAckFuture
 }
 
@@ -324,6 +325,8 @@ func (p *partition) pump(ctx context.Context, ln *link, epoch uint64, next int64
 		waitStop context.CancelFunc
 	)
 	defer func() {
+		// Whatever is still in q is acknowledged, failed or abandoned now.
+		f.sched.release(qBytes)
 		if inLive {
 			f.sched.exitLive()
 		}
@@ -360,7 +363,8 @@ func (p *partition) pump(ctx context.Context, ln *link, epoch uint64, next int64
 			select {
 			case <-q[0].fut.Ok():
 				ack(q[0])
-				qBytes -= q[0].bytes
+				qBytes -= q[0].size
+				f.sched.release(q[0].size)
 				q = q[1:]
 			case err := <-q[0].fut.Err():
 				return progressed, p.abort(ctx, q, true, err)
@@ -424,19 +428,21 @@ func (p *partition) pump(ctx context.Context, ln *link, epoch uint64, next int64
 			// The fence: resolve ran on this epoch; a message must not go out on
 			// a connection that replaced the one earlier messages went on.
 			if ln.epoch() != epoch {
+				f.sched.release(size)
 				return progressed, p.abort(ctx, q, false, ErrNotConnected)
 			}
 			fut, err := ln.js.PublishMsgAsync(msg, jetstream.WithRetryAttempts(0))
 			if err != nil {
+				f.sched.release(size)
 				if errors.Is(err, nats.ErrMaxPayload) {
 					err = fmt.Errorf("%w: %s/%d offset %d (%d bytes, max_payload %d); raise max_payload on the server",
 						ErrRecordTooLarge, p.key.topic, p.key.part, buf[0].Offset, size, maxPayload)
 				}
 				return progressed, p.abort(ctx, q, false, err)
 			}
-			h := inflight{first: buf[0].Offset, last: buf[n-1].Offset, records: n, bytes: len(msg.Data), fut: fut}
+			h := inflight{first: buf[0].Offset, last: buf[n-1].Offset, records: n, bytes: len(msg.Data), size: size, fut: fut}
 			q = append(q, h)
-			qBytes += h.bytes
+			qBytes += h.size
 			sent = h.last + 1
 			buf = buf[n:]
 			continue
@@ -475,7 +481,8 @@ func (p *partition) pump(ctx context.Context, ln *link, epoch uint64, next int64
 			return progressed, ctx.Err()
 		case <-okCh:
 			ack(q[0])
-			qBytes -= q[0].bytes
+			qBytes -= q[0].size
+			f.sched.release(q[0].size)
 			q = q[1:]
 		case err := <-errCh:
 			return progressed, p.abort(ctx, q, true, err)

@@ -7,25 +7,30 @@ import (
 )
 
 // scheduler shares the uplink between partitions: a token bucket for the
-// optional bandwidth cap, and "live first": a partition that is caught up
-// (lag at or below Config.LiveLagRecords) is served before backlogged ones.
+// optional bandwidth cap, a budget of bytes published and not yet
+// acknowledged (nats.go keeps every pending message until its ack, so this
+// is what bounds the forwarder's memory whatever the number of partitions),
+// and "live first": a partition that is caught up (lag at or below
+// Config.LiveLagRecords) is served before backlogged ones.
 //
 // Within one partition order always wins over freshness: a backlogged
 // partition's newest record waits behind its oldest, because offsets go
 // upstream strictly in order (G2, G3). Live first is between partitions.
 type scheduler struct {
-	rate  float64 // bytes per second; 0 means no cap
-	burst float64
+	rate        float64 // bytes per second; 0 means no cap
+	burst       float64
+	maxInflight int
 
 	mu         sync.Mutex
 	tokens     float64
 	last       time.Time
-	liveActive int           // live partitions publishing now
-	wake       chan struct{} // closed and replaced when liveActive drops or tokens may suffice
+	inflight   int           // bytes acquired and not released
+	liveActive int           // live partitions publishing or waiting to
+	wake       chan struct{} // closed and replaced when waiters may proceed
 }
 
-func newScheduler(bytesPerSec int64) *scheduler {
-	s := &scheduler{rate: float64(bytesPerSec), wake: make(chan struct{}), last: time.Now()}
+func newScheduler(bytesPerSec int64, maxInflight int) *scheduler {
+	s := &scheduler{rate: float64(bytesPerSec), maxInflight: maxInflight, wake: make(chan struct{}), last: time.Now()}
 	if s.rate > 0 {
 		// A tenth of a second of credit: enough to send whole messages
 		// without stuttering, small enough that the cap holds over a second.
@@ -58,14 +63,27 @@ func (s *scheduler) exitLive() {
 	s.mu.Unlock()
 }
 
-// acquire waits until n bytes may be sent. Live callers are never held back
-// by backlogged ones; backlogged callers wait while any live partition is
-// publishing. A message larger than the burst is let through when the bucket
-// is full and leaves it in debt, so any size gets through and the average
-// rate still holds.
+// release returns n bytes of the in-flight budget (acknowledged, failed or
+// abandoned messages).
+func (s *scheduler) release(n int) {
+	if n == 0 {
+		return
+	}
+	s.mu.Lock()
+	s.inflight -= n
+	s.broadcastLocked()
+	s.mu.Unlock()
+}
+
+// acquire waits until n bytes may be published, and takes them from the
+// in-flight budget (give them back with release). Live callers are never
+// held back by backlogged ones; backlogged callers wait while any live
+// partition is publishing or waiting. A message larger than the burst or
+// the budget is let through when the bucket is full or nothing else is in
+// flight, so any size gets through.
 func (s *scheduler) acquire(ctx context.Context, n int, live bool) error {
-	// A live partition waiting for tokens counts as active, so backlogged
-	// partitions do not take the tokens it waits for.
+	// A live partition that has to wait counts as active, so backlogged
+	// partitions do not take what it waits for.
 	registered := false
 	defer func() {
 		if registered {
@@ -75,9 +93,10 @@ func (s *scheduler) acquire(ctx context.Context, n int, live bool) error {
 	for {
 		s.mu.Lock()
 		var wait time.Duration
-		blocked := !live && s.liveActive > 0
+		blocked := (!live && s.liveActive > 0) || (s.inflight > 0 && s.inflight+n > s.maxInflight)
 		if !blocked {
 			if s.rate == 0 {
+				s.inflight += n
 				s.mu.Unlock()
 				return nil
 			}
@@ -87,14 +106,15 @@ func (s *scheduler) acquire(ctx context.Context, n int, live bool) error {
 			need := min(float64(n), s.burst)
 			if s.tokens >= need {
 				s.tokens -= float64(n)
+				s.inflight += n
 				s.mu.Unlock()
 				return nil
 			}
 			wait = time.Duration((need - s.tokens) / s.rate * float64(time.Second))
-			if live && !registered {
-				registered = true
-				s.liveActive++
-			}
+		}
+		if live && !registered {
+			registered = true
+			s.liveActive++
 		}
 		ch := s.wake
 		s.mu.Unlock()

@@ -165,6 +165,7 @@ func TestConfigValidate(t *testing.T) {
 		"Prefix":               func(c *Config) { c.Prefix = "a..b" },
 		"Window":               func(c *Config) { c.Window = 0 },
 		"MaxReadBytes":         func(c *Config) { c.MaxReadBytes = 10 },
+		"MaxInflightBytes":     func(c *Config) { c.MaxInflightBytes = 1 },
 		"Mode":                 func(c *Config) { c.Mode = 7 },
 		"MaxBatchRecords":      func(c *Config) { c.MaxBatchRecords = 0 },
 		"BandwidthBytesPerSec": func(c *Config) { c.BandwidthBytesPerSec = -1 },
@@ -192,7 +193,7 @@ func TestConfigValidate(t *testing.T) {
 }
 
 func TestSchedulerCapsRate(t *testing.T) {
-	s := newScheduler(100 << 10) // 100 KiB/s
+	s := newScheduler(100<<10, 1<<30) // 100 KiB/s
 	ctx := context.Background()
 	start := time.Now()
 	for range 30 {
@@ -206,8 +207,36 @@ func TestSchedulerCapsRate(t *testing.T) {
 	}
 }
 
+func TestSchedulerInflightBudget(t *testing.T) {
+	s := newScheduler(0, 100)
+	ctx := context.Background()
+	if err := s.acquire(ctx, 60, false); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	if err := s.acquire(short, 60, false); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("acquire beyond the budget: %v, want to wait", err)
+	}
+	got := make(chan error, 1)
+	go func() { got <- s.acquire(ctx, 60, false) }()
+	s.release(60)
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+	s.release(60)
+	// A message larger than the whole budget goes when nothing else is in flight.
+	if err := s.acquire(ctx, 1000, false); err != nil {
+		t.Fatal(err)
+	}
+	s.release(1000)
+	if s.inflight != 0 {
+		t.Fatalf("inflight %d after releasing everything", s.inflight)
+	}
+}
+
 func TestSchedulerLiveFirst(t *testing.T) {
-	s := newScheduler(0)
+	s := newScheduler(0, 1<<30)
 	s.enterLive()
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
