@@ -24,7 +24,7 @@ import (
 // record is acknowledged.
 
 // BenchmarkDrain compares the forwarder with a plain nats.go async-publish
-// loop over the same log (read, wire.NewMsg, PublishMsgAsync with at most
+// loop over the same log (read, wire.Encoder.Msg, PublishMsgAsync with at most
 // 256 pending, wait for completion) against the same kind of server. Each
 // iteration of the benchmark is b.N records; the two alternate three times
 // in one run (each on a fresh server and log), and the medians are reported
@@ -135,7 +135,10 @@ func drainBaseline(b *testing.B) float64 {
 	}
 	natstest.CreateTopicStream(b, js, wire.DefaultPrefix, "bench", provision.TopicConfig{})
 	p, _ := l.Partition("bench", 0)
-	o := wire.Origin{Site: testSite, Node: testNode, Topic: "bench", Partition: 0}
+	enc, err := wire.NewEncoder(wire.DefaultPrefix, wire.Origin{Site: testSite, Node: testNode, Topic: "bench", Partition: 0})
+	if err != nil {
+		b.Fatal(err)
+	}
 	start := time.Now()
 	for off := int64(0); off < int64(b.N); {
 		recs, err := p.Read(context.Background(), off, 1<<20)
@@ -143,7 +146,7 @@ func drainBaseline(b *testing.B) float64 {
 			b.Fatal(err)
 		}
 		for i := range recs {
-			m, err := wire.NewMsg(wire.DefaultPrefix, o, toWire(&recs[i]))
+			m, err := enc.Msg(toWire(&recs[i]))
 			if err != nil {
 				b.Fatal(err)
 			}

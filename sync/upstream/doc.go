@@ -28,7 +28,7 @@
 //     advice rather than resuming from the stream).
 //  3. Persist it as the cursor, then read and publish asynchronously with
 //     Nats-Msg-Id from wire (so resends are deduplicated), at most Config.Window
-//     messages (and 4 MiB) unacknowledged. Acknowledgements are taken in order;
+//     messages (and 4 MiB) unacknowledged; a paused partition probes with one. Acknowledgements are taken in order;
 //     the position (and, every CursorInterval, the cursor) advances only along
 //     their contiguous prefix. A duplicate ack counts as success.
 //  4. On any error: stop sending, wait for the outcome of what is in flight,
@@ -58,6 +58,13 @@
 // wait, and under the optional bandwidth cap (a token bucket shared by all
 // partitions) live partitions take tokens first. Within one partition order
 // always wins over freshness: its newest record waits behind its oldest.
+//
+// # Memory (G4)
+//
+// Per forwarding partition: one log read (Config.MaxReadBytes) and a few
+// hundred bytes of state. Across all partitions: at most
+// Config.MaxInflightBytes of published, unacknowledged messages (nats.go
+// keeps each until its ack). Nothing grows with the backlog.
 //
 // # Failures
 //

@@ -30,7 +30,7 @@ type partition struct {
 	f       *Forwarder
 	key     partKey
 	src     source
-	origin  wire.Origin
+	enc     *wire.Encoder
 	subject string
 	stream  string
 	pkey    string // partition label value
@@ -67,11 +67,11 @@ type span struct{ first, last int64 }
 
 func newPartition(f *Forwarder, k partKey, src source) (*partition, error) {
 	o := wire.Origin{Site: f.cfg.Site, Node: f.cfg.Node, Topic: k.topic, Partition: k.part}
-	subj, err := wire.Subject(f.cfg.Prefix, o)
+	enc, err := wire.NewEncoder(f.cfg.Prefix, o)
 	if err != nil {
 		return nil, err
 	}
-	p := &partition{f: f, key: k, src: src, origin: o, subject: subj,
+	p := &partition{f: f, key: k, src: src, enc: enc, subject: enc.Subject(),
 		stream: wire.StreamName(f.cfg.Prefix, k.topic), pkey: strconv.FormatInt(int64(k.part), 10), headOff: -1}
 	p.acked.Store(-1)
 	p.committed.Store(-1)
@@ -547,7 +547,7 @@ func (p *partition) abort(ctx context.Context, q []inflight, headFailed bool, er
 func (p *partition) message(buf []log.Record, cuts *[]span, maxPayload int) (*nats.Msg, int, error) {
 	cfg := &p.f.cfg
 	if cfg.Mode == ModeRecord {
-		m, err := wire.NewMsg(cfg.Prefix, p.origin, toWire(&buf[0]))
+		m, err := p.enc.Msg(toWire(&buf[0]))
 		if err != nil {
 			return nil, 0, fmt.Errorf("upstream: %w", err)
 		}
@@ -580,7 +580,7 @@ func (p *partition) message(buf []log.Record, cuts *[]span, maxPayload int) (*na
 		recs = append(recs, toWire(&buf[i]))
 		n++
 	}
-	m, err := wire.NewBatchMsg(cfg.Prefix, p.origin, recs)
+	m, err := p.enc.BatchMsg(recs)
 	if err != nil {
 		return nil, 0, fmt.Errorf("upstream: %w", err)
 	}
