@@ -992,6 +992,12 @@ func (c *Client) controlLoop(cn *conn) {
 }
 
 // window is the in-flight limit. One goroutine acquires; any releases.
+//
+// Once full, the window refills in batches: a waiting publisher resumes
+// only when an eighth of it (at least one slot) is free. Refilling one slot
+// per ack costs a wake-up and a write syscall per message, which made the
+// generator CPU-bound against brokers that send each PUBACK in its own
+// segment; batches keep the window at least 7/8 full instead.
 type window struct {
 	mu    sync.Mutex
 	used  int
@@ -1020,6 +1026,12 @@ func (w *window) signal() {
 	}
 }
 
+// resumeLocked is the fill level at which a waiting publisher resumes;
+// mu must be held.
+func (w *window) resumeLocked() int {
+	return w.limit - max(1, w.limit/8)
+}
+
 func (w *window) tryAcquire() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -1030,11 +1042,17 @@ func (w *window) tryAcquire() bool {
 	return false
 }
 
+// acquire waits until the window has drained to its resume level, then
+// takes a slot.
 func (w *window) acquire(ctx context.Context, done <-chan struct{}) error {
 	for {
-		if w.tryAcquire() {
+		w.mu.Lock()
+		if w.used <= w.resumeLocked() {
+			w.used++
+			w.mu.Unlock()
 			return nil
 		}
+		w.mu.Unlock()
 		select {
 		case <-w.wake:
 		case <-done:
@@ -1048,9 +1066,12 @@ func (w *window) acquire(ctx context.Context, done <-chan struct{}) error {
 func (w *window) release() {
 	w.mu.Lock()
 	w.used--
+	resume := w.used <= w.resumeLocked()
 	idle := w.used == 0
 	w.mu.Unlock()
-	w.signal()
+	if resume {
+		w.signal()
+	}
 	if idle {
 		select {
 		case w.idle <- struct{}{}:
