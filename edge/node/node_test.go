@@ -482,6 +482,14 @@ func TestSessionCap(t *testing.T) {
 		closedByPeer(c, 5*time.Second)
 		c.Close()
 	}
+	// The client sees the close before the listener has counted the
+	// connection out; MaxClients would refuse the next one until it has.
+	waitFor(t, 5*time.Second, func() error {
+		if got := metric(t, r.HTTPAddr(), "outpost_mqtt_connections"); got != "0" {
+			return fmt.Errorf("outpost_mqtt_connections = %q, want 0", got)
+		}
+		return nil
+	})
 	var live []net.Conn
 	defer func() {
 		for _, c := range live {
@@ -495,20 +503,7 @@ func TestSessionCap(t *testing.T) {
 		}
 		live = append(live, c)
 	}
-	metric := func(name string) string {
-		resp, err := http.Get("http://" + r.HTTPAddr() + "/metrics")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		for _, line := range strings.Split(string(b), "\n") {
-			if strings.HasPrefix(line, name+" ") {
-				return strings.TrimPrefix(line, name+" ")
-			}
-		}
-		return ""
-	}
+	metric := func(name string) string { return metric(t, r.HTTPAddr(), name) }
 	if got := metric("outpost_mqtt_sessions_evicted_total"); got != "3" {
 		t.Fatalf("evicted %q, want 3", got)
 	}
@@ -583,4 +578,22 @@ func TestServicesLifecycle(t *testing.T) {
 	if len(events) != 2 || events[0] != "start" || events[1] != "stop log=<nil>" {
 		t.Fatalf("events %v", events)
 	}
+}
+
+// metric returns the value of an unlabelled metric from the node's
+// /metrics, or "" if it is absent.
+func metric(t *testing.T, httpAddr, name string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + httpAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, name+" ") {
+			return strings.TrimPrefix(line, name+" ")
+		}
+	}
+	return ""
 }
