@@ -35,6 +35,7 @@ func BenchmarkDrain(b *testing.B) {
 		f := drainForwarder(b, ModeRecord)
 		base := drainBaseline(b)
 		fw, bl, ratio = append(fw, f), append(bl, base), append(ratio, f/base)
+		b.Logf("N=%d forwarder %.0f records/s, baseline %.0f records/s, ratio %.2f", b.N, f, base, f/base)
 	}
 	b.ReportMetric(median(fw), "fwd-records/s")
 	b.ReportMetric(median(bl), "baseline-records/s")
@@ -49,6 +50,7 @@ func BenchmarkDrainSyncAlways(b *testing.B) {
 		r := drainForwarder(b, ModeRecord, natstest.WithSyncAlways())
 		bt := drainForwarder(b, ModeBatch, natstest.WithSyncAlways())
 		rec, bat, ratio = append(rec, r), append(bat, bt), append(ratio, bt/r)
+		b.Logf("N=%d record %.0f records/s, batch %.0f records/s, ratio %.1f", b.N, r, bt, bt/r)
 	}
 	b.ReportMetric(median(rec), "record-records/s")
 	b.ReportMetric(median(bat), "batch-records/s")
