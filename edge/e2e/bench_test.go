@@ -51,18 +51,20 @@ func TestBenchIngestVsMochi(t *testing.T) {
 	}
 	for _, c := range cases {
 		var edge, mem []float64
-		var edgeP50, memP50 []float64
+		var edgeP50, memP50, edgePerSync []float64
 		for r := 0; r < runs; r++ {
 			s := runFleet(t, c, secs, startMochi(t))
 			mem = append(mem, s.MsgsPerSec)
 			memP50 = append(memP50, s.Latency.P50)
-			s = runFleet(t, c, secs, startNode(t))
+			nb := startNode(t)
+			s = runFleet(t, c, secs, nb)
 			edge = append(edge, s.MsgsPerSec)
+			edgePerSync = append(edgePerSync, nb.perSync())
 			edgeP50 = append(edgeP50, s.Latency.P50)
 		}
 		me, mm := median(edge), median(mem)
-		t.Logf("BENCH %-14s edge %8.0f msg/s (p50 %.2f ms)  mochi-mem %8.0f msg/s (p50 %.2f ms)  ratio %.2f  runs edge=%v mochi=%v",
-			c.name, me, median(edgeP50), mm, median(memP50), me/mm, round(edge), round(mem))
+		t.Logf("BENCH %-14s edge %8.0f msg/s (p50 %.2f ms, %.1f records/fdatasync)  mochi-mem %8.0f msg/s (p50 %.2f ms)  ratio %.2f  runs edge=%v mochi=%v",
+			c.name, me, median(edgeP50), median(edgePerSync), mm, median(memP50), me/mm, round(edge), round(mem))
 	}
 }
 
@@ -86,6 +88,8 @@ func median(xs []float64) float64 {
 type broker struct {
 	addr string
 	stop func()
+	// perSync reports records appended per fdatasync so far (edge only).
+	perSync func() float64
 }
 
 func startMochi(t *testing.T) broker {
@@ -106,6 +110,13 @@ func startNode(t *testing.T) broker {
 	cfg.DataDir = t.TempDir()
 	cfg.MQTT.Address = "127.0.0.1:0"
 	cfg.HTTP.Address = "127.0.0.1:0"
+	if d := os.Getenv("OUTPOST_BENCH_COMMIT_DELAY"); d != "" {
+		v, err := time.ParseDuration(d)
+		if err != nil {
+			t.Fatalf("OUTPOST_BENCH_COMMIT_DELAY: %v", err)
+		}
+		cfg.Log.CommitDelayMax = v
+	}
 	n, err := node.Open(context.Background(), cfg, node.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -113,7 +124,23 @@ func startNode(t *testing.T) broker {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- n.Run(ctx) }()
-	return broker{addr: n.MQTTAddrs()[0], stop: func() {
+	perSync := func() float64 {
+		var recs, syncs float64
+		mfs, _ := n.Registry().Gather()
+		for _, mf := range mfs {
+			switch mf.GetName() {
+			case "edge_log_appended_records_total":
+				recs = mf.GetMetric()[0].GetCounter().GetValue()
+			case "edge_log_fsync_seconds":
+				syncs = float64(mf.GetMetric()[0].GetHistogram().GetSampleCount())
+			}
+		}
+		if syncs == 0 {
+			return 0
+		}
+		return recs / syncs
+	}
+	return broker{addr: n.MQTTAddrs()[0], perSync: perSync, stop: func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("node: %v", err)

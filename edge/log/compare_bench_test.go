@@ -155,3 +155,73 @@ func median(xs []float64) float64 {
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
+
+// BenchmarkCommitDelay compares group commit with and without the adaptive
+// commit delay, in alternating trials: closed-loop appenders, and one
+// pipelined appender keeping 100 appends in flight (as the MQTT hook does
+// for one client with a window of 100).
+func BenchmarkCommitDelay(b *testing.B) {
+	for _, c := range []struct {
+		name      string
+		appenders int
+		window    int
+		k         int
+	}{{"appenders=1", 1, 0, 1000}, {"appenders=16", 16, 0, 6000}, {"appenders=100", 100, 0, 20000}, {"pipelined-window=100", 0, 100, 20000}} {
+		b.Run(c.name, func(b *testing.B) {
+			open := func(delay time.Duration) *elog.Partition {
+				l, err := elog.Open(b.TempDir(), elog.Config{CommitDelayMax: delay})
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() { l.Close() })
+				l.CreateTopic("b", elog.TopicConfig{Partitions: 1})
+				p, _ := l.Partition("b", 0)
+				return p
+			}
+			on, off := open(0), open(-1)
+			run := func(p *elog.Partition) float64 {
+				t0 := time.Now()
+				if c.window > 0 {
+					appendPipelined(b, p, c.window, c.k)
+				} else {
+					appendConcurrently(b, []*elog.Partition{p}, c.appenders, c.k)
+				}
+				return float64(c.k) / time.Since(t0).Seconds()
+			}
+			var rOn, rOff, ratio []float64
+			for i := 0; i < b.N; i++ {
+				var a, z float64
+				if i%2 == 0 {
+					a, z = run(on), run(off)
+				} else {
+					z, a = run(off), run(on)
+				}
+				rOn, rOff, ratio = append(rOn, a), append(rOff, z), append(ratio, a/z)
+			}
+			b.ReportMetric(median(rOn), "delay-rec/s")
+			b.ReportMetric(median(rOff), "nodelay-rec/s")
+			b.ReportMetric(median(ratio), "delay/nodelay")
+		})
+	}
+}
+
+// appendPipelined keeps window appends in flight from one goroutine.
+func appendPipelined(b *testing.B, p *elog.Partition, window, k int) {
+	sem := make(chan struct{}, window)
+	var wg sync.WaitGroup
+	r := []elog.Record{benchRecord()}
+	for i := 0; i < k; i++ {
+		sem <- struct{}{}
+		wg.Add(1)
+		if err := p.AppendAsync(context.Background(), r, func(_ int64, err error) {
+			if err != nil {
+				b.Error(err)
+			}
+			<-sem
+			wg.Done()
+		}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	wg.Wait()
+}

@@ -120,6 +120,10 @@ type Config struct {
 	SyncInterval time.Duration
 	// CommitScope chooses per-partition or log-wide group commit.
 	CommitScope CommitScope
+	// CommitDelayMax caps how long a group commit waits for more appends
+	// when the previous round carried several records (see FORMAT.md,
+	// "Group commit"). Zero takes the default; a negative value disables it.
+	CommitDelayMax time.Duration
 	// SegmentMaxBytes rolls the active segment once it reaches this size.
 	SegmentMaxBytes int64
 	// IndexIntervalBytes is the distance between sparse index entries.
@@ -163,6 +167,7 @@ func DefaultConfig() Config {
 		Sync:                   SyncAlways,
 		SyncInterval:           100 * time.Millisecond,
 		CommitScope:            CommitPerPartition,
+		CommitDelayMax:         time.Millisecond,
 		SegmentMaxBytes:        64 << 20,
 		IndexIntervalBytes:     16 << 10,
 		MaxBatchBytes:          4 << 20,
@@ -181,6 +186,9 @@ func (c *Config) fill() {
 	}
 	if c.SegmentMaxBytes == 0 {
 		c.SegmentMaxBytes = d.SegmentMaxBytes
+	}
+	if c.CommitDelayMax == 0 {
+		c.CommitDelayMax = d.CommitDelayMax
 	}
 	if c.IndexIntervalBytes == 0 {
 		c.IndexIntervalBytes = d.IndexIntervalBytes
@@ -217,6 +225,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("log: Sync: unknown policy %d", c.Sync)
 	case c.SyncInterval < time.Millisecond:
 		return fmt.Errorf("log: SyncInterval: %v is below 1ms", c.SyncInterval)
+	case c.CommitDelayMax > time.Second:
+		return fmt.Errorf("log: CommitDelayMax: %v is above 1s", c.CommitDelayMax)
 	case c.SegmentMaxBytes < 4<<10:
 		return fmt.Errorf("log: SegmentMaxBytes: %d is below 4096", c.SegmentMaxBytes)
 	case c.SegmentMaxBytes > 1<<31:

@@ -134,6 +134,10 @@ type LogConfig struct {
 	Sync string `yaml:"sync"`
 	// SyncInterval is the fdatasync period under sync: interval.
 	SyncInterval time.Duration `yaml:"sync_interval"`
+	// CommitDelayMax caps how long a group commit waits for more records
+	// under concurrent load (a pipelining client's next window, other
+	// clients); it never delays a lone publisher. 0 disables it.
+	CommitDelayMax time.Duration `yaml:"commit_delay_max"`
 	// SegmentMaxBytes rolls segments at this size.
 	SegmentMaxBytes int64 `yaml:"segment_max_bytes"`
 	// DiskBudgetBytes caps the log's bytes on disk; 0 means no budget.
@@ -184,6 +188,7 @@ func DefaultConfig() Config {
 		Log: LogConfig{
 			Sync:            "always",
 			SyncInterval:    100 * time.Millisecond,
+			CommitDelayMax:  time.Millisecond,
 			SegmentMaxBytes: 64 << 20,
 			BudgetPolicy:    "refuse",
 		},
@@ -301,6 +306,9 @@ func (c Config) Validate() error {
 	if _, err := log.ParseSyncPolicy(c.Log.Sync); err != nil || c.Log.Sync == "" {
 		return bad("log.sync", "%q is not one of always, interval, none", c.Log.Sync)
 	}
+	if c.Log.CommitDelayMax < 0 || c.Log.CommitDelayMax > time.Second {
+		return bad("log.commit_delay_max", "%v is not between 0 (off) and 1s", c.Log.CommitDelayMax)
+	}
 	if _, err := log.ParseBudgetPolicy(c.Log.BudgetPolicy); err != nil || c.Log.BudgetPolicy == "" {
 		return bad("log.budget_policy", "%q is not one of refuse, delete-oldest", c.Log.BudgetPolicy)
 	}
@@ -394,6 +402,10 @@ func (c Config) logConfig() log.Config {
 	lc.BudgetPolicy, _ = log.ParseBudgetPolicy(c.Log.BudgetPolicy)
 	if c.Log.SyncInterval > 0 {
 		lc.SyncInterval = c.Log.SyncInterval
+	}
+	lc.CommitDelayMax = c.Log.CommitDelayMax
+	if lc.CommitDelayMax == 0 {
+		lc.CommitDelayMax = -1 // 0 in the node config means off
 	}
 	if c.Log.SegmentMaxBytes > 0 {
 		lc.SegmentMaxBytes = c.Log.SegmentMaxBytes
