@@ -70,6 +70,9 @@ func run() int {
 	dataDir := fs.String("data", "", "data `dir`ectory for the log and metadata (overrides data_dir; default ./data)")
 	mqttAddr := fs.String("mqtt", "", "MQTT TCP listen `address` (overrides mqtt.address and mqtt.listeners; default 127.0.0.1:1883)")
 	httpAddr := fs.String("http", "", "HTTP API listen `address` (overrides http.address; default 127.0.0.1:8080)")
+	upstreamURL := fs.String("upstream", "", "central NATS `URL` to forward to, e.g. nats://core:4222 (overrides upstream.url; default: no forwarding)")
+	site := fs.String("site", "", "site `name` upstream (overrides upstream.site; default \"default\")")
+	nodeName := fs.String("node", "", "node `name` within the site upstream (overrides upstream.node; default: the node's generated id)")
 	check := fs.Bool("check-config", false, "validate the configuration, print the effective settings and exit")
 	version := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(os.Args[1:]); err != nil {
@@ -101,6 +104,15 @@ func run() int {
 	}
 	if *httpAddr != "" {
 		cfg.HTTP.Address = *httpAddr
+	}
+	if *upstreamURL != "" {
+		cfg.Upstream.URL = *upstreamURL
+	}
+	if *site != "" {
+		cfg.Upstream.Site = *site
+	}
+	if *nodeName != "" {
+		cfg.Upstream.Node = *nodeName
 	}
 	if err := cfg.Validate(); err != nil {
 		fmt.Fprintf(os.Stderr, "edge: %v\n", err)

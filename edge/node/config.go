@@ -44,6 +44,8 @@ type Config struct {
 	Routes route.Config `yaml:"routes"`
 	// Auth configures MQTT authentication and ACLs (bridge/auth).
 	Auth AuthConfig `yaml:"auth"`
+	// Upstream configures store-and-forward to the central cluster.
+	Upstream UpstreamConfig `yaml:"upstream"`
 }
 
 // MQTTConfig configures the broker.
@@ -164,6 +166,7 @@ type AuthConfig struct {
 // DefaultConfig returns the defaults as a fresh value.
 func DefaultConfig() Config {
 	return Config{
+		Upstream:        defaultUpstream(),
 		DataDir:         "./data",
 		LogLevel:        "info",
 		ShutdownTimeout: 10 * time.Second,
@@ -291,6 +294,9 @@ func (c *Config) listeners() []ListenerConfig {
 func (c Config) Validate() error {
 	bad := func(field string, format string, args ...any) error {
 		return fmt.Errorf("config: %s: %s", field, fmt.Sprintf(format, args...))
+	}
+	if err := c.Upstream.validate(); err != nil {
+		return err
 	}
 	if c.DataDir == "" {
 		return bad("data_dir", "empty; set a directory for the log and metadata")

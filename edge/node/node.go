@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mochi "github.com/mochi-mqtt/server/v2"
@@ -24,6 +25,7 @@ import (
 	"github.com/outpost-edge/outpost/edge/api"
 	"github.com/outpost-edge/outpost/edge/log"
 	"github.com/outpost-edge/outpost/edge/meta"
+	"github.com/outpost-edge/outpost/sync/upstream"
 )
 
 // Options are the parts of a node that are not configuration: where it
@@ -56,7 +58,8 @@ type Node struct {
 	httpLn   net.Listener
 	httpSrv  *http.Server
 
-	services []func(ctx context.Context, n *Node) error
+	services  []func(ctx context.Context, n *Node) error
+	forwarder *upstream.Forwarder // nil without upstream
 
 	mu      sync.Mutex
 	running bool // mu
@@ -88,6 +91,18 @@ func Open(ctx context.Context, cfg Config, opts Options) (_ *Node, err error) {
 	lc.Logger = logger.With("component", "log")
 	lc.Registerer = n.reg
 	lc.OpenFile = opts.OpenFile
+	// Retention never deletes what is not forwarded yet (G5). The forwarder
+	// needs the open log, so it comes later; until then everything counts
+	// as unforwarded.
+	var fwd atomic.Pointer[upstream.Forwarder]
+	if cfg.Upstream.URL != "" {
+		lc.Protect = func(topic string, partition int32) int64 {
+			if f := fwd.Load(); f != nil {
+				return f.Protect(topic, partition)
+			}
+			return 0
+		}
+	}
 	if n.log, err = log.Open(filepath.Join(cfg.DataDir, "log"), lc); err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
@@ -119,6 +134,12 @@ func Open(ctx context.Context, cfg Config, opts Options) (_ *Node, err error) {
 		}
 		if err := n.meta.PutTopic(ctx, meta.Topic{Name: t.Name, Partitions: t.Partitions, RetentionBytes: tc.RetentionBytes, RetentionAge: tc.RetentionAge}); err != nil {
 			return nil, fmt.Errorf("node: %w", err)
+		}
+	}
+
+	if cfg.Upstream.URL != "" {
+		if err := n.openUpstream(ctx, &fwd); err != nil {
+			return nil, err
 		}
 	}
 
@@ -300,6 +321,9 @@ func (n *Node) HTTPAddr() string {
 
 // Registry returns the node's metrics registry.
 func (n *Node) Registry() *prometheus.Registry { return n.reg }
+
+// Forwarder returns the upstream forwarder, or nil when forwarding is off.
+func (n *Node) Forwarder() *upstream.Forwarder { return n.forwarder }
 
 // Log returns the node's log.
 func (n *Node) Log() *log.Log { return n.log }
