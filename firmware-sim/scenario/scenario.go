@@ -33,7 +33,7 @@ type nodes struct {
 	Groups   []yaml.Node `yaml:"groups"`
 }
 
-// Load reads and validates a scenario file.
+// Load reads a scenario file; like Parse it leaves Validate to the caller.
 func Load(path string) (fleet.Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
