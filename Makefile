@@ -23,6 +23,7 @@ lint:
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./edge/log/
 
+# The whole system on one machine: core with embedded NATS, an edge node
+# forwarding to it, and a fleet of simulated devices. Ctrl-C stops.
 run:
-	@echo "The edge node is not built yet; running the log benchmarks as a smoke run." >&2
-	$(GO) test -run '^$$' -bench 'Append/always' -benchtime 1000x ./edge/log/
+	bash scripts/demo.sh

@@ -118,7 +118,7 @@ func (n *Node) openUpstream(ctx context.Context, fwd *atomic.Pointer[upstream.Fo
 	if u.ReconnectMax > 0 {
 		uc.ReconnectMax = u.ReconnectMax
 	}
-	uc.Logger = n.logger.With("component", "upstream")
+	uc.Logger = n.logger // the forwarder names itself
 	uc.Registerer = n.reg
 	f, err := upstream.New(uc, n.log, n.meta)
 	if err != nil {
