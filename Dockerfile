@@ -31,6 +31,11 @@ FROM gcr.io/distroless/static-debian12:nonroot AS edge
 COPY --from=build /out/edge /usr/local/bin/edge
 COPY --from=build --chown=65532:65532 /out/data /data
 VOLUME ["/data"]
+# The node refuses to listen beyond loopback without MQTT auth. This image
+# allows anonymous clients so that `docker run` works out of the box, and the
+# node logs a loud warning saying so. In production mount a config with
+# auth.users (-config /etc/outpost/edge.yaml) and set this to false.
+ENV OUTPOST_AUTH_ALLOW_ANONYMOUS=true
 EXPOSE 1883 8080
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s \
   CMD ["/usr/local/bin/edge", "healthcheck", "-http", "127.0.0.1:8080"]

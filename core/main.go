@@ -20,6 +20,7 @@ import (
 
 	"github.com/outpost-edge/outpost/core/service"
 	"github.com/outpost-edge/outpost/core/tail"
+	"github.com/outpost-edge/outpost/internal/probe"
 )
 
 const usageHead = `core is Outpost's central side: it runs (or joins) NATS JetStream, provisions
@@ -30,6 +31,7 @@ Usage:
   core [flags]                       run the central service
   core tail [flags] [topic ...]      print records as they arrive
   core tail -h                       flags of tail
+  core healthcheck [-http addr]      exit 0 if the local core is ready (container health checks)
 
 By default core embeds a single-node NATS server with JetStream (client port
 127.0.0.1:4222, store ./core-data) and serves HTTP on 127.0.0.1:8081:
@@ -44,6 +46,9 @@ Flags override the -config file. Flags:
 `
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "healthcheck" {
+		os.Exit(runHealthcheck(os.Args[2:], os.Stderr))
+	}
 	if len(os.Args) > 1 && os.Args[1] == "tail" {
 		os.Exit(runTail(os.Args[2:], os.Stdout, os.Stderr))
 	}
@@ -239,6 +244,26 @@ Flags:
 	err = tail.Run(ctx, js, tail.Options{Prefix: *prefix, Topics: fs.Args(), FromStart: *fromStart, Rescan: 2 * time.Second}, stdout, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "core %s\n", strings.TrimPrefix(err.Error(), "tail: "))
+		return 1
+	}
+	return 0
+}
+
+// runHealthcheck probes the local core's /readyz (for container images
+// without curl).
+func runHealthcheck(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("core healthcheck", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("http", "127.0.0.1:8081", "core's HTTP API `address`")
+	token := fs.String("token", os.Getenv("OUTPOST_CORE_HTTP_TOKEN"), "API bearer `token` (default $OUTPOST_CORE_HTTP_TOKEN)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if err := probe.Ready(*addr, *token, 3*time.Second); err != nil {
+		fmt.Fprintf(stderr, "core healthcheck: %v\n", err)
 		return 1
 	}
 	return 0

@@ -10,17 +10,15 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/outpost-edge/outpost/edge/node"
 	"github.com/outpost-edge/outpost/internal/buildinfo"
+	"github.com/outpost-edge/outpost/internal/probe"
 )
 
 const usage = `Usage: edge [flags]
@@ -153,24 +151,8 @@ func healthcheck(args []string) int {
 		}
 		return 2
 	}
-	req, err := http.NewRequest(http.MethodGet, "http://"+*addr+"/readyz", nil)
-	if err != nil {
+	if err := probe.Ready(*addr, *token, 3*time.Second); err != nil {
 		fmt.Fprintf(os.Stderr, "edge healthcheck: %v\n", err)
-		return 2
-	}
-	if *token != "" {
-		req.Header.Set("Authorization", "Bearer "+*token)
-	}
-	c := &http.Client{Timeout: 3 * time.Second}
-	resp, err := c.Do(req)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "edge healthcheck: %v (is the node running, and is -http its http.address?)\n", err)
-		return 1
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
-	if resp.StatusCode != http.StatusOK {
-		fmt.Fprintf(os.Stderr, "edge healthcheck: %s: %s\n", resp.Status, strings.TrimSpace(string(body)))
 		return 1
 	}
 	return 0
