@@ -260,3 +260,44 @@ func TestFleetBadPayloads(t *testing.T) {
 		t.Fatalf("invalid kinds %v", rep.InvalidByKind)
 	}
 }
+
+// TestFleetRateAndBursts checks the schedule: at 20 readings/s for 1 s a
+// device sends about 20, and bursts of 50 every ~200 ms add several
+// hundred more; every reading still arrives in order without gaps.
+func TestFleetRateAndBursts(t *testing.T) {
+	ingest := verify.New(verify.Options{})
+	b := mochitest.Start(t, &mochitest.Ingest{Fn: func(_, _ string, p []byte) { _ = ingest.Add("", p) }})
+	for _, burst := range []fleet.Burst{{}, {Every: 200 * time.Millisecond, Count: 50}} {
+		cfg := fleet.DefaultConfig()
+		cfg.Broker = b.URL
+		cfg.Site = fmt.Sprintf("burst%d", burst.Count)
+		cfg.Duration = time.Second
+		g := fleet.DefaultGroup()
+		g.Devices = 2
+		g.Rate = 20
+		g.Jitter = 0.2
+		g.InFlight = 10
+		g.Burst = burst
+		g.DeviceID = "{site}-{n}"
+		cfg.Groups = []fleet.Group{g}
+		f, err := fleet.New(cfg, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum, err := f.Run(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		perDevice := sum.Sent / 2
+		lo, hi := int64(10), int64(30) // 20/s with jitter, on a busy machine
+		if burst.Count > 0 {
+			lo, hi = 10+2*50, 30+10*50
+		}
+		if perDevice < lo || perDevice > hi || sum.Missing != 0 {
+			t.Fatalf("burst %+v: %d per device, want %d..%d; summary %+v", burst, perDevice, lo, hi, sum)
+		}
+	}
+	if rep := ingest.Report(); !rep.OK || rep.OutOfOrder != 0 {
+		t.Fatalf("verify %+v", rep)
+	}
+}

@@ -1,0 +1,9 @@
+package mqttc_test
+
+import (
+	"testing"
+
+	"github.com/outpost-edge/outpost/firmware-sim/internal/mochitest"
+)
+
+func TestMain(m *testing.M) { mochitest.VerifyNoLeaks(m) }
