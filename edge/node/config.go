@@ -360,8 +360,9 @@ func (c Config) Validate() error {
 	hasUsers := len(c.Auth.Users) > 0
 	for i, lc := range c.listeners() {
 		field := fmt.Sprintf("mqtt.listeners[%d]", i)
+		addrField := field + ".address"
 		if len(c.MQTT.Listeners) == 0 {
-			field = "mqtt.address"
+			field, addrField = "mqtt", "mqtt.address"
 		}
 		switch lc.Type {
 		case "tcp", "ws":
@@ -384,10 +385,10 @@ func (c Config) Validate() error {
 			return bad(field+".client_ca_file", "empty, but client_auth is %q", lc.ClientAuth)
 		}
 		if _, _, err := net.SplitHostPort(lc.Address); err != nil {
-			return bad(field+".address", "%q is not host:port", lc.Address)
+			return bad(addrField, "%q is not host:port", lc.Address)
 		}
 		if !loopback(lc.Address) && c.Auth.AllowAnonymous == nil && !hasUsers && lc.ClientCAFile == "" {
-			return bad(field+".address", "%q is not a loopback address, and anonymous clients are accepted only on loopback: configure auth.users (or client certificates) or set auth.allow_anonymous: true", lc.Address)
+			return bad(addrField, "%q is not a loopback address, and anonymous clients are accepted only on loopback: configure auth.users (or client certificates) or set auth.allow_anonymous: true", lc.Address)
 		}
 	}
 	if _, _, err := net.SplitHostPort(c.HTTP.Address); err != nil {
