@@ -301,7 +301,7 @@ func (s MQTTSource) Run(ctx context.Context, emit func(Record) error) error {
 	cl := mqttc.New(mqttc.Config{
 		Broker: s.Broker, ClientID: s.ClientID, Version: s.Version,
 		Username: s.Username, Password: s.Password, TLS: s.TLS,
-		KeepAlive: 30 * time.Second, SessionExpiry: time.Hour, CleanStart: false,
+		KeepAlive: 30 * time.Second, SessionExpiry: 10 * time.Minute, CleanStart: false,
 		MaxPacketBytes: 16 << 20,
 	}, mqttc.Handlers{OnMessage: func(topic string, payload []byte, qos byte) {
 		// Blocking here pushes back on the broker through TCP, which is
@@ -311,7 +311,10 @@ func (s MQTTSource) Run(ctx context.Context, emit func(Record) error) error {
 		case <-ctx.Done():
 		}
 	}})
-	defer cl.Close()
+	defer func() {
+		cl.Close()
+		s.dropSession()
+	}()
 	subscribed := false
 	connect := func() error {
 		var err error
@@ -377,5 +380,19 @@ func (s MQTTSource) Run(ctx context.Context, emit func(Record) error) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		}
+	}
+}
+
+// dropSession connects once more with a clean start and leaves normally, so
+// the broker does not keep queueing for a checker that is gone (a 3.1.1
+// persistent session would never expire).
+func (s MQTTSource) dropSession() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	cl := mqttc.New(mqttc.Config{Broker: s.Broker, ClientID: s.ClientID, Version: s.Version,
+		Username: s.Username, Password: s.Password, TLS: s.TLS, CleanStart: true}, mqttc.Handlers{})
+	defer cl.Close()
+	if _, err := cl.Connect(ctx); err == nil {
+		_ = cl.Disconnect()
 	}
 }
