@@ -11,6 +11,9 @@ import (
 	"strings"
 	"testing"
 
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
 	"github.com/outpost-edge/outpost/firmware-sim/fleet"
 	"github.com/outpost-edge/outpost/firmware-sim/internal/mochitest"
 	"github.com/outpost-edge/outpost/firmware-sim/payload"
@@ -143,5 +146,28 @@ func TestVerifyBrokerEndToEnd(t *testing.T) {
 	r := <-done
 	if r.code != exitOK || !strings.Contains(r.out, "distinct 300") {
 		t.Fatalf("verify exit %d\n%s%s", r.code, r.out, r.err)
+	}
+}
+
+// swallow is a broker hook that takes every PUBLISH and never acknowledges
+// it, as an overloaded or broken ingest would.
+type swallow struct{ mqtt.HookBase }
+
+func (swallow) ID() string           { return "swallow" }
+func (swallow) Provides(b byte) bool { return b == mqtt.OnPublish }
+func (swallow) OnPublish(_ *mqtt.Client, _ packets.Packet) (packets.Packet, error) {
+	return packets.Packet{}, packets.ErrRejectPacket
+}
+
+func TestMissingAcksExitNonZero(t *testing.T) {
+	b := mochitest.Start(t, &swallow{})
+	code, out, errs := run(t, "-broker", b.URL, "-devices", "2", "-count", "5", "-rate", "0", "-inflight", "5",
+		"-drain-timeout", "300ms", "-progress", "0", "-json")
+	if code != exitMissing || !strings.Contains(errs, "acknowledgements missing") {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errs)
+	}
+	var sum fleet.Summary
+	if err := json.Unmarshal([]byte(out), &sum); err != nil || sum.Missing != 10 {
+		t.Fatalf("summary %+v (%v)", sum, err)
 	}
 }

@@ -264,7 +264,7 @@ func (d *device) run(ctx, genCtx context.Context, delay time.Duration) {
 		t := time.NewTimer(delay)
 		select {
 		case <-t.C:
-		case <-ctx.Done():
+		case <-genCtx.Done(): // the run ended before this device's turn
 			t.Stop()
 			return
 		}
