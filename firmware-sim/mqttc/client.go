@@ -86,7 +86,9 @@ type Ack struct {
 // Handlers are callbacks, run on the connection's reader goroutine; they
 // must return quickly. Nil fields are ignored.
 type Handlers struct {
-	// OnAck is called once per acknowledged QoS 1/2 message.
+	// OnAck is called once per acknowledged QoS 1/2 message. The message
+	// counts as in flight (InFlight, Stats, WaitIdle) until OnAck returns,
+	// so a caller that sees it leave has also seen its OnAck.
 	OnAck func(Ack)
 	// OnMessage is called for each PUBLISH received on a subscription; the
 	// payload belongs to the callee. QoS 2 duplicates are suppressed.
@@ -139,8 +141,34 @@ type Client struct {
 	closed   bool
 	subs     map[uint16]chan []byte
 	qos2Recv map[uint16]bool
+	// sent, acked, refused and inflight count QoS 1/2 messages; mu guards
+	// them together so that sent == acked + refused + inflight holds in
+	// every snapshot. inflight is not len(pending): pending also holds
+	// SUBSCRIBE reservations, and a message leaves pending before its
+	// OnAck runs but leaves inflight only after OnAck has returned.
+	sent     int64
+	acked    int64
+	refused  int64
+	inflight int64
 
 	resent atomic.Int64
+}
+
+// Stats counts the session's QoS 1/2 messages. Sent == Acked + Refused +
+// InFlight holds in every value Stats returns.
+type Stats struct {
+	// Sent counts messages Publish took (returned nil for).
+	Sent int64
+	// Acked counts messages whose OnAck reported a reason below 0x80 and
+	// has returned.
+	Acked int64
+	// Refused counts messages whose OnAck reported a reason of 0x80 or
+	// more and has returned.
+	Refused int64
+	// InFlight counts messages taken and not yet reported through OnAck.
+	InFlight int64
+	// Resent counts PUBLISH and PUBREL resends after reconnects.
+	Resent int64
 }
 
 // New returns a client; it does not connect.
@@ -554,6 +582,8 @@ func (c *Client) Publish(ctx context.Context, m *Message) error {
 	id := c.allocIDLocked()
 	c.order++
 	c.pending[id] = &pending{msg: m, id: id, order: c.order, sentAt: time.Now()}
+	c.sent++
+	c.inflight++
 	c.mu.Unlock()
 	cn.wmu.Lock()
 	err := c.writePublish(cn, m, id, false)
@@ -594,11 +624,19 @@ func (c *Client) Flush() error {
 	return nil
 }
 
-// InFlight returns the number of QoS 1/2 messages not yet acknowledged.
+// InFlight returns the number of QoS 1/2 messages not yet acknowledged,
+// counting a message until its OnAck has returned.
 func (c *Client) InFlight() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.pending)
+	return int(c.inflight)
+}
+
+// Stats returns the session's message counters, taken together.
+func (c *Client) Stats() Stats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return Stats{Sent: c.sent, Acked: c.acked, Refused: c.refused, InFlight: c.inflight, Resent: c.resent.Load()}
 }
 
 // Resent returns how many messages were resent after reconnects.
@@ -887,13 +925,27 @@ func (c *Client) onAck(cn *conn, kind byte, id uint16, reason byte) {
 		// It took the message at PUBREC, so this is a success.
 		reason = 0
 	}
+	// The id is free for reuse at once, but the message stays counted in
+	// flight until OnAck has returned: otherwise InFlight and WaitIdle could
+	// report it gone while the caller's own ack count still lacks it, and
+	// firmware-sim would report an ack as missing.
 	delete(c.pending, id)
 	ack := Ack{Message: p.msg, Reason: reason, Latency: now.Sub(p.sentAt), Resent: p.resent}
 	c.mu.Unlock()
-	c.win.release()
 	if c.h.OnAck != nil {
 		c.h.OnAck(ack)
 	}
+	c.mu.Lock()
+	c.inflight--
+	if reason >= 0x80 {
+		c.refused++
+	} else {
+		c.acked++
+	}
+	c.mu.Unlock()
+	// Released last, so the window's idle signal, which wakes WaitIdle,
+	// comes after the counters moved.
+	c.win.release()
 }
 
 func (c *Client) onPublish(cn *conn, hdr byte, d *decoder) error {

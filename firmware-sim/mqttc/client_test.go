@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -121,74 +122,169 @@ func TestResendAfterServerDrop(t *testing.T) {
 	for _, version := range []int{3, 5} {
 		for _, qos := range []byte{1, 2} {
 			t.Run(fmt.Sprintf("v%d/qos%d", version, qos), func(t *testing.T) {
-				// Delivery is checked at the broker's ingest hook, not at a
-				// subscriber: see mochitest.Ingest for the mochi 2.7.9 issue.
-				col := &collector{seen: map[string]int{}}
-				b := mochitest.Start(t, &mochitest.Ingest{Fn: func(_, topic string, p []byte) { col.onMessage(topic, p, 0) }})
-				var acked atomic.Int64
-				c := mqttc.New(mqttc.Config{Broker: b.URL, ClientID: "dev", Version: version, InFlight: 100, SessionExpiry: time.Hour},
-					mqttc.Handlers{OnAck: func(a mqttc.Ack) { acked.Add(1) }})
-				defer c.Close()
-				ctx := context.Background()
-				if _, err := c.Connect(ctx); err != nil {
-					t.Fatal(err)
-				}
-				const n = 3000
-				drops := 0
-				for i := 0; i < n; {
-					err := c.Publish(ctx, &mqttc.Message{Topic: "r/x", QoS: qos, Payload: fmt.Appendf(nil, "m%d", i)})
-					if errors.Is(err, mqttc.ErrNotConnected) {
-						ack, err := c.Connect(ctx)
-						if err != nil {
-							t.Fatal(err)
-						}
-						if !ack.SessionPresent {
-							t.Fatalf("session not present after reconnect")
-						}
-						continue
-					}
-					if err != nil {
-						t.Fatal(err)
-					}
-					i++
-					if i%1000 == 500 {
-						cl, ok := b.Server.Clients.Get("dev")
-						if !ok {
-							t.Fatal("client not on server")
-						}
-						cl.Stop(errors.New("test drop"))
-						drops++
-					}
-				}
-				for c.InFlight() > 0 {
-					ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-					err := c.WaitIdle(ctx)
-					cancel()
-					if errors.Is(err, mqttc.ErrNotConnected) {
-						if _, err := c.Connect(context.Background()); err != nil {
-							t.Fatal(err)
-						}
-						continue
-					}
-					if err != nil {
-						t.Fatalf("%v: %d in flight, %d acked, %d resent", err, c.InFlight(), acked.Load(), c.Resent())
-					}
-				}
-				if acked.Load() != n {
-					t.Fatalf("acked %d, want %d", acked.Load(), n)
-				}
-				if c.Resent() == 0 {
-					t.Fatalf("no message resent across %d drops", drops)
-				}
-				waitFor(t, 10*time.Second, func() error {
-					if got := col.count(); got != n {
-						return fmt.Errorf("subscriber got %d distinct, want %d", got, n)
-					}
-					return nil
-				})
-				t.Logf("%d drops, %d resent", drops, c.Resent())
+				resendAfterServerDrop(t, version, qos)
 			})
 		}
+	}
+}
+
+// TestResendAfterServerDropLong repeats TestResendAfterServerDrop many
+// times (OUTPOST_LONG=1): a message leaving the in-flight set before its
+// OnAck failed about one subtest in 8 before the fix.
+func TestResendAfterServerDropLong(t *testing.T) {
+	if os.Getenv("OUTPOST_LONG") != "1" {
+		t.Skip("set OUTPOST_LONG=1 for the long stress variant")
+	}
+	const rounds = 50
+	for _, version := range []int{3, 5} {
+		for _, qos := range []byte{1, 2} {
+			t.Run(fmt.Sprintf("v%d/qos%d", version, qos), func(t *testing.T) {
+				for r := range rounds {
+					t.Run(fmt.Sprint(r), func(t *testing.T) { resendAfterServerDrop(t, version, qos) })
+					if t.Failed() {
+						return
+					}
+				}
+			})
+		}
+	}
+}
+
+// checkStats fails unless the client's counters add up and agree with the
+// number of OnAck calls returned so far: onAcks is read after Stats, and
+// every counted message has had its OnAck return first.
+func checkStats(t *testing.T, c *mqttc.Client, onAcks *atomic.Int64) mqttc.Stats {
+	t.Helper()
+	st := c.Stats()
+	got := onAcks.Load()
+	if st.Sent != st.Acked+st.Refused+st.InFlight {
+		t.Fatalf("stats %+v: sent != acked + refused + inflight", st)
+	}
+	if got < st.Acked+st.Refused {
+		t.Fatalf("stats %+v count %d acked or refused, but OnAck returned only %d times", st, st.Acked+st.Refused, got)
+	}
+	return st
+}
+
+func resendAfterServerDrop(t *testing.T, version int, qos byte) {
+	// Delivery is checked at the broker's ingest hook, not at a
+	// subscriber: see mochitest.Ingest for the mochi 2.7.9 issue.
+	col := &collector{seen: map[string]int{}}
+	b := mochitest.Start(t, &mochitest.Ingest{Fn: func(_, topic string, p []byte) { col.onMessage(topic, p, 0) }})
+	var acked atomic.Int64
+	c := mqttc.New(mqttc.Config{Broker: b.URL, ClientID: "dev", Version: version, InFlight: 100, SessionExpiry: time.Hour},
+		mqttc.Handlers{OnAck: func(a mqttc.Ack) { acked.Add(1) }})
+	defer c.Close()
+	ctx := context.Background()
+	if _, err := c.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const n = 3000
+	drops := 0
+	for i := 0; i < n; {
+		err := c.Publish(ctx, &mqttc.Message{Topic: "r/x", QoS: qos, Payload: fmt.Appendf(nil, "m%d", i)})
+		if errors.Is(err, mqttc.ErrNotConnected) {
+			ack, err := c.Connect(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !ack.SessionPresent {
+				t.Fatalf("session not present after reconnect")
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		i++
+		if i%100 == 0 {
+			checkStats(t, c, &acked)
+		}
+		if i%1000 == 500 {
+			cl, ok := b.Server.Clients.Get("dev")
+			if !ok {
+				t.Fatal("client not on server")
+			}
+			cl.Stop(errors.New("test drop"))
+			drops++
+		}
+	}
+	for c.InFlight() > 0 {
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := c.WaitIdle(ctx)
+		cancel()
+		if errors.Is(err, mqttc.ErrNotConnected) {
+			if _, err := c.Connect(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%v: %d in flight, %d acked, %d resent", err, c.InFlight(), acked.Load(), c.Resent())
+		}
+	}
+	if acked.Load() != n {
+		t.Fatalf("acked %d, want %d", acked.Load(), n)
+	}
+	if st := checkStats(t, c, &acked); st != (mqttc.Stats{Sent: n, Acked: n, Resent: st.Resent}) {
+		t.Fatalf("stats %+v, want %d sent and acked, none refused or in flight", st, n)
+	}
+	if c.Resent() == 0 {
+		t.Fatalf("no message resent across %d drops", drops)
+	}
+	waitFor(t, 10*time.Second, func() error {
+		if got := col.count(); got != n {
+			return fmt.Errorf("subscriber got %d distinct, want %d", got, n)
+		}
+		return nil
+	})
+	t.Logf("%d drops, %d resent", drops, c.Resent())
+}
+
+// TestInFlightCoversOnAck: a message counts as in flight until its OnAck
+// returns, so InFlight, Stats and WaitIdle never run ahead of the caller's
+// own ack count. Deterministic: every OnAck checks it.
+func TestInFlightCoversOnAck(t *testing.T) {
+	b := mochitest.Start(t)
+	for _, qos := range []byte{1, 2} {
+		t.Run(fmt.Sprintf("qos%d", qos), func(t *testing.T) {
+			var c *mqttc.Client
+			var returned atomic.Int64
+			var bad atomic.Value
+			c = mqttc.New(mqttc.Config{Broker: b.URL, ClientID: fmt.Sprint("cover", qos), CleanStart: true, InFlight: 20},
+				mqttc.Handlers{OnAck: func(a mqttc.Ack) {
+					st := c.Stats()
+					if st.InFlight < 1 || st.Acked+st.Refused != returned.Load() {
+						bad.CompareAndSwap(nil, fmt.Sprintf("in OnAck for %d: stats %+v, %d OnAck returned", a.Message.Tag, st, returned.Load()))
+					}
+					returned.Add(1)
+				}})
+			defer c.Close()
+			ctx := context.Background()
+			if _, err := c.Connect(ctx); err != nil {
+				t.Fatal(err)
+			}
+			const n = 200
+			for i := range n {
+				if err := c.Publish(ctx, &mqttc.Message{Topic: "cover", QoS: qos, Tag: int64(i)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			if err := c.WaitIdle(wctx); err != nil {
+				t.Fatal(err)
+			}
+			if got := returned.Load(); got != n {
+				t.Fatalf("WaitIdle returned after %d of %d OnAck calls", got, n)
+			}
+			if v := bad.Load(); v != nil {
+				t.Fatal(v)
+			}
+			if st := c.Stats(); st != (mqttc.Stats{Sent: n, Acked: n}) {
+				t.Fatalf("stats %+v, want %d sent and acked", st, n)
+			}
+		})
 	}
 }
 

@@ -14,6 +14,12 @@
 // set and PUBREL for QoS 2 messages already PUBRECed, in their original
 // order [MQTT-4.6.0-1], before any new publish.
 //
+// Accounting: a QoS 1/2 message taken by Publish leaves the in-flight count
+// exactly once, after its OnAck (acknowledged, or refused with a reason of
+// 0x80 or more) has returned, so InFlight and WaitIdle never run ahead of
+// the caller's own ack count, and Stats always satisfies
+// Sent == Acked + Refused + InFlight.
+//
 // Goroutines: Connect starts a reader and a keepalive pinger per
 // connection; both end when the connection closes, and Close waits for
 // them. Callbacks run on the reader goroutine and must not block.
