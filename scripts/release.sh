@@ -19,7 +19,7 @@ for platform in $PLATFORMS; do
   for bin in $BINARIES; do
     out="dist/${bin}-${suffix}"
     CGO_ENABLED=0 GOOS=$os GOARCH=$arch GOARM=${arm:-} \
-      go build -trimpath -ldflags "$ldflags" -o "$out" "./$bin"
+      go build -trimpath -buildvcs=auto -ldflags "$ldflags" -o "$out" "./$bin"
     printf '%-34s %6.1f MB\n' "$out" "$(echo "scale=1; $(stat -c %s "$out") / 1048576" | bc 2>/dev/null || stat -c %s "$out")"
   done
 done
