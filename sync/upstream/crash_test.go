@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -34,7 +35,35 @@ func TestMain(m *testing.M) {
 	if os.Getenv(envHelper) == "1" {
 		os.Exit(crashHelper())
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if code == 0 {
+		if leaks := waitNoLeaks(5 * time.Second); leaks != "" {
+			fmt.Fprintf(os.Stderr, "goroutines left behind after the tests:\n%s\n", leaks)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// waitNoLeaks waits until no goroutine of this package or of a nats.go
+// client is left, and returns the stacks of those that stay (goleak is not
+// a dependency of the module; this is its core idea).
+func waitNoLeaks(timeout time.Duration) string {
+	deadline := time.Now().Add(timeout)
+	for {
+		buf := make([]byte, 4<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		var leaks []string
+		for _, g := range strings.Split(string(buf), "\n\n") {
+			if strings.Contains(g, "outpost/sync/upstream.(*") || strings.Contains(g, "nats-io/nats.go.(*Conn)") {
+				leaks = append(leaks, g)
+			}
+		}
+		if len(leaks) == 0 || time.Now().After(deadline) {
+			return strings.Join(leaks, "\n\n")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // crashHelper appends to every partition of topic "t" and forwards it

@@ -61,8 +61,9 @@
 //
 // # Memory (G4)
 //
-// Per forwarding partition: one log read (Config.MaxReadBytes) and a few
-// hundred bytes of state. Across all partitions: at most
+// Per forwarding partition: at most two log reads (Config.MaxReadBytes; the
+// next is read while acks are awaited, so the window never drains for a
+// read) and a few hundred bytes of state. Across all partitions: at most
 // Config.MaxInflightBytes of published, unacknowledged messages (nats.go
 // keeps each until its ack). Nothing grows with the backlog.
 //

@@ -320,6 +320,7 @@ func (p *partition) pump(ctx context.Context, ln *link, epoch uint64, next int64
 		sent     = next
 		inLive   bool
 		wasLive  bool
+		woke     bool  // an ack woke the wait: harvest whatever else is in
 		waitOff  int64 = -1
 		waitCh   <-chan struct{}
 		waitStop context.CancelFunc
@@ -359,7 +360,7 @@ func (p *partition) pump(ctx context.Context, ln *link, epoch uint64, next int64
 		// future takes nats.go's publisher lock, so with room in the window it
 		// is done only every few messages.
 	harvest:
-		for len(q) > 0 && (len(q) >= window || sent%16 == 0) {
+		for len(q) > 0 && (len(q) >= window || sent%16 == 0 || woke) {
 			select {
 			case <-q[0].fut.Ok():
 				ack(q[0])
@@ -372,6 +373,7 @@ func (p *partition) pump(ctx context.Context, ln *link, epoch uint64, next int64
 				break harvest
 			}
 		}
+		woke = false
 		end := p.src.EndOffset()
 		live := end-sent <= cfg.LiveLagRecords
 		if live != wasLive {
@@ -447,6 +449,23 @@ func (p *partition) pump(ctx context.Context, ln *link, epoch uint64, next int64
 			buf = buf[n:]
 			continue
 		}
+		// Window full and the read-ahead running low: read now, while the
+		// acks are on their way, so the window does not drain while the next
+		// read runs (one read per MaxReadBytes would otherwise stall the
+		// pipeline every time).
+		if !room && len(buf) < window && sent+int64(len(buf)) < end && len(cuts) == 0 {
+			at := sent + int64(len(buf))
+			more, err := p.src.Read(ctx, at, cfg.MaxReadBytes)
+			if err == nil && (len(more) == 0 || more[0].Offset != at) {
+				err = errors.New("returned no record or the wrong one")
+			}
+			if err != nil {
+				return progressed, p.abort(ctx, q, false, fmt.Errorf("upstream: read %s/%d at %d: %w", p.key.topic, p.key.part, at, err))
+			}
+			buf = append(buf, more...)
+			woke = true
+			continue
+		}
 		// Nothing to send now: wait for an ack, for the log to grow, or for
 		// the connection to change.
 		if inLive {
@@ -484,6 +503,9 @@ func (p *partition) pump(ctx context.Context, ln *link, epoch uint64, next int64
 			qBytes -= q[0].size
 			f.sched.release(q[0].size)
 			q = q[1:]
+			// Acks come in bursts: take every one that is in before
+			// publishing again, so one wake-up refills the window by many.
+			woke = true
 		case err := <-errCh:
 			return progressed, p.abort(ctx, q, true, err)
 		case <-grow:
