@@ -33,6 +33,7 @@ type Partition struct {
 	segments      []*segment    // mu; sorted by base, last is active
 	pending       []*appendReq  // mu
 	pendingBytes  int           // mu
+	pendingRecs   int           // mu
 	spaceFreed    chan struct{} // mu; closed when pending is taken
 	notify        chan struct{} // mu; closed when end moves
 	syncRequested bool          // mu
@@ -52,7 +53,7 @@ type Partition struct {
 	// roundMu makes the holder the partition's only writer. Committer-owned
 	// state below is guarded by it.
 	roundMu    sync.Mutex
-	lastRound  int           // records in the previous round
+	inFlight   int           // records of the previous round plus those queued behind it
 	fsyncEWMA  time.Duration // smoothed fdatasync latency
 	nextOffset int64
 	writePos   int64 // bytes written to the active segment
@@ -197,6 +198,7 @@ func (p *Partition) AppendAsync(ctx context.Context, recs []Record, done func(fi
 	}
 	p.pending = append(p.pending, &appendReq{recs: recs, size: size, done: done})
 	p.pendingBytes += size
+	p.pendingRecs += len(recs)
 	p.mu.Unlock()
 	p.kick()
 	return nil
@@ -238,36 +240,38 @@ func (p *Partition) committer() {
 	}
 }
 
-// gather delays a round briefly when the previous one carried several
-// records, so that a round does not start with the first arrival and leave
-// the rest to the next fdatasync. A pipelining client with 100 messages in
-// flight otherwise settles into two rounds of 50 per window: each fdatasync
-// carries half of what it could. The wait is a quarter of the measured
-// fdatasync latency, at most Config.CommitDelayMax, and ends as soon as
-// twice the previous round is queued. A lone appender (rounds of one
-// record) never waits. Only the committer goroutine calls it.
+// gather delays a round briefly under concurrent load, so that a round
+// does not start with the first arrival and leave the rest to the next
+// fdatasync. A pipelining client with 100 messages in flight otherwise
+// settles into two rounds of 50 per window: each fdatasync carries half of
+// what it could. The committer waits until as many records are queued as
+// were in flight at the end of the previous round (that round's plus those
+// queued behind it) — usually one client round trip — or at most a quarter
+// of the measured fdatasync latency, capped by Config.CommitDelayMax. A lone
+// appender (rounds of one record) never waits. Only the committer goroutine
+// calls it.
 func (p *Partition) gather() {
 	maxDelay := p.log.cfg.CommitDelayMax
-	if maxDelay <= 0 || p.lastRound < commitDelayMinRecords || p.log.cfg.Sync != SyncAlways {
+	target := p.inFlight
+	if maxDelay <= 0 || target < commitDelayMinRecords || p.log.cfg.Sync != SyncAlways {
 		return
 	}
 	d := min(p.fsyncEWMA/4, maxDelay)
 	if d <= 0 {
 		return
 	}
-	target := 2 * p.lastRound
-	timer := time.NewTimer(d)
-	defer timer.Stop()
+	var timer *time.Timer
 	for {
 		p.mu.Lock()
-		n := 0
-		for _, q := range p.pending {
-			n += len(q.recs)
-		}
+		n := p.pendingRecs
 		full := p.pendingBytes >= p.log.cfg.MaxBatchBytes
 		p.mu.Unlock()
 		if n >= target || full {
 			return
+		}
+		if timer == nil {
+			timer = time.NewTimer(d)
+			defer timer.Stop()
 		}
 		select {
 		case <-p.wake:
@@ -333,6 +337,7 @@ func (p *Partition) prepare() *round {
 	reqs := p.pending
 	p.pending = nil
 	p.pendingBytes = 0
+	p.pendingRecs = 0
 	close(p.spaceFreed)
 	p.spaceFreed = make(chan struct{})
 	failed := p.failed
@@ -350,10 +355,6 @@ func (p *Partition) prepare() *round {
 		reqs = p.admit(reqs)
 	}
 	r.reqs = reqs
-	p.lastRound = 0
-	for _, q := range reqs {
-		p.lastRound += len(q.recs)
-	}
 	if len(reqs) == 0 {
 		if syncReq && p.dirty {
 			r.needs = true
@@ -664,12 +665,14 @@ func (p *Partition) publish(r *round) {
 	p.end.Store(r.end)
 	close(p.notify)
 	p.notify = make(chan struct{})
+	queued := p.pendingRecs
 	p.mu.Unlock()
 	var n int
 	for _, q := range r.reqs {
 		n += len(q.recs)
 		q.done(q.first, nil)
 	}
+	p.inFlight = n + queued
 	p.log.metrics.appendedRecords.Add(float64(n))
 }
 
