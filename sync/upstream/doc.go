@@ -27,12 +27,16 @@
 //     purge; the gap is counted and logged (this follows wire.LastOffset's
 //     advice rather than resuming from the stream).
 //  3. Persist it as the cursor, then read and publish asynchronously with
-//     Nats-Msg-Id from wire (so resends are deduplicated), at most Config.Window
-//     messages (and 4 MiB) unacknowledged; a paused partition probes with one. Acknowledgements are taken in order;
-//     the position (and, every CursorInterval, the cursor) advances only along
-//     their contiguous prefix. A duplicate ack counts as success.
+//     Nats-Msg-Id from wire (so resends are deduplicated), at most
+//     Config.Window messages (and 4 MiB) unacknowledged; a paused partition
+//     probes with one. Acknowledgements are taken in order; the position (and,
+//     every CursorInterval, the cursor) advances only along their contiguous
+//     prefix. A duplicate ack counts as success. The cursor may lag the
+//     position: it is what resuming falls back to when the stream holds
+//     nothing, and what Protect answers before the first resolve.
 //  4. On any error: stop sending, wait for the outcome of what is in flight,
-//     back off with full jitter, and go to 1. Nothing is skipped or reordered.
+//     back off with full jitter, and go to 1. Nothing is skipped or reordered
+//     (but see the resend case below).
 //
 // Three details keep "resume after the stream's last message" exact, because
 // that rule would skip a record the stream lacks below a later one:
@@ -44,7 +48,8 @@
 //     reorder).
 //
 // If a publish fails and a later one in the same window is acknowledged anyway
-// (a refusal by a stream that then had room again), the stream may lack a
+// (a refusal by a stream that then had room again, or the microseconds
+// between the reconnect check and the publish), the stream may lack a
 // record below its last. The partition then resends from the first
 // unacknowledged record while the duplicate window still covers what was
 // stored; the missing record lands after later ones, logged as a warning.
