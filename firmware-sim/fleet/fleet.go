@@ -376,6 +376,13 @@ func (d *device) run(ctx, genCtx context.Context, delay time.Duration) {
 		if !gen && d.pending() == 0 {
 			break
 		}
+		if !gen && endCancel == nil {
+			// Sampling stopped during this iteration (genCtx expired in
+			// the rate loop): go round again so the drain deadline starts.
+			// Sleeping now would wait on nothing that fires: no next
+			// sample, no genCtx, and endCtx not yet bounded.
+			continue
+		}
 		// Sleep until something is due.
 		wake := now.Add(time.Hour)
 		if g.Rate > 0 && gen {
