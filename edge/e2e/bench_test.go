@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"os"
 	"sort"
-	"strings"
 	"testing"
 	"time"
 
@@ -25,46 +24,43 @@ type benchCase struct {
 	qos      int
 }
 
-// TestBenchIngestVsMochi compares the edge node (sync: always, a real
-// disk) with an in-memory mochi broker under the same firmware-sim fleet,
-// both in this process. Set OUTPOST_BENCH=1; OUTPOST_BENCH_RUNS (default 3)
-// and OUTPOST_BENCH_SECONDS (default 5) shape it. Medians are reported.
-func TestBenchIngestVsMochi(t *testing.T) {
-	if os.Getenv("OUTPOST_BENCH") == "" {
-		t.Skip("benchmark: set OUTPOST_BENCH=1")
-	}
-	runs := envInt("OUTPOST_BENCH_RUNS", 3)
+// BenchmarkIngestVsMochi compares the edge node (sync: always, a real disk)
+// with an in-memory mochi broker under the same firmware-sim fleet, both in
+// this process. Each iteration is one pair of runs, mochi and edge
+// alternately; medians are reported. Run it with
+//
+//	go test -run '^$' -bench IngestVsMochi -benchtime 3x ./edge/e2e/
+//
+// OUTPOST_BENCH_SECONDS (default 5) sets the length of each run.
+func BenchmarkIngestVsMochi(b *testing.B) {
 	secs := envInt("OUTPOST_BENCH_SECONDS", 5)
 	cases := []benchCase{
 		{"qos1_100x100", 100, 100, 1},
 		{"qos1_1x100", 1, 100, 1},
 		{"qos0_100", 100, 1, 0},
 	}
-	if only := os.Getenv("OUTPOST_BENCH_ONLY"); only != "" {
-		var keep []benchCase
-		for _, c := range cases {
-			if strings.Contains(c.name, only) {
-				keep = append(keep, c)
-			}
-		}
-		cases = keep
-	}
 	for _, c := range cases {
-		var edge, mem []float64
-		var edgeP50, memP50, edgePerSync []float64
-		for r := 0; r < runs; r++ {
-			s := runFleet(t, c, secs, startMochi(t))
-			mem = append(mem, s.MsgsPerSec)
-			memP50 = append(memP50, s.Latency.P50)
-			nb := startNode(t)
-			s = runFleet(t, c, secs, nb)
-			edge = append(edge, s.MsgsPerSec)
-			edgePerSync = append(edgePerSync, nb.perSync())
-			edgeP50 = append(edgeP50, s.Latency.P50)
-		}
-		me, mm := median(edge), median(mem)
-		t.Logf("BENCH %-14s edge %8.0f msg/s (p50 %.2f ms, %.1f records/fdatasync)  mochi-mem %8.0f msg/s (p50 %.2f ms)  ratio %.2f  runs edge=%v mochi=%v",
-			c.name, me, median(edgeP50), median(edgePerSync), mm, median(memP50), me/mm, round(edge), round(mem))
+		b.Run(c.name, func(b *testing.B) {
+			var edge, mem []float64
+			var edgeP50, memP50, edgePerSync []float64
+			for i := 0; i < b.N; i++ {
+				s := runFleet(b, c, secs, startMochi(b))
+				mem = append(mem, s.MsgsPerSec)
+				memP50 = append(memP50, s.Latency.P50)
+				nb := startNode(b)
+				s = runFleet(b, c, secs, nb)
+				edge = append(edge, s.MsgsPerSec)
+				edgePerSync = append(edgePerSync, nb.perSync())
+				edgeP50 = append(edgeP50, s.Latency.P50)
+			}
+			me, mm := median(edge), median(mem)
+			b.ReportMetric(me, "edge-msg/s")
+			b.ReportMetric(mm, "mochi-msg/s")
+			b.ReportMetric(me/mm, "edge/mochi")
+			b.ReportMetric(median(edgePerSync), "records/fdatasync")
+			b.Logf("%-14s edge %8.0f msg/s (p50 %.2f ms)  mochi-mem %8.0f msg/s (p50 %.2f ms)  runs edge=%v mochi=%v",
+				c.name, me, median(edgeP50), mm, median(memP50), round(edge), round(mem))
+		})
 	}
 }
 
@@ -92,7 +88,7 @@ type broker struct {
 	perSync func() float64
 }
 
-func startMochi(t *testing.T) broker {
+func startMochi(t testing.TB) broker {
 	srv := mochi.New(&mochi.Options{InlineClient: true, Logger: slog.New(slog.DiscardHandler)})
 	srv.AddHook(new(auth.AllowHook), nil)
 	tcp := listeners.NewTCP(listeners.Config{ID: "t", Address: "127.0.0.1:0"})
@@ -105,7 +101,7 @@ func startMochi(t *testing.T) broker {
 	return broker{addr: tcp.Address(), stop: func() { srv.Close() }}
 }
 
-func startNode(t *testing.T) broker {
+func startNode(t testing.TB) broker {
 	cfg := node.DefaultConfig()
 	cfg.DataDir = t.TempDir()
 	cfg.MQTT.Address = "127.0.0.1:0"
@@ -148,7 +144,7 @@ func startNode(t *testing.T) broker {
 	}}
 }
 
-func runFleet(t *testing.T, c benchCase, secs int, b broker) fleet.Summary {
+func runFleet(t testing.TB, c benchCase, secs int, b broker) fleet.Summary {
 	t.Helper()
 	defer b.stop()
 	cfg := fleet.DefaultConfig()
