@@ -667,13 +667,17 @@ func (p *Partition) publish(r *round) {
 	p.notify = make(chan struct{})
 	queued := p.pendingRecs
 	p.mu.Unlock()
+	// Count before releasing the appends: a caller whose Append returned
+	// must find its records in the metrics.
 	var n int
 	for _, q := range r.reqs {
 		n += len(q.recs)
+	}
+	p.log.metrics.appendedRecords.Add(float64(n))
+	p.inFlight = n + queued
+	for _, q := range r.reqs {
 		q.done(q.first, nil)
 	}
-	p.inFlight = n + queued
-	p.log.metrics.appendedRecords.Add(float64(n))
 }
 
 func failAll(reqs []*appendReq, err error) {
