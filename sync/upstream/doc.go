@@ -51,10 +51,17 @@
 // (a refusal by a stream that then had room again, or the microseconds
 // between the reconnect check and the publish), the stream may lack a
 // record below its last. The partition then resends from the first
-// unacknowledged record while the duplicate window still covers what was
-// stored; the missing record lands after later ones, logged as a warning.
+// unacknowledged record; the duplicate window drops what the stream already
+// has, and the missing record lands after later ones, logged as a warning.
 // This is the one case where stream order can differ from offset order; every
-// offset still appears exactly once.
+// offset still appears exactly once. If the failure is older than the
+// duplicate window (a partial failure followed by a long outage) it resends
+// all the same, logged as an error and counted in
+// outpost_upstream_resends_beyond_window_total: records after the failure
+// may then be duplicated (same origin offset), which a consumer can drop,
+// where resuming after the stream's last record would lose the missing one
+// for good. Resending only the unacknowledged records would avoid both; it
+// is not done yet.
 //
 // # Sharing the uplink
 //

@@ -16,6 +16,7 @@ type metrics struct {
 	reconnects       prometheus.Counter
 	resumes          *prometheus.CounterVec
 	gapRecords       *prometheus.CounterVec
+	lateResends      prometheus.Counter
 	connected        prometheus.Gauge
 	connectErrors    *prometheus.CounterVec
 }
@@ -42,6 +43,10 @@ func newMetrics(f *Forwarder, reg prometheus.Registerer) (*metrics, error) {
 			Name: "outpost_upstream_resumes_total",
 			Help: "Resume points resolved (on start, after reconnects and errors), by source: stream (after its last message), cursor, log_start, resend (same-window resend after a suspected hole).",
 		}, []string{"source"}),
+		lateResends: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "outpost_upstream_resends_beyond_window_total",
+			Help: "Resends armed by a publish failure older than the duplicate window: the stream may hold duplicates (same origin offset) of records after the failure.",
+		}),
 		gapRecords: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "outpost_upstream_gap_records_total",
 			Help: "Records that will never be forwarded, by reason: retention (deleted at the edge before being forwarded), stream_ahead (the stream holds offsets beyond the log: restored disk), stream_behind (the stream lost records it had acknowledged; not resent).",
@@ -64,7 +69,7 @@ func newMetrics(f *Forwarder, reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.forwardedRecords, m.forwardedBytes, m.publishErrors,
-		m.reconnects, m.resumes, m.gapRecords, m.connected, m.connectErrors, lagCollector{f}} {
+		m.reconnects, m.resumes, m.gapRecords, m.lateResends, m.connected, m.connectErrors, lagCollector{f}} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("upstream: register metrics: %w", err)
 		}

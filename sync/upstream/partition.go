@@ -205,11 +205,26 @@ func (p *partition) resolve(ctx context.Context, ln *link) (int64, []span, error
 	r := p.redo
 	p.redo = nil
 	switch {
-	case r != nil && time.Since(r.at) < dupWindow/2 && (!found || last >= r.from-1):
+	case r != nil && (!found || last >= r.from-1):
 		next, cuts, from = r.from, r.cuts, "resend"
-		lg.Warn("upstream: resending from the first unacknowledged record: a publish failed and a later one succeeded, "+
-			"so the stream may lack a record below its last; the duplicate window drops what it has, a missing record lands after later ones",
-			"from", next, "stream_last", last)
+		if time.Since(r.at) < dupWindow/2 {
+			lg.Warn("upstream: resending from the first unacknowledged record: a publish failed and a later one succeeded, "+
+				"so the stream may lack a record below its last; the duplicate window drops what it has, a missing record lands after later ones",
+				"from", next, "stream_last", last)
+			break
+		}
+		// The failure is older than the duplicate window can be trusted to
+		// cover (a partial failure followed by a long outage). Resuming
+		// after the stream's last record would lose the missing records for
+		// good; resending may duplicate records the stream already holds
+		// after them. A duplicate carries its origin offset and can be
+		// dropped downstream; a lost record cannot be recovered, so resend.
+		// TODO: resend only the records not acknowledged (abort knows which
+		// succeeded) so that no duplicate is possible either.
+		f.m.lateResends.Inc()
+		lg.Error("upstream: resending from the first unacknowledged record although the failure is older than the duplicate window: "+
+			"the stream may receive duplicates of records after it (same origin offset); resuming after the stream's last record would lose records",
+			"from", next, "stream_last", last, "failed_at", r.at)
 	case found:
 		if r != nil {
 			lg.Error("upstream: a publish failed and a later one succeeded too long ago for a safe resend; the stream may lack records",

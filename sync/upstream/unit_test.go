@@ -94,6 +94,21 @@ func TestAbortArmsResendOnlyAfterSuccessFollowingFailure(t *testing.T) {
 // followed by a success leaves). The forwarder resends from 10 and the
 // stream ends with every offset exactly once, 10 after 14.
 func TestResendKeepsEveryOffsetOnce(t *testing.T) {
+	testResendKeepsEveryOffsetOnce(t, 0)
+}
+
+// TestResendAfterLongOutageLeavesNoHole: the failure that armed the resend
+// is older than the duplicate window (a partial failure, then a long
+// outage). Resuming after the stream's last record would lose offset 10 for
+// good; the resend must still happen. (Here the server still deduplicates
+// 11..14 because it received them recently; past its window they could be
+// duplicated, which consumers can detect by origin offset; a loss they
+// could not.)
+func TestResendAfterLongOutageLeavesNoHole(t *testing.T) {
+	testResendKeepsEveryOffsetOnce(t, time.Hour)
+}
+
+func testResendKeepsEveryOffsetOnce(t *testing.T, age time.Duration) {
 	srv := natstest.RunServer(t)
 	_, js := srv.Connect()
 	dir := t.TempDir()
@@ -132,7 +147,7 @@ func TestResendKeepsEveryOffsetOnce(t *testing.T) {
 		}
 	}
 	p.acked.Store(10)
-	p.redo = &redo{from: 10, at: time.Now()}
+	p.redo = &redo{from: 10, at: time.Now().Add(-age)}
 	f.parts[p.key] = p
 	runForwarder(t, f)
 	waitForwarded(t, f, 10*time.Second, 1)
