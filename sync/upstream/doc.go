@@ -42,8 +42,13 @@
 // that rule would skip a record the stream lacks below a later one:
 //   - nats.go's reconnect buffer is off, so nothing published while
 //     disconnected goes out later behind records lost with the old connection;
-//   - before every publish the partition checks that the connection is the one
-//     (reconnect count) it resolved on;
+//   - before every publish the partition checks that the connection is up and
+//     the one (reconnect count) it resolved on, and after it checks again: a
+//     reconnect that completed in between may have carried the message on the
+//     new connection while earlier ones died with the old one, and nats.go may
+//     report it failed anyway (it fails every pending future from a goroutine
+//     that can run after the reconnect), so such a message counts as a
+//     success for the resend below;
 //   - publishes are never retried by nats.go (its no-responders retry would
 //     reorder).
 //

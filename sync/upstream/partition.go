@@ -318,6 +318,13 @@ type inflight struct {
 	bytes       int // message data, for the forwarded bytes metric
 	size        int // data and headers, taken from the in-flight budget
 	fut         jetstream.PubAckFuture
+	// straddled: a reconnect completed between the fence and this publish,
+	// so the message may have gone out on the new connection while earlier
+	// ones died with the old one. Its future cannot tell: nats.go fails every
+	// pending future when it notices a disconnect, from a goroutine that may
+	// run only after this one was registered, so a stored message can report
+	// ErrDisconnected.
+	straddled bool
 }
 
 // pump reads from next on and publishes with a window of unacknowledged
@@ -443,8 +450,12 @@ func (p *partition) pump(ctx context.Context, ln *link, epoch uint64, next int64
 				return progressed, p.abort(ctx, q, false, err)
 			}
 			// The fence: resolve ran on this epoch; a message must not go out on
-			// a connection that replaced the one earlier messages went on.
-			if ln.epoch() != epoch {
+			// a connection that replaced the one earlier messages went on. A
+			// publish while nats.go reconnects would fail anyway (no reconnect
+			// buffer) unless the reconnect completes first: refuse it here,
+			// which narrows the window in which a publish can straddle a
+			// reconnect (see inflight.straddled).
+			if ln.epoch() != epoch || !ln.up() {
 				f.sched.release(size)
 				return progressed, p.abort(ctx, q, false, ErrNotConnected)
 			}
@@ -462,6 +473,13 @@ func (p *partition) pump(ctx context.Context, ln *link, epoch uint64, next int64
 			qBytes += h.size
 			sent = h.last + 1
 			buf = buf[n:]
+			if ln.epoch() != epoch {
+				// The fence passed but the publish may have landed on a newer
+				// connection: stop here, and let abort treat this message as
+				// possibly stored whatever its future says.
+				q[len(q)-1].straddled = true
+				return progressed, p.abort(ctx, q, false, ErrNotConnected)
+			}
 			continue
 		}
 		// Window full and the read-ahead running low: read now, while the
@@ -536,7 +554,9 @@ func (p *partition) pump(ctx context.Context, ln *link, epoch uint64, next int64
 // abort stops a pump: it waits for the outcome of every message still in
 // flight (each ends by ack, error or AckTimeout), moves acked along any
 // further contiguous acks, and arms a resend when a message succeeded after
-// one failed. headFailed says q[0] is the message that failed with err.
+// one failed, or when a message that may have gone out on a newer
+// connection (straddled) followed a failure, whatever its own outcome.
+// headFailed says q[0] is the message that failed with err.
 func (p *partition) abort(ctx context.Context, q []inflight, headFailed bool, err error) error {
 	failedAt := -1
 	if headFailed {
@@ -557,6 +577,9 @@ func (p *partition) abort(ctx context.Context, q []inflight, headFailed bool, er
 				suspect = true
 			}
 		case e := <-q[i].fut.Err():
+			if failedAt >= 0 && q[i].straddled {
+				suspect = true
+			}
 			if failedAt < 0 {
 				failedAt = i
 				if !headFailed {
