@@ -47,9 +47,15 @@ func (p *Partition) Read(ctx context.Context, from int64, maxBytes int) ([]Recor
 			}
 			return nil, fmt.Errorf("%w: %s/%d offset %d", ErrOffsetOutOfRange, p.topic, p.id, from)
 		}
+		wasOpen := s.isOpen()
 		recs, err := p.readSegment(s, from, end, maxBytes)
 		s.release()
-		p.trimOpen()
+		if !wasOpen {
+			// Only a read that opened a sealed file can push the partition
+			// over OpenSealedMax; the common read keeps its file and skips
+			// the walk over every segment.
+			p.trimOpen()
+		}
 		return recs, err
 	}
 }
