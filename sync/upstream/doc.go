@@ -39,34 +39,42 @@
 //     (but see the resend case below).
 //
 // Three details keep "resume after the stream's last message" exact, because
-// that rule would skip a record the stream lacks below a later one:
+// that rule would skip a record the stream lacks below a later one. Together
+// they make the stream hold a prefix of every window, except for records the
+// server refused:
 //   - nats.go's reconnect buffer is off, so nothing published while
 //     disconnected goes out later behind records lost with the old connection;
-//   - before every publish the partition checks that the connection is up and
-//     the one (reconnect count) it resolved on, and after it checks again: a
-//     reconnect that completed in between may have carried the message on the
-//     new connection while earlier ones died with the old one, and nats.go may
-//     report it failed anyway (it fails every pending future from a goroutine
-//     that can run after the reconnect), so such a message counts as a
-//     success for the resend below;
+//   - every message of a window goes out on the one connection the window
+//     started on, or not at all. nats.go dials through a gate (gate.go) that
+//     makes the partition's "connection up and not replaced" check and its
+//     publish atomic with respect to reconnects: a dial bumps an epoch and is
+//     deferred while a publish is between its check and nats.go's write; a
+//     publish goes out only on the epoch its window started on. On one TCP
+//     connection the server stores messages in the order sent, so an unknown
+//     outcome (timeout, disconnect) never hides a stored record above a lost
+//     one;
 //   - publishes are never retried by nats.go (its no-responders retry would
 //     reorder).
 //
-// If a publish fails and a later one in the same window is acknowledged anyway
-// (a refusal by a stream that then had room again, or the microseconds
-// between the reconnect check and the publish), the stream may lack a
-// record below its last. The partition then resends from the first
-// unacknowledged record; the duplicate window drops what the stream already
-// has, and the missing record lands after later ones, logged as a warning.
-// This is the one case where stream order can differ from offset order; every
-// offset still appears exactly once. If the failure is older than the
-// duplicate window (a partial failure followed by a long outage) it resends
-// all the same, logged as an error and counted in
+// A refusal by the server (stream full, no responders, any API error) is
+// the exception: the server answers no to one message and may store the
+// next (a stream with room again). So a refusal, or a failure followed by an
+// acknowledged message, arms a resend from the first unacknowledged record,
+// saved in the metadata store (bucket upstream.redo) until the resend has
+// passed what was in flight, so a restart in between resends too instead of
+// resuming after the stream's last record. Where the stream holds nothing
+// after the refused record the resend is exact. Where it does, the duplicate
+// window drops what the stream already has and the missing record lands
+// after later ones, logged as a warning: the one case where stream order can
+// differ from offset order; every offset still appears exactly once. If the
+// failure is older than the duplicate window (a partial failure followed by
+// a long outage) it resends all the same, logged as an error and counted in
 // outpost_upstream_resends_beyond_window_total: records after the failure
 // may then be duplicated (same origin offset), which a consumer can drop,
 // where resuming after the stream's last record would lose the missing one
-// for good. Resending only the unacknowledged records would avoid both; it
-// is not done yet.
+// for good. Pipelined publishes cannot be made conditional on the ones
+// before them with plain JetStream publishes; JetStream's fast batch
+// publishing with gap mode "fail" could close this case too.
 //
 // # Sharing the uplink
 //

@@ -56,10 +56,14 @@ func (ll logLister) open(topic string, partition int32) (source, error) {
 	return ll.l.Partition(topic, partition)
 }
 
-// cursorStore keeps the forwarding cursor; *meta.Store satisfies it.
+// cursorStore keeps the forwarding cursor, and the resends armed but not
+// yet done (in a small key/value bucket); *meta.Store satisfies it.
 type cursorStore interface {
 	SetCursor(ctx context.Context, name, topic string, partition int32, offset int64) error
 	Cursor(ctx context.Context, name, topic string, partition int32) (int64, bool, error)
+	Put(ctx context.Context, bucket, key string, value []byte) error
+	Get(ctx context.Context, bucket, key string) ([]byte, bool, error)
+	Delete(ctx context.Context, bucket, key string) error
 }
 
 type partKey struct {
@@ -106,15 +110,14 @@ type Forwarder struct {
 
 // link is one NATS connection and its JetStream handle.
 type link struct {
-	nc *nats.Conn
-	js jetstream.JetStream
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	gate *gate // every connection nc makes is dialled through it
 }
 
-// epoch changes whenever nats.go reconnects. nats.go counts the reconnect
-// under its lock before the new connection accepts publishes, so a
-// partition that reads the same epoch right before publishing knows no
-// reconnect happened since it resolved its resume point.
-func (l *link) epoch() uint64 { return l.nc.Stats().Reconnects }
+// epoch changes whenever nats.go dials; a window of publishes belongs to
+// one epoch (see gate).
+func (l *link) epoch() uint64 { return l.gate.current() }
 
 func (l *link) up() bool { return l.nc.Status() == nats.CONNECTED }
 
@@ -260,7 +263,8 @@ func (f *Forwarder) Lag() []PartitionLag {
 func (f *Forwarder) connectLoop(ctx context.Context) {
 	for attempt := 0; ctx.Err() == nil; attempt++ {
 		closed := make(chan struct{})
-		nc, err := nats.Connect(f.cfg.URL, f.natsOptions(closed)...)
+		g := newGate(f.dialTimeout())
+		nc, err := nats.Connect(f.cfg.URL, append(f.natsOptions(closed), nats.SetCustomDialer(g))...)
 		if err != nil {
 			f.m.connectErrors.WithLabelValues("other").Inc()
 			f.setConnState("connect failed", "err", err, "advice", "check url, creds_file and tls settings")
@@ -278,7 +282,7 @@ func (f *Forwarder) connectLoop(ctx context.Context) {
 			sleepCtx(ctx, f.backoff(attempt))
 			continue
 		}
-		f.link.Store(&link{nc: nc, js: js})
+		f.link.Store(&link{nc: nc, js: js, gate: g})
 		f.changed.broadcast()
 		select {
 		case <-ctx.Done():
@@ -304,7 +308,7 @@ func (f *Forwarder) natsOptions(closed chan struct{}) []nats.Option {
 		// with the old one (which would leave a hole the stream's last
 		// offset cannot show).
 		nats.ReconnectBufSize(-1),
-		nats.Timeout(max(2*time.Second, f.cfg.AckTimeout)),
+		nats.Timeout(f.dialTimeout()),
 		nats.PingInterval(20 * time.Second),
 		nats.MaxPingsOutstanding(3),
 		nats.ConnectHandler(func(nc *nats.Conn) { f.onConnect(nc, false) }),
@@ -315,6 +319,10 @@ func (f *Forwarder) natsOptions(closed chan struct{}) []nats.Option {
 			f.setConnState("disconnected", "err", err, "advice", advice(kindDisconnected))
 		}),
 		nats.ReconnectErrHandler(func(nc *nats.Conn, err error) {
+			if errors.Is(err, errDialBusy) {
+				f.m.dialsDeferred.Inc()
+				return
+			}
 			f.m.connectErrors.WithLabelValues(connectErrKind(err)).Inc()
 			f.setConnState("connect failed: "+err.Error(), "err", err, "advice", connectAdvice(err))
 		}),
@@ -340,6 +348,8 @@ func (f *Forwarder) natsOptions(closed chan struct{}) []nats.Option {
 	}
 	return opts
 }
+
+func (f *Forwarder) dialTimeout() time.Duration { return max(2*time.Second, f.cfg.AckTimeout) }
 
 func connectErrKind(err error) string {
 	if errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) || errors.Is(err, nats.ErrAuthRevoked) {

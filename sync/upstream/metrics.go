@@ -19,6 +19,8 @@ type metrics struct {
 	lateResends      prometheus.Counter
 	connected        prometheus.Gauge
 	connectErrors    *prometheus.CounterVec
+	dialsDeferred    prometheus.Counter
+	redoPersisted    prometheus.Counter
 }
 
 func newMetrics(f *Forwarder, reg prometheus.Registerer) (*metrics, error) {
@@ -55,6 +57,14 @@ func newMetrics(f *Forwarder, reg prometheus.Registerer) (*metrics, error) {
 			Name: "outpost_upstream_connect_errors_total",
 			Help: "Failed connection attempts to NATS that nats.go reports, by kind: auth (credentials refused), other (unreachable, TLS, ...). nats.go reports a refused login once per run of refusals, a failed dial every time.",
 		}, []string{"kind"}),
+		dialsDeferred: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "outpost_upstream_dials_deferred_total",
+			Help: "Reconnect dials put off because a publish was leaving at that moment (so that no window of publishes spans two connections); nats.go dials again after its reconnect delay.",
+		}),
+		redoPersisted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "outpost_upstream_resends_armed_total",
+			Help: "Resends armed and saved in the meta store because the server refused a publish, or a publish succeeded after one failed: forwarding restarts from the first unacknowledged record, also after a restart.",
+		}),
 		connected: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "outpost_upstream_connected",
 			Help: "1 while the uplink to NATS is connected.",
@@ -69,7 +79,7 @@ func newMetrics(f *Forwarder, reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.forwardedRecords, m.forwardedBytes, m.publishErrors,
-		m.reconnects, m.resumes, m.gapRecords, m.lateResends, m.connected, m.connectErrors, lagCollector{f}} {
+		m.reconnects, m.resumes, m.gapRecords, m.lateResends, m.connected, m.connectErrors, m.dialsDeferred, m.redoPersisted, lagCollector{f}} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("upstream: register metrics: %w", err)
 		}

@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -50,20 +51,40 @@ type partition struct {
 	headOff int64 // offset whose timestamp headTS caches, -1 none
 	headTS  int64
 
-	// redo, owned by run, is set when a publish failed and a later one of the
-	// same window succeeded: the stream may miss a record below its last
-	// offset, so the next resume resends from the first unacknowledged
-	// record instead (the duplicate window drops what was stored).
+	// redo, owned by run, is set when the server refused a publish, or a
+	// publish failed and a later one of the same window succeeded: the
+	// stream may lack a record below its last offset, so the next resume
+	// resends from the first unacknowledged record instead (the duplicate
+	// window drops what was stored). It is saved in the cursor store until
+	// the resend has passed it, so a restart in between does not resume
+	// after the stream's last record and leave the hole.
 	redo *redo
+	// redoSaved: a redo is in the store; cleared once acked passes its until.
+	redoSaved bool
+	redoUntil int64
 }
 
+// redo is a resend armed by abort. It is stored as JSON (version 1).
 type redo struct {
-	from int64
-	at   time.Time
-	cuts []span // batch boundaries to repeat, so resends carry the same Nats-Msg-Id
+	V    int       `json:"v"`
+	From int64     `json:"from"`  // first unacknowledged record
+	To   int64     `json:"until"` // last record that was in flight: the resend is done once past it
+	At   time.Time `json:"at"`    // when the failure happened (the duplicate window counts from it)
+	// Suspect: a later publish of the window succeeded, so the stream may
+	// hold records after From; otherwise the server refused From and the
+	// stream ends below it.
+	Suspect bool   `json:"suspect"`
+	Cuts    []span `json:"cuts,omitempty"` // batch boundaries to repeat, so resends carry the same Nats-Msg-Id
 }
 
-type span struct{ first, last int64 }
+// redoBucket is the cursor store bucket resends are saved in, keyed by
+// cursor name, topic and partition.
+const redoBucket = "upstream.redo"
+
+type span struct {
+	First int64 `json:"first"`
+	Last  int64 `json:"last"`
+}
 
 func newPartition(f *Forwarder, k partKey, src source) (*partition, error) {
 	o := wire.Origin{Site: f.cfg.Site, Node: f.cfg.Node, Topic: k.topic, Partition: k.part}
@@ -204,10 +225,25 @@ func (p *partition) resolve(ctx context.Context, ln *link) (int64, []span, error
 	dupWindow := st.CachedInfo().Config.Duplicates
 	r := p.redo
 	p.redo = nil
+	if r == nil && !p.redoSaved {
+		// First resolve since start: a resend armed before a restart.
+		if r, err = p.loadRedo(ctx); err != nil {
+			return 0, nil, err
+		}
+		if r != nil {
+			p.redoSaved, p.redoUntil = true, r.To
+			lg.Warn("upstream: resuming a resend armed before the restart", "from", r.From, "until", r.To, "armed_at", r.At)
+		}
+	}
 	switch {
-	case r != nil && (!found || last >= r.from-1):
-		next, cuts, from = r.from, r.cuts, "resend"
-		if time.Since(r.at) < dupWindow/2 {
+	case r != nil && (!found || last >= r.From-1):
+		next, cuts, from = r.From, r.Cuts, "resend"
+		if !r.Suspect || !found || last < r.From {
+			// The server refused From and holds nothing after it: an exact
+			// resume, nothing can be duplicated or reordered.
+			break
+		}
+		if time.Since(r.At) < dupWindow/2 {
 			lg.Warn("upstream: resending from the first unacknowledged record: a publish failed and a later one succeeded, "+
 				"so the stream may lack a record below its last; the duplicate window drops what it has, a missing record lands after later ones",
 				"from", next, "stream_last", last)
@@ -219,16 +255,17 @@ func (p *partition) resolve(ctx context.Context, ln *link) (int64, []span, error
 		// good; resending may duplicate records the stream already holds
 		// after them. A duplicate carries its origin offset and can be
 		// dropped downstream; a lost record cannot be recovered, so resend.
-		// TODO: resend only the records not acknowledged (abort knows which
-		// succeeded) so that no duplicate is possible either.
 		f.m.lateResends.Inc()
 		lg.Error("upstream: resending from the first unacknowledged record although the failure is older than the duplicate window: "+
 			"the stream may receive duplicates of records after it (same origin offset); resuming after the stream's last record would lose records",
-			"from", next, "stream_last", last, "failed_at", r.at)
+			"from", next, "stream_last", last, "failed_at", r.At)
 	case found:
 		if r != nil {
-			lg.Error("upstream: a publish failed and a later one succeeded too long ago for a safe resend; the stream may lack records",
-				"suspect_from", r.from, "stream_last", last)
+			// The stream ends below the resend's start: it lost records it
+			// had acknowledged (see below); the resend is moot.
+			lg.Error("upstream: a resend was armed but the stream now ends below it; the stream may lack records",
+				"resend_from", r.From, "stream_last", last)
+			p.clearRedo(ctx)
 		}
 		next, from = last+1, "stream"
 		if known > next {
@@ -318,13 +355,6 @@ type inflight struct {
 	bytes       int // message data, for the forwarded bytes metric
 	size        int // data and headers, taken from the in-flight budget
 	fut         jetstream.PubAckFuture
-	// straddled: a reconnect completed between the fence and this publish,
-	// so the message may have gone out on the new connection while earlier
-	// ones died with the old one. Its future cannot tell: nats.go fails every
-	// pending future when it notices a disconnect, from a goroutine that may
-	// run only after this one was registered, so a stored message can report
-	// ErrDisconnected.
-	straddled bool
 }
 
 // pump reads from next on and publishes with a window of unacknowledged
@@ -369,6 +399,9 @@ func (p *partition) pump(ctx context.Context, ln *link, epoch uint64, next int64
 	p.mu.Unlock()
 	ack := func(h inflight) {
 		p.acked.Store(h.last + 1)
+		if p.redoSaved && h.last >= p.redoUntil {
+			p.clearRedo(ctx)
+		}
 		f.m.forwardedRecords.WithLabelValues(p.key.topic, p.pkey).Add(float64(h.records))
 		f.m.forwardedBytes.WithLabelValues(p.key.topic, p.pkey).Add(float64(h.bytes))
 		if !progressed {
@@ -418,10 +451,10 @@ func (p *partition) pump(ctx context.Context, ln *link, epoch uint64, next int64
 		if room && len(buf) > 0 && len(cuts) > 0 {
 			// Repeating a batch: its records must all be at hand, so the resend
 			// has the same bounds and Nats-Msg-Id as the first send.
-			for len(cuts) > 0 && cuts[0].last < buf[0].Offset {
+			for len(cuts) > 0 && cuts[0].Last < buf[0].Offset {
 				cuts = cuts[1:]
 			}
-			for len(cuts) > 0 && cuts[0].first == buf[0].Offset && buf[len(buf)-1].Offset < cuts[0].last {
+			for len(cuts) > 0 && cuts[0].First == buf[0].Offset && buf[len(buf)-1].Offset < cuts[0].Last {
 				more, err := p.src.Read(ctx, buf[len(buf)-1].Offset+1, cfg.MaxReadBytes)
 				if err == nil && len(more) == 0 {
 					err = errors.New("no record")
@@ -449,17 +482,15 @@ func (p *partition) pump(ctx context.Context, ln *link, epoch uint64, next int64
 			if err := f.sched.acquire(ctx, size, live); err != nil {
 				return progressed, p.abort(ctx, q, false, err)
 			}
-			// The fence: resolve ran on this epoch; a message must not go out on
-			// a connection that replaced the one earlier messages went on. A
-			// publish while nats.go reconnects would fail anyway (no reconnect
-			// buffer) unless the reconnect completes first: refuse it here,
-			// which narrows the window in which a publish can straddle a
-			// reconnect (see inflight.straddled).
-			if ln.epoch() != epoch || !ln.up() {
+			// The fence: every message of a window goes out on the connection
+			// the window started on, or not at all (see gate). A publish while
+			// nats.go reconnects fails anyway (no reconnect buffer).
+			if !ln.up() || !ln.gate.enter(epoch) {
 				f.sched.release(size)
 				return progressed, p.abort(ctx, q, false, ErrNotConnected)
 			}
 			fut, err := ln.js.PublishMsgAsync(msg, jetstream.WithRetryAttempts(0))
+			ln.gate.exit()
 			if err != nil {
 				f.sched.release(size)
 				if errors.Is(err, nats.ErrMaxPayload) {
@@ -473,13 +504,6 @@ func (p *partition) pump(ctx context.Context, ln *link, epoch uint64, next int64
 			qBytes += h.size
 			sent = h.last + 1
 			buf = buf[n:]
-			if ln.epoch() != epoch {
-				// The fence passed but the publish may have landed on a newer
-				// connection: stop here, and let abort treat this message as
-				// possibly stored whatever its future says.
-				q[len(q)-1].straddled = true
-				return progressed, p.abort(ctx, q, false, ErrNotConnected)
-			}
 			continue
 		}
 		// Window full and the read-ahead running low: read now, while the
@@ -553,14 +577,20 @@ func (p *partition) pump(ctx context.Context, ln *link, epoch uint64, next int64
 
 // abort stops a pump: it waits for the outcome of every message still in
 // flight (each ends by ack, error or AckTimeout), moves acked along any
-// further contiguous acks, and arms a resend when a message succeeded after
-// one failed, or when a message that may have gone out on a newer
-// connection (straddled) followed a failure, whatever its own outcome.
-// headFailed says q[0] is the message that failed with err.
+// further contiguous acks, and arms a resend from the first failed message
+// when the stream may not end right below it: the server refused it (a
+// refusal is no proof the ones before it were the last stored; it often
+// clears while later messages are in flight), or a later message
+// succeeded. Otherwise every failure was an unknown outcome (timeout,
+// disconnect) on the window's one connection, where the stream holds a
+// prefix of the window, and resuming after the stream's last record is
+// exact. headFailed says q[0] is the message that failed with err.
 func (p *partition) abort(ctx context.Context, q []inflight, headFailed bool, err error) error {
 	failedAt := -1
+	refused := false
 	if headFailed {
 		failedAt = 0
+		refused = isRefusal(err)
 	}
 	suspect := false
 	for i := range q {
@@ -577,11 +607,9 @@ func (p *partition) abort(ctx context.Context, q []inflight, headFailed bool, er
 				suspect = true
 			}
 		case e := <-q[i].fut.Err():
-			if failedAt >= 0 && q[i].straddled {
-				suspect = true
-			}
 			if failedAt < 0 {
 				failedAt = i
+				refused = isRefusal(e)
 				if !headFailed {
 					err = e
 				}
@@ -590,16 +618,81 @@ func (p *partition) abort(ctx context.Context, q []inflight, headFailed bool, er
 			return err
 		}
 	}
-	if suspect {
-		r := &redo{from: q[failedAt].first, at: time.Now()}
-		if p.f.cfg.Mode == ModeBatch {
-			for _, h := range q[failedAt:] {
-				r.cuts = append(r.cuts, span{h.first, h.last})
-			}
+	if failedAt < 0 || !(suspect || refused) {
+		if p.redoSaved && p.acked.Load() > p.redoUntil {
+			p.clearRedo(ctx)
 		}
-		p.redo = r
+		return err
 	}
+	r := &redo{V: 1, From: q[failedAt].first, To: q[len(q)-1].last, At: time.Now(), Suspect: suspect}
+	if p.f.cfg.Mode == ModeBatch {
+		for _, h := range q[failedAt:] {
+			r.Cuts = append(r.Cuts, span{h.first, h.last})
+		}
+	}
+	if p.redoSaved {
+		// An earlier resend is not through yet: keep its end too.
+		r.To = max(r.To, p.redoUntil)
+	}
+	p.redo = r
+	p.saveRedo(ctx, r)
 	return err
+}
+
+// isRefusal tells a definite "not stored" answer from the server (an API
+// error, or no stream listening) from an unknown outcome.
+func isRefusal(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) || errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse)
+}
+
+func (p *partition) redoKey() string {
+	return p.f.cfg.CursorName + "/" + p.key.topic + "/" + p.pkey
+}
+
+// saveRedo stores r so a restart resumes the resend. If the store fails the
+// resend still happens in this run; the failure is logged, since a restart
+// before it completes could then leave a hole.
+func (p *partition) saveRedo(ctx context.Context, r *redo) {
+	p.f.m.redoPersisted.Inc()
+	b, err := json.Marshal(r)
+	if err == nil {
+		err = p.f.cursors.Put(ctx, redoBucket, p.redoKey(), b)
+	}
+	if err != nil {
+		p.f.log.Error("upstream: resend not saved; a restart before it completes may lose records below the stream's last",
+			"topic", p.key.topic, "partition", p.key.part, "from", r.From, "err", err)
+		return
+	}
+	p.redoSaved, p.redoUntil = true, r.To
+}
+
+func (p *partition) loadRedo(ctx context.Context) (*redo, error) {
+	b, ok, err := p.f.cursors.Get(ctx, redoBucket, p.redoKey())
+	if err != nil {
+		return nil, fmt.Errorf("upstream: read saved resend: %w", err)
+	}
+	if !ok {
+		return nil, nil
+	}
+	var r redo
+	if err := json.Unmarshal(b, &r); err != nil || r.V != 1 || r.From < 0 || r.To < r.From {
+		// Refusing to start would stop forwarding for good; resuming from
+		// the stream is what the node did before resends were saved.
+		p.f.log.Error("upstream: saved resend unreadable; ignoring it", "topic", p.key.topic, "partition", p.key.part, "value", string(b), "err", err)
+		p.clearRedo(ctx)
+		return nil, nil
+	}
+	return &r, nil
+}
+
+func (p *partition) clearRedo(ctx context.Context) {
+	if err := p.f.cursors.Delete(ctx, redoBucket, p.redoKey()); err != nil {
+		p.f.log.Warn("upstream: saved resend not cleared; a restart will resend again (duplicates are dropped by the window)",
+			"topic", p.key.topic, "partition", p.key.part, "err", err)
+		return
+	}
+	p.redoSaved = false
 }
 
 // message builds the next message from buf: one record, or in batch mode as
@@ -617,11 +710,11 @@ func (p *partition) message(buf []log.Record, cuts *[]span, maxPayload int) (*na
 	n := 0
 	bytes := 0
 	cutLast := int64(-1)
-	for len(*cuts) > 0 && (*cuts)[0].last < buf[0].Offset {
+	for len(*cuts) > 0 && (*cuts)[0].Last < buf[0].Offset {
 		*cuts = (*cuts)[1:]
 	}
-	if len(*cuts) > 0 && (*cuts)[0].first == buf[0].Offset {
-		cutLast = (*cuts)[0].last
+	if len(*cuts) > 0 && (*cuts)[0].First == buf[0].Offset {
+		cutLast = (*cuts)[0].Last
 		*cuts = (*cuts)[1:]
 	}
 	recs := make([]wire.Record, 0, min(len(buf), cfg.MaxBatchRecords))

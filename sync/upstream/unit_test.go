@@ -3,6 +3,8 @@ package upstream
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -16,12 +18,13 @@ import (
 
 // future is a resolved jetstream.PubAckFuture.
 type future struct {
-	ok  chan *jetstream.PubAck
-	err chan error
+	ok    chan *jetstream.PubAck
+	err   chan error
+	first error // what err carries
 }
 
 func done(err error, dup bool) *future {
-	f := &future{ok: make(chan *jetstream.PubAck, 1), err: make(chan error, 1)}
+	f := &future{ok: make(chan *jetstream.PubAck, 1), err: make(chan error, 1), first: err}
 	if err != nil {
 		f.err <- err
 	} else {
@@ -34,7 +37,9 @@ func (f *future) Ok() <-chan *jetstream.PubAck { return f.ok }
 func (f *future) Err() <-chan error            { return f.err }
 func (f *future) Msg() *nats.Msg               { return nil }
 
-func TestAbortArmsResendOnlyAfterSuccessFollowingFailure(t *testing.T) {
+// TestAbortArmsResend: abort arms (and saves) a resend from the first
+// failed message exactly when the stream may not end right below it.
+func TestAbortArmsResend(t *testing.T) {
 	refused := &jetstream.APIError{ErrorCode: codeStreamStoreFailed, Description: "maximum messages exceeded"}
 	cases := []struct {
 		name       string
@@ -44,27 +49,34 @@ func TestAbortArmsResendOnlyAfterSuccessFollowingFailure(t *testing.T) {
 		wantAcked  int64
 		wantRedo   int64 // -1: none
 		wantCuts   []span
-		straddled  bool // the last message was published across a reconnect
+		suspect    bool
 	}{
-		{"all_fail", ModeRecord, []*future{done(refused, false), done(refused, false), done(refused, false)}, true, 10, -1, nil, false},
+		// Unknown outcomes only, on one connection: the stream holds a
+		// prefix; resuming after its last record is exact.
+		{"unknown_all", ModeRecord, []*future{done(nats.ErrDisconnected, false), done(nats.ErrDisconnected, false), done(jetstream.ErrAsyncPublishTimeout, false)}, true, 10, -1, nil, false},
 		{"suffix_fails", ModeRecord, []*future{done(nil, false), done(nil, true), done(nats.ErrDisconnected, false)}, false, 12, -1, nil, false},
-		{"hole", ModeRecord, []*future{done(refused, false), done(nil, false), done(nil, false)}, true, 10, 10, nil, false},
-		{"hole_after_acks", ModeRecord, []*future{done(nil, false), done(jetstream.ErrAsyncPublishTimeout, false), done(nil, true)}, false, 11, 11, nil, false},
+		// A refusal: the stream ends below the refused record unless a later
+		// one went in; resend from it either way.
+		{"refused_all", ModeRecord, []*future{done(refused, false), done(refused, false), done(refused, false)}, true, 10, 10, nil, false},
+		{"refused_no_responders", ModeRecord, []*future{done(nats.ErrNoResponders, false)}, true, 10, 10, nil, false},
+		// The refusal clears and the next message is stored but its ack is
+		// lost with the connection: the outcome after the refusal is
+		// unknown, and resuming after the stream's last would skip 10.
+		{"refused_then_unknown", ModeRecord, []*future{done(refused, false), done(nats.ErrDisconnected, false), done(jetstream.ErrAsyncPublishTimeout, false)}, true, 10, 10, nil, false},
+		{"refused_after_acks", ModeRecord, []*future{done(nil, false), done(refused, false), done(nats.ErrDisconnected, false)}, false, 11, 11, nil, false},
+		{"hole", ModeRecord, []*future{done(refused, false), done(nil, false), done(nil, false)}, true, 10, 10, nil, true},
+		{"hole_after_acks", ModeRecord, []*future{done(nil, false), done(jetstream.ErrAsyncPublishTimeout, false), done(nil, true)}, false, 11, 11, nil, true},
 		{"batch_hole", ModeBatch, []*future{done(refused, false), done(refused, false), done(nil, false)}, true, 10, 10,
-			[]span{{10, 10}, {11, 11}, {12, 12}}, false},
-		// The last message went out on the new connection after the others
-		// died with the old one; nats.go failed its future too (TestLinkFlaps
-		// once lost 3050..3072 of 3950 this way).
-		{"straddle", ModeRecord, []*future{done(nats.ErrDisconnected, false), done(nats.ErrDisconnected, false), done(nats.ErrDisconnected, false)},
-			false, 10, 10, nil, true},
-		{"straddle_batch", ModeBatch, []*future{done(nil, false), done(nats.ErrDisconnected, false), done(jetstream.ErrAsyncPublishTimeout, false)},
-			false, 11, 11, []span{{11, 11}, {12, 12}}, true},
-		{"straddle_after_acks", ModeRecord, []*future{done(nil, false), done(nil, false), done(nats.ErrDisconnected, false)},
-			false, 12, -1, nil, true},
+			[]span{{10, 10}, {11, 11}, {12, 12}}, true},
+		{"batch_refused", ModeBatch, []*future{done(nil, false), done(refused, false), done(nats.ErrDisconnected, false)}, false, 11, 11,
+			[]span{{11, 11}, {12, 12}}, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			f := &Forwarder{cfg: DefaultConfig()}
+			dir := t.TempDir()
+			st := openMeta(t, metaPath(dir))
+			lg, _ := newLogger(t)
+			f := &Forwarder{cfg: DefaultConfig(), cursors: st, log: lg}
 			f.cfg.Mode = c.mode
 			m, err := newMetrics(f, nil)
 			if err != nil {
@@ -77,11 +89,14 @@ func TestAbortArmsResendOnlyAfterSuccessFollowingFailure(t *testing.T) {
 			for i, fu := range c.futures {
 				q = append(q, inflight{first: 10 + int64(i), last: 10 + int64(i), records: 1, fut: fu})
 			}
-			q[len(q)-1].straddled = c.straddled
 			if c.headFailed {
 				<-q[0].fut.Err() // pump consumed the head's error
 			}
-			err = p.abort(context.Background(), q, c.headFailed, errors.New("first"))
+			var first error = errors.New("first")
+			if c.headFailed {
+				first = c.futures[0].first
+			}
+			err = p.abort(context.Background(), q, c.headFailed, first)
 			if err == nil {
 				t.Fatal("abort returned nil")
 			}
@@ -90,11 +105,23 @@ func TestAbortArmsResendOnlyAfterSuccessFollowingFailure(t *testing.T) {
 			}
 			switch {
 			case c.wantRedo < 0 && p.redo != nil:
-				t.Errorf("resend armed from %d, want none", p.redo.from)
+				t.Errorf("resend armed from %d, want none", p.redo.From)
 			case c.wantRedo >= 0 && p.redo == nil:
 				t.Errorf("no resend armed, want from %d", c.wantRedo)
-			case c.wantRedo >= 0 && (p.redo.from != c.wantRedo || len(p.redo.cuts) != len(c.wantCuts)):
-				t.Errorf("resend %+v, want from %d cuts %v", p.redo, c.wantRedo, c.wantCuts)
+			case c.wantRedo >= 0 && (p.redo.From != c.wantRedo || !slices.Equal(p.redo.Cuts, c.wantCuts) || p.redo.Suspect != c.suspect):
+				t.Errorf("resend %+v, want from %d cuts %v suspect %v", p.redo, c.wantRedo, c.wantCuts, c.suspect)
+			}
+			// What a restarted partition finds in the store.
+			p2 := &partition{f: f, key: partKey{"t", 0}, pkey: "0"}
+			saved, err := p2.loadRedo(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch {
+			case c.wantRedo < 0 && saved != nil:
+				t.Errorf("resend saved from %d, want none", saved.From)
+			case c.wantRedo >= 0 && (saved == nil || saved.From != c.wantRedo || saved.To != 10+int64(len(q))-1 || !slices.Equal(saved.Cuts, c.wantCuts)):
+				t.Errorf("saved resend %+v, want from %d until %d cuts %v", saved, c.wantRedo, 10+len(q)-1, c.wantCuts)
 			}
 		})
 	}
@@ -105,7 +132,14 @@ func TestAbortArmsResendOnlyAfterSuccessFollowingFailure(t *testing.T) {
 // followed by a success leaves). The forwarder resends from 10 and the
 // stream ends with every offset exactly once, 10 after 14.
 func TestResendKeepsEveryOffsetOnce(t *testing.T) {
-	testResendKeepsEveryOffsetOnce(t, 0)
+	testResendKeepsEveryOffsetOnce(t, 0, false)
+}
+
+// TestResendSurvivesRestart: the resend was armed and saved by a process
+// that then died. A fresh forwarder must find it and resend from 10, not
+// resume after the stream's last record (14) and leave 10 out for good.
+func TestResendSurvivesRestart(t *testing.T) {
+	testResendKeepsEveryOffsetOnce(t, 0, true)
 }
 
 // TestResendAfterLongOutageLeavesNoHole: the failure that armed the resend
@@ -116,10 +150,10 @@ func TestResendKeepsEveryOffsetOnce(t *testing.T) {
 // duplicated, which consumers can detect by origin offset; a loss they
 // could not.)
 func TestResendAfterLongOutageLeavesNoHole(t *testing.T) {
-	testResendKeepsEveryOffsetOnce(t, time.Hour)
+	testResendKeepsEveryOffsetOnce(t, time.Hour, false)
 }
 
-func testResendKeepsEveryOffsetOnce(t *testing.T, age time.Duration) {
+func testResendKeepsEveryOffsetOnce(t *testing.T, age time.Duration, restarted bool) {
 	srv := natstest.RunServer(t)
 	_, js := srv.Connect()
 	dir := t.TempDir()
@@ -157,9 +191,17 @@ func testResendKeepsEveryOffsetOnce(t *testing.T, age time.Duration) {
 			t.Fatal(err)
 		}
 	}
-	p.acked.Store(10)
-	p.redo = &redo{from: 10, at: time.Now().Add(-age)}
-	f.parts[p.key] = p
+	r := &redo{V: 1, From: 10, To: 14, At: time.Now().Add(-age), Suspect: true}
+	if restarted {
+		p.saveRedo(ctx, r)
+		if !p.redoSaved {
+			t.Fatal("resend not saved")
+		}
+	} else {
+		p.acked.Store(10)
+		p.redo = r
+		f.parts[p.key] = p
+	}
 	runForwarder(t, f)
 	waitForwarded(t, f, 10*time.Second, 1)
 	got := streamRecords(t, js, "t")[0]
@@ -176,6 +218,16 @@ func testResendKeepsEveryOffsetOnce(t *testing.T, age time.Duration) {
 	if !strings.Contains(logs.String(), "resending from the first unacknowledged record") {
 		t.Errorf("resend not logged:\n%s", logs.String())
 	}
+	if restarted && !strings.Contains(logs.String(), "resuming a resend armed before the restart") {
+		t.Errorf("restart's resend not logged:\n%s", logs.String())
+	}
+	// Once the resend is through, it is no longer saved.
+	natstest.WaitFor(t, 5*time.Second, func() error {
+		if _, ok, err := st.Get(ctx, redoBucket, p.redoKey()); err != nil || ok {
+			return fmt.Errorf("saved resend still there (err %v)", err)
+		}
+		return nil
+	})
 }
 
 func TestConfigValidate(t *testing.T) {
