@@ -36,16 +36,11 @@ func TestGateWindowsNeverSpanConnections(t *testing.T) {
 
 	g := newGate(time.Second)
 	var conn atomic.Uint64 // id of the installed connection, 0 while reconnecting
-	stop := make(chan struct{})
+	var stop atomic.Bool
 	var wg sync.WaitGroup
 	var dials, refused atomic.Int64
 	wg.Go(func() {
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
+		for !stop.Load() {
 			conn.Store(0) // the connection died
 			c, err := g.Dial("tcp", ln.Addr().String())
 			if errors.Is(err, errDialBusy) {
@@ -67,12 +62,7 @@ func TestGateWindowsNeverSpanConnections(t *testing.T) {
 	var windows, publishes, spans atomic.Int64
 	for range 4 {
 		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
+			for !stop.Load() {
 				if conn.Load() == 0 {
 					// The pump waits for the link to come back up.
 					runtime.Gosched()
@@ -108,7 +98,7 @@ func TestGateWindowsNeverSpanConnections(t *testing.T) {
 			break
 		}
 	}
-	close(stop)
+	stop.Store(true)
 	wg.Wait()
 	t.Logf("%d dials (%d deferred), %d windows, %d publishes", dials.Load(), refused.Load(), windows.Load(), publishes.Load())
 	if dials.Load() < 50 || publishes.Load() < 1000 {
