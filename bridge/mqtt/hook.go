@@ -123,8 +123,15 @@ type Hook struct {
 	tryCtx context.Context
 
 	closing atomic.Bool
-	pending atomic.Int64  // entries queued and not yet completed
+	pending atomic.Int64  // publishes queued and not yet completed
 	idle    chan struct{} // buffer 1: pending reached 0 while closing
+
+	// subGen changes whenever a subscription may have come or gone, which
+	// invalidates the sessions' cached answer to "does anyone subscribe to
+	// this topic" (see wantsFanout).
+	subGen atomic.Uint64
+	// qosHdr holds the values of the QoS header, shared by every record.
+	qosHdr [3][]byte
 }
 
 var _ mochi.Hook = (*Hook)(nil)
@@ -151,13 +158,15 @@ func New(cfg Config) (*Hook, error) {
 	}
 	tryCtx, cancel := context.WithCancel(context.Background())
 	cancel()
-	return &Hook{
+	h := &Hook{
 		tryCtx:   tryCtx,
 		cfg:      cfg,
-		m:        newMetrics(cfg.Registerer),
 		sessions: make(map[string]*session),
 		idle:     make(chan struct{}, 1),
-	}, nil
+		qosHdr:   [3][]byte{[]byte("0"), []byte("1"), []byte("2")},
+	}
+	h.m = newMetrics(cfg.Registerer, func() float64 { return float64(h.pending.Load()) })
+	return h, nil
 }
 
 // ID names the hook for mochi.
@@ -166,17 +175,33 @@ func (h *Hook) ID() string { return "outpost-ingest" }
 // Provides tells mochi which events the hook handles.
 func (h *Hook) Provides(b byte) bool {
 	switch b {
-	case mochi.OnPublish, mochi.OnPacketRead, mochi.OnSessionEstablished, mochi.OnDisconnect, mochi.OnClientExpired:
+	case mochi.OnPublish, mochi.OnPacketRead, mochi.OnSessionEstablished, mochi.OnDisconnect, mochi.OnClientExpired,
+		mochi.OnSubscribed, mochi.OnUnsubscribed:
 		return true
 	}
 	return false
 }
 
+// OnSubscribed invalidates the cached "no subscriber" answers. mochi calls
+// it after the subscription is in its topic index, so a publish that reads
+// the new generation finds the subscription there.
+func (h *Hook) OnSubscribed(*mochi.Client, packets.Packet, []byte) { h.subGen.Add(1) }
+
+// OnUnsubscribed invalidates the cached answers, so that a topic whose
+// last subscriber left stops paying for a fan-out.
+func (h *Hook) OnUnsubscribed(*mochi.Client, packets.Packet) { h.subGen.Add(1) }
+
 // session is the ingest state of one MQTT session (client id), which
 // outlives a connection when the session persists.
 type session struct {
-	h  *Hook
-	id string
+	h       *Hook
+	id      string
+	idBytes []byte // id as a header value, shared by the session's records
+
+	// topic caches what the session's last topic costs to look up; it is
+	// replaced, never changed, so that the connections of a session being
+	// taken over can share it.
+	topic atomic.Pointer[topicCache]
 
 	mu       sync.Mutex
 	cl       *mochi.Client     // mu; the current connection
@@ -188,6 +213,16 @@ type session struct {
 	next     int               // mu; next slot of recent
 	stuck    *mochi.Client     // mu; connection already disconnected for a timeout
 	rerec    map[uint16]bool   // mu; QoS 2 ids retransmitted after their PUBREC
+}
+
+// topicCache is a session's last publish topic as a header value and
+// whether a local subscriber (or the retained store) wants it.
+type topicCache struct {
+	name    string
+	value   []byte
+	gen     uint64 // Hook.subGen when subs was looked up
+	subs    bool
+	checked bool // subs is valid for gen
 }
 
 type recentAck struct {
@@ -207,7 +242,7 @@ type entry struct {
 }
 
 func newSession(h *Hook, cl *mochi.Client) *session {
-	return &session{h: h, id: cl.ID, cl: cl, space: make(chan struct{})}
+	return &session{h: h, id: cl.ID, idBytes: []byte(cl.ID), cl: cl, space: make(chan struct{})}
 }
 
 // OnSessionEstablished binds the connection to its session: a new one on a
@@ -217,6 +252,9 @@ func (h *Hook) OnSessionEstablished(cl *mochi.Client, pk packets.Packet) {
 	if cl.Net.Inline {
 		return
 	}
+	// A resumed session's subscriptions move to the new connection without
+	// OnSubscribed.
+	h.subGen.Add(1)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	s := h.sessions[cl.ID]
@@ -308,15 +346,20 @@ func (h *Hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 	qos := pk.FixedHeader.Qos
 	h.m.ingestQoS[min(qos, 2)].Inc()
 	s := h.sessionFor(cl)
-	e := &entry{pk: pk, cl: cl, at: h.cfg.Now()}
+	at := h.cfg.Now()
 	switch {
 	case h.closing.Load():
-		s.refuse(e, ErrShuttingDown)
+		s.refuse(&entry{pk: pk, cl: cl, at: at}, ErrShuttingDown)
 		return pk, handled(pk)
 	case len(pk.Payload) > h.cfg.MaxPayloadBytes:
-		s.refuse(e, fmt.Errorf("%w: %d bytes, limit %d", ErrPayloadTooLarge, len(pk.Payload), h.cfg.MaxPayloadBytes))
+		s.refuse(&entry{pk: pk, cl: cl, at: at}, fmt.Errorf("%w: %d bytes, limit %d", ErrPayloadTooLarge, len(pk.Payload), h.cfg.MaxPayloadBytes))
 		return pk, handled(pk)
 	}
+	if qos == 0 && !h.wantsFanout(s, &pk) {
+		h.appendQoS0(s, cl, &pk, at)
+		return pk, handled(pk)
+	}
+	e := &entry{pk: pk, cl: cl, at: at}
 	if qos == 1 {
 		e.hash = hashPublish(pk)
 	}
@@ -364,30 +407,124 @@ func (h *Hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 		s.finish(e, err)
 		return pk, handled(pk)
 	}
-	recs := []log.Record{h.record(cl, pk, target, e.at)}
-	done := func(_ int64, err error) { s.finish(e, err) }
-	err = p.AppendAsync(h.tryCtx, recs, done)
+	recs := []log.Record{h.record(s, &pk, target, e.at)}
+	if err := h.appendBounded(p, cl, recs, func(_ int64, err error) { s.finish(e, err) }); err != nil {
+		s.finish(e, err)
+	}
+	return pk, handled(pk)
+}
+
+// appendBounded queues recs, waiting for room in the partition no longer
+// than the client's ack timeout.
+func (h *Hook) appendBounded(p *log.Partition, cl *mochi.Client, recs []log.Record, done func(int64, error)) error {
+	err := p.AppendAsync(h.tryCtx, recs, done)
 	if errors.Is(err, context.Canceled) {
 		// The partition's queue is full: wait for room, bounded.
 		ctx, cancel := context.WithTimeout(context.Background(), h.timeout(cl))
 		err = p.AppendAsync(ctx, recs, done)
 		cancel()
 	}
-	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) {
-			err = fmt.Errorf("%w: %w", ErrAckTimeout, err)
-		}
-		s.finish(e, err)
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = fmt.Errorf("%w: %w", ErrAckTimeout, err)
 	}
-	return pk, handled(pk)
+	return err
 }
 
-func (h *Hook) record(cl *mochi.Client, pk packets.Packet, t route.Target, at time.Time) log.Record {
-	hdrs := make([]log.Header, 0, 4+len(pk.Properties.User))
+// appendQoS0 appends a QoS 0 publish that no local subscriber and no
+// retained store wants. With no ack and no fan-out it needs no place in the
+// session's ordered queue and no copy of the packet: only the count that
+// Drain waits for, and a refusal if the append fails.
+func (h *Hook) appendQoS0(s *session, cl *mochi.Client, pk *packets.Packet, at time.Time) {
+	h.pending.Add(1)
+	target := h.cfg.Router.Route(pk.TopicName, cl.ID, pk.Payload)
+	p, err := h.cfg.Log.Partition(target.Topic, target.Partition)
+	if err != nil {
+		h.failQoS0(s, cl, pk.TopicName, err)
+		return
+	}
+	recs := []log.Record{h.record(s, pk, target, at)}
+	topic := pk.TopicName
+	done := func(_ int64, err error) {
+		if err != nil {
+			go h.failQoS0(s, cl, topic, err) // the committer never writes to the network
+			return
+		}
+		h.m.ackSuccess.Inc()
+		h.completed(1)
+	}
+	if err := h.appendBounded(p, cl, recs, done); err != nil {
+		h.failQoS0(s, cl, topic, err)
+	}
+}
+
+// failQoS0 refuses a QoS 0 publish of appendQoS0 that failed.
+func (h *Hook) failQoS0(s *session, from *mochi.Client, topic string, err error) {
+	s.mu.Lock()
+	cl := s.cl
+	s.mu.Unlock()
+	h.refused(cl, &entry{pk: packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish}, TopicName: topic}, cl: from, err: err})
+	h.completed(1)
+}
+
+// completed counts n publishes out of pending and wakes Drain if it waits
+// for the last.
+func (h *Hook) completed(n int) {
+	if h.pending.Add(int64(-n)) == 0 && h.closing.Load() {
+		select {
+		case h.idle <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// wantsFanout reports whether a durable publish must go through mochi: to
+// a local subscriber, or to the retained store. Most publishes of a device
+// go to a topic nobody on the node subscribes to, and mochi's subscriber
+// lookup allocates maps per call, so the answer is cached per session until
+// a subscription changes.
+func (h *Hook) wantsFanout(s *session, pk *packets.Packet) bool {
+	if !h.cfg.Server.Options.InlineClient {
+		return false // nothing to fan out with (see Config.Server)
+	}
+	if pk.FixedHeader.Retain {
+		return true
+	}
+	return h.topicFor(s, pk.TopicName, true).subs
+}
+
+// topicFor returns the session's cache entry for topic, with a current
+// subscriber answer if subs.
+func (h *Hook) topicFor(s *session, topic string, subs bool) *topicCache {
+	// The generation is read before the index: a subscription added after
+	// this read bumps it and the next publish looks again.
+	gen := h.subGen.Load()
+	c := s.topic.Load()
+	if c != nil && c.name == topic && (!subs || (c.checked && c.gen == gen)) {
+		return c
+	}
+	n := &topicCache{name: topic}
+	if c != nil && c.name == topic {
+		n.value = c.value
+	} else {
+		n.value = []byte(topic)
+	}
+	if subs {
+		found := h.cfg.Server.Topics.Subscribers(topic)
+		n.gen, n.checked = gen, true
+		n.subs = len(found.Subscriptions)+len(found.Shared)+len(found.InlineSubscriptions) > 0
+	}
+	s.topic.Store(n)
+	return n
+}
+
+// record builds the log record of a publish. Header values shared between
+// records (client id, QoS, a repeated topic) are never written to.
+func (h *Hook) record(s *session, pk *packets.Packet, t route.Target, at time.Time) log.Record {
+	hdrs := make([]log.Header, 0, 3+len(pk.Properties.User)+min(len(pk.Properties.ContentType), 1))
 	hdrs = append(hdrs,
-		log.Header{Key: HeaderTopic, Value: []byte(pk.TopicName)},
-		log.Header{Key: HeaderClientID, Value: []byte(cl.ID)},
-		log.Header{Key: HeaderQoS, Value: []byte{'0' + pk.FixedHeader.Qos}},
+		log.Header{Key: HeaderTopic, Value: h.topicFor(s, pk.TopicName, false).value},
+		log.Header{Key: HeaderClientID, Value: s.idBytes},
+		log.Header{Key: HeaderQoS, Value: h.qosHdr[min(pk.FixedHeader.Qos, 2)]},
 	)
 	if ct := pk.Properties.ContentType; ct != "" {
 		hdrs = append(hdrs, log.Header{Key: HeaderContentType, Value: []byte(ct)})
@@ -454,7 +591,6 @@ func (s *session) addLocked(e *entry) {
 		s.ids[e.pk.PacketID] = e
 	}
 	s.h.pending.Add(1)
-	s.h.m.inflight.Inc()
 }
 
 // refuse queues an entry that has already failed, so that its refusal goes
@@ -463,7 +599,6 @@ func (s *session) refuse(e *entry, err error) {
 	s.mu.Lock()
 	s.queue = append(s.queue, e)
 	s.h.pending.Add(1)
-	s.h.m.inflight.Inc()
 	s.mu.Unlock()
 	s.finish(e, err)
 }
@@ -542,14 +677,8 @@ func (s *session) drain() {
 		s.space = make(chan struct{})
 		s.mu.Unlock()
 
-		s.h.completeBatch(cl, batch)
-		s.h.m.inflight.Sub(float64(n))
-		if s.h.pending.Add(int64(-n)) == 0 && s.h.closing.Load() {
-			select {
-			case s.h.idle <- struct{}{}:
-			default:
-			}
-		}
+		s.h.completeBatch(s, cl, batch)
+		s.h.completed(n)
 	}
 }
 
@@ -575,7 +704,7 @@ func (h *Hook) ack(pk packets.Packet, typ byte, code packets.Code, created int64
 // client's lock: one system call per commit round and client instead of
 // one per message, which is most of the cost of an ack. Then the publishes
 // go to local subscribers.
-func (h *Hook) completeBatch(cl *mochi.Client, batch []*entry) {
+func (h *Hook) completeBatch(s *session, cl *mochi.Client, batch []*entry) {
 	now := h.cfg.Now()
 	buf := make([]byte, 0, 4*len(batch))
 	for _, e := range batch {
@@ -605,8 +734,10 @@ func (h *Hook) completeBatch(cl *mochi.Client, batch []*entry) {
 			h.m.ack(reasonDuplicate)
 			continue
 		}
-		h.m.ack(reasonSuccess)
-		h.fanout(e.pk)
+		h.m.ackSuccess.Inc()
+		if h.wantsFanout(s, &e.pk) {
+			h.fanout(e.pk)
+		}
 	}
 }
 

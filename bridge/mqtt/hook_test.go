@@ -507,3 +507,106 @@ func TestQoS2AcrossReconnect(t *testing.T) {
 		t.Fatalf("%d records, want 1", n)
 	}
 }
+
+// QoS 0 publishes to a topic nobody subscribes to skip mochi's fan-out,
+// but a subscriber that arrives later gets the next ones, and a retained
+// publish still reaches the retained store.
+func TestQoS0FanoutFollowsSubscriptions(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	c := dialRaw(t, e.addr, "pub", 5)
+	c.publish(0, 0, "s/a", "unseen", false)
+	c.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Retain: true}, TopicName: "s/r", Payload: []byte("kept")})
+	waitFor(t, 5*time.Second, func() error {
+		if n := len(e.all(t, route.DefaultTopic)); n != 2 {
+			return fmt.Errorf("%d records", n)
+		}
+		return nil
+	})
+	got := make(chan string, 100)
+	sub := dialV3(t, e.addr, "sub", nil)
+	tok := sub.Subscribe("s/#", 0, func(_ paho3.Client, m paho3.Message) { got <- m.Topic() + "=" + string(m.Payload()) })
+	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	next := func() string {
+		t.Helper()
+		select {
+		case m := <-got:
+			return m
+		case <-time.After(5 * time.Second):
+			t.Fatal("subscriber got nothing")
+		}
+		return ""
+	}
+	if m := next(); m != "s/r=kept" {
+		t.Fatalf("got %q, want the retained message", m)
+	}
+	c.publish(0, 0, "s/a", "seen", false)
+	if m := next(); m != "s/a=seen" {
+		t.Fatalf("got %q", m)
+	}
+	// Gone again: nothing is delivered and nothing breaks.
+	if tok := sub.Unsubscribe("s/#"); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	c.publish(0, 0, "s/a", "after", false)
+	waitFor(t, 5*time.Second, func() error {
+		if n := len(e.all(t, route.DefaultTopic)); n != 4 {
+			return fmt.Errorf("%d records", n)
+		}
+		return nil
+	})
+	select {
+	case m := <-got:
+		t.Fatalf("got %q after unsubscribing", m)
+	case <-time.After(100 * time.Millisecond):
+	}
+}
+
+// A subscriber gets a device's QoS 0 publishes in the order it sent them,
+// across several topics, and each only once it is in the log.
+func TestQoS0FanoutInOrder(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	const n = 2000
+	got := make(chan string, n)
+	sub := dialV3(t, e.addr, "sub", nil)
+	tok := sub.Subscribe("o/+", 0, func(_ paho3.Client, m paho3.Message) { got <- string(m.Payload()) })
+	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	c := dialRaw(t, e.addr, "pub", 4)
+	for i := 0; i < n; i++ {
+		topic := "o/x"
+		if i%3 == 0 {
+			topic = "q/unwatched" // no subscriber: interleaved with fanned-out ones
+		}
+		if i%7 == 0 {
+			topic = "o/y"
+		}
+		c.publish(0, 0, topic, fmt.Sprint(i), false)
+	}
+	last := -1
+	for want := 0; ; {
+		select {
+		case m := <-got:
+			var i int
+			if _, err := fmt.Sscan(m, &i); err != nil {
+				t.Fatal(err)
+			}
+			if i <= last {
+				t.Fatalf("message %d after %d", i, last)
+			}
+			last = i
+			want++
+			if i == n-1 {
+				recs := e.all(t, route.DefaultTopic)
+				if len(recs) != n {
+					t.Fatalf("%d records once the last was delivered, want %d", len(recs), n)
+				}
+				return
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("last message %d of %d", last, n)
+		}
+	}
+}

@@ -17,15 +17,18 @@ const (
 type metrics struct {
 	ingestQoS  [3]prometheus.Counter
 	ackReason  map[string]prometheus.Counter // resolved once: the hot path takes no label lookup
+	ackSuccess prometheus.Counter            // ackReason[reasonSuccess], without the map lookup
 	ingest     *prometheus.CounterVec
 	acks       *prometheus.CounterVec
 	dups       prometheus.Counter
 	ackLatency prometheus.Histogram
-	inflight   prometheus.Gauge
+	inflight   prometheus.Collector // reads Hook.pending: no gauge update per publish
 	timeouts   prometheus.Counter
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+// newMetrics resolves the metrics; pending reads the publishes queued and
+// not yet completed.
+func newMetrics(reg prometheus.Registerer, pending func() float64) *metrics {
 	m := &metrics{
 		ingest: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "outpost_mqtt_ingest_messages_total",
@@ -44,10 +47,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help:    "Time from receiving a QoS 1/2 PUBLISH to writing its acknowledgement.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2.5, 12),
 		}),
-		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
+		inflight: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "outpost_mqtt_inflight_publishes",
 			Help: "Publishes appended but not yet acknowledged, over all sessions.",
-		}),
+		}, pending),
 		timeouts: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "outpost_mqtt_ack_timeout_disconnects_total",
 			Help: "Clients disconnected because a publish was not durable within the ack timeout.",
@@ -60,6 +63,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, r := range []string{reasonSuccess, reasonBudget, reasonLogFailed, reasonTooLarge, reasonTimeout, reasonShutdown, reasonDuplicate, reasonBadTopic} {
 		m.ackReason[r] = m.acks.WithLabelValues(r)
 	}
+	m.ackSuccess = m.ackReason[reasonSuccess]
 	if reg != nil {
 		reg.MustRegister(m.ingest, m.acks, m.dups, m.ackLatency, m.inflight, m.timeouts)
 	}
