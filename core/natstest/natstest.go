@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/outpost-edge/outpost/core/provision"
+	"github.com/outpost-edge/outpost/internal/polltest"
 )
 
 // Option changes how RunServer configures the server.
@@ -214,15 +215,5 @@ func CreateTopicStream(t testing.TB, js jetstream.JetStream, prefix, topic strin
 // f's last error after timeout.
 func WaitFor(t testing.TB, timeout time.Duration, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("natstest: still failing after %v: %v", timeout, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	polltest.Until(t, timeout, f)
 }

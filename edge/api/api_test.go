@@ -21,6 +21,7 @@ import (
 	"github.com/outpost-edge/outpost/edge/api"
 	elog "github.com/outpost-edge/outpost/edge/log"
 	"github.com/outpost-edge/outpost/edge/meta"
+	"github.com/outpost-edge/outpost/internal/polltest"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -135,20 +136,9 @@ func keys(m map[string]any) []string {
 	return ks
 }
 
-// waitFor polls cond until it returns nil or the timeout passes.
 func waitFor(t *testing.T, timeout time.Duration, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", timeout, err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	polltest.Until(t, timeout, cond)
 }
 
 func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {

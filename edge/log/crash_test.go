@@ -17,6 +17,7 @@ import (
 
 	elog "github.com/outpost-edge/outpost/edge/log"
 	"github.com/outpost-edge/outpost/edge/log/logtest"
+	"github.com/outpost-edge/outpost/internal/polltest"
 )
 
 // long reports whether the long variants (more rounds) were asked for.
@@ -404,18 +405,7 @@ func TestDoneOrderOnFailure(t *testing.T) {
 	}
 }
 
-// waitFor polls f until it returns nil or the timeout passes.
 func waitFor(t *testing.T, timeout time.Duration, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", timeout, err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	polltest.Until(t, timeout, f)
 }

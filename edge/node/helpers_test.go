@@ -16,21 +16,12 @@ import (
 
 	"github.com/outpost-edge/outpost/bridge/auth"
 	"github.com/outpost-edge/outpost/edge/node"
+	"github.com/outpost-edge/outpost/internal/polltest"
 )
 
 func waitFor(tb testing.TB, timeout time.Duration, f func() error) {
 	tb.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("waitFor: %v", err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	polltest.Until(tb, timeout, f)
 }
 
 func testLogger() *slog.Logger {

@@ -12,21 +12,12 @@ import (
 
 	"github.com/outpost-edge/outpost/firmware-sim/internal/mochitest"
 	"github.com/outpost-edge/outpost/firmware-sim/mqttc"
+	"github.com/outpost-edge/outpost/internal/polltest"
 )
 
 func waitFor(t testing.TB, timeout time.Duration, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", timeout, err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	polltest.Until(t, timeout, f)
 }
 
 type collector struct {
