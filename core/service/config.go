@@ -29,7 +29,8 @@ type Config struct {
 	HTTP HTTPConfig `yaml:"http"`
 	// Streams is what core provisions.
 	Streams provision.Config `yaml:"streams"`
-	// Sites bounds the in-memory sites view.
+	// Sites bounds the sites view and shapes the status stream that keeps
+	// it across core restarts.
 	Sites sites.Config `yaml:"sites"`
 }
 
@@ -152,6 +153,9 @@ func (c *Config) Validate() error {
 				return fmt.Errorf("streams.topics[%d].replicas: %d needs a NATS cluster; the embedded server is a single node (set nats.url, or replicas: 1)", i, t.Replicas)
 			}
 		}
+		if c.Sites.Replicas > 1 {
+			return fmt.Errorf("sites.replicas: %d needs a NATS cluster; the embedded server is a single node (set nats.url, or replicas: 1)", c.Sites.Replicas)
+		}
 	} else {
 		for _, u := range strings.Split(c.NATS.URL, ",") {
 			if !strings.Contains(u, "://") {
@@ -175,6 +179,21 @@ func (c *Config) Validate() error {
 		return err
 	}
 	return c.Sites.Validate()
+}
+
+// StatusStream is the shape of the status stream for c: max age
+// sites.forget_after (a forgotten node leaves the stream too), one message
+// per node up to sites.max_nodes, sites.replicas or else
+// streams.defaults.replicas.
+func (c *Config) StatusStream() provision.StatusStream {
+	r := c.Sites.Replicas
+	if r == 0 {
+		r = c.Streams.Defaults.Replicas
+	}
+	if r == 0 {
+		r = provision.DefaultTopicConfig().Replicas
+	}
+	return provision.StatusStream{MaxAge: c.Sites.ForgetAfter, MaxNodes: c.Sites.MaxNodes, Replicas: r}
 }
 
 // ParseConfig is DecodeConfig then Validate.

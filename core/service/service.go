@@ -35,11 +35,19 @@ type Service struct {
 	reg *prometheus.Registry
 
 	ready     atomic.Bool
-	notReady  atomic.Pointer[string] // why /readyz says no
-	started   chan struct{}          // closed once listeners are bound
-	httpAddr  net.Addr               // set before started is closed
-	natsURL   string                 // set before started is closed
-	closeOnce sync.Once
+	persisted atomic.Bool // the sites view is backed by the status stream
+
+	// statusTimeout bounds ensuring the status stream: a request NATS
+	// permissions deny gets no answer, so this is how long a core without
+	// the permission waits before it falls back to the in-memory view.
+	statusTimeout time.Duration
+	// statusRetry is the first wait before trying the status stream again.
+	statusRetry time.Duration
+	notReady    atomic.Pointer[string] // why /readyz says no
+	started     chan struct{}          // closed once listeners are bound
+	httpAddr    net.Addr               // set before started is closed
+	natsURL     string                 // set before started is closed
+	closeOnce   sync.Once
 }
 
 // New validates cfg. log may be nil (discard); reg may be nil (no metrics,
@@ -51,7 +59,8 @@ func New(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Service, erro
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	s := &Service{cfg: cfg, log: log, reg: reg, started: make(chan struct{})}
+	s := &Service{cfg: cfg, log: log, reg: reg, started: make(chan struct{}),
+		statusTimeout: provision.RequestTimeout, statusRetry: 5 * time.Second}
 	s.setNotReady("starting")
 	return s, nil
 }
@@ -152,6 +161,7 @@ func (s *Service) Run(ctx context.Context) error {
 		for _, c := range []prometheus.Collector{
 			boolGauge("outpost_core_nats_connected", "1 while core is connected to NATS.", nc.IsConnected),
 			boolGauge("outpost_core_ready", "1 while /readyz says ready.", func() bool { return nc.IsConnected() && s.ready.Load() }),
+			boolGauge("outpost_core_sites_persisted", "1 once the sites view is restored from and kept in the status stream; 0 while it is in memory only (see the log).", s.persisted.Load),
 		} {
 			if err := reg.Register(c); err != nil {
 				return fmt.Errorf("service: register metrics: %w", err)
@@ -204,7 +214,7 @@ func (s *Service) Run(ctx context.Context) error {
 	provDone := make(chan struct{})
 	go func() {
 		defer close(provDone)
-		s.provisionLoop(ctx, prov)
+		s.provisionLoop(ctx, prov, view)
 	}()
 	defer func() {
 		cancel()
@@ -221,8 +231,11 @@ func (s *Service) Run(ctx context.Context) error {
 }
 
 // provisionLoop ensures configured streams, retrying with backoff while
-// NATS is away, and then marks the service ready.
-func (s *Service) provisionLoop(ctx context.Context, prov *provision.Provisioner) {
+// NATS is away, then restores the sites view from the status stream, and
+// then marks the service ready. A status stream core cannot have does not
+// keep core from being ready: the view is then in memory only, and the
+// loop keeps trying in the background.
+func (s *Service) provisionLoop(ctx context.Context, prov *provision.Provisioner, view *sites.Registry) {
 	backoff := 250 * time.Millisecond
 	for {
 		actx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -240,8 +253,62 @@ func (s *Service) provisionLoop(ctx context.Context, prov *provision.Provisioner
 		}
 		backoff = min(backoff*2, 30*time.Second)
 	}
-	s.ready.Store(true)
 	s.log.Info("configured streams provisioned", "topics", len(s.cfg.Streams.Topics), "auto_provision", s.cfg.Streams.AutoProvision)
+
+	s.setNotReady("restoring the sites view from stream " + wire.StatusStreamName(s.cfg.Prefix))
+	err := s.restoreSites(ctx, prov, view)
+	if ctx.Err() != nil {
+		return
+	}
+	s.ready.Store(true)
+	if err == nil {
+		return
+	}
+	name := wire.StatusStreamName(s.cfg.Prefix)
+	s.log.Warn("sites view is IN MEMORY ONLY: after a core restart, /v1/sites lacks every node until it reports again (sites whose uplink is down stay missing). "+
+		"Let core create and read stream "+name+" (publish to $JS.API.STREAM.CREATE."+name+", $JS.API.STREAM.INFO."+name+", $JS.API.CONSUMER.CREATE."+name+".>), "+
+		"or create it yourself with subjects "+wire.StatusStreamSubjects(s.cfg.Prefix)+" and max_msgs_per_subject 1; core retries in the background",
+		"stream", name, "err", err)
+	backoff = s.statusRetry
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		if err = s.restoreSites(ctx, prov, view); err == nil {
+			return
+		}
+		s.log.Debug("status stream still unavailable", "stream", name, "err", err, "retry_in", backoff)
+		backoff = min(backoff*2, 5*time.Minute)
+	}
+}
+
+// restoreSites ensures the status stream and loads the view from it. The
+// live subscription is already running: the view keeps the newer of a
+// restored and a live report, so their order does not matter.
+func (s *Service) restoreSites(ctx context.Context, prov *provision.Provisioner, view *sites.Registry) error {
+	ectx, cancel := context.WithTimeout(ctx, s.statusTimeout)
+	st, res, err := prov.EnsureStatusStream(ectx, s.cfg.StatusStream())
+	cancel()
+	if st == nil {
+		return err
+	}
+	if err != nil {
+		// It exists and holds the reports, only its limits are not ours.
+		s.log.Warn("status stream keeps its old shape", "err", err)
+	}
+	start := time.Now()
+	ctx, cancel = context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	n, err := view.Restore(ctx, st)
+	if err != nil {
+		return err
+	}
+	s.persisted.Store(true)
+	s.log.Info("sites view restored from the status stream", "stream", st.CachedInfo().Config.Name, "stream_result", res,
+		"nodes", n, "took", time.Since(start).Round(time.Millisecond))
+	return nil
 }
 
 func (s *Service) startEmbedded() (*server.Server, error) {

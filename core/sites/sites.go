@@ -31,6 +31,10 @@ type Config struct {
 	// for this long: its lag figures are then old news (the site is
 	// probably offline and its real lag growing).
 	StaleAfter time.Duration `yaml:"stale_after"`
+	// Replicas is the replication factor of the status stream that keeps
+	// each node's last report across core restarts
+	// (wire.StatusStreamName); 0 takes streams.defaults.replicas.
+	Replicas int `yaml:"replicas"`
 }
 
 // DefaultConfig returns 10000 nodes, stale after 6 missed reports
@@ -47,8 +51,16 @@ func (c Config) Validate() error {
 	if c.ForgetAfter < 0 {
 		return fmt.Errorf("sites.forget_after: %v is negative; use 0 to never forget", c.ForgetAfter)
 	}
+	if c.ForgetAfter > 0 && c.ForgetAfter < time.Second {
+		// It is also the status stream's max age, which JetStream wants
+		// at 100 ms or more; below a second is a typo anyway.
+		return fmt.Errorf("sites.forget_after: %v, want 0 (never forget) or >= 1s", c.ForgetAfter)
+	}
 	if c.StaleAfter <= 0 {
 		return fmt.Errorf("sites.stale_after: %v, want > 0", c.StaleAfter)
+	}
+	if c.Replicas < 0 || c.Replicas > 5 {
+		return fmt.Errorf("sites.replicas: %d is outside 1..5 (0: as streams.defaults.replicas)", c.Replicas)
 	}
 	return nil
 }
@@ -56,9 +68,14 @@ func (c Config) Validate() error {
 type nodeKey struct{ site, node string }
 
 type nodeState struct {
-	lastContact time.Time   // core's clock when the last report arrived
+	lastContact time.Time   // when the last report arrived (see Node.LastContact)
 	status      wire.Status // the last report
 }
+
+// sweepInterval spaces out the scans for forgotten nodes: a scan visits
+// every node, and reports arrive at max_nodes / 5 s. Between scans the
+// view filters forgotten nodes as it reads them.
+const sweepInterval = time.Second
 
 // Registry is the in-memory view. It is safe for concurrent use.
 type Registry struct {
@@ -66,8 +83,9 @@ type Registry struct {
 	log *slog.Logger
 	now func() time.Time
 
-	mu    sync.Mutex
-	nodes map[nodeKey]*nodeState // mu
+	mu        sync.Mutex
+	nodes     map[nodeKey]*nodeState // mu
+	nextSweep time.Time              // mu
 
 	reports *prometheus.CounterVec // nil without registerer
 }
@@ -85,7 +103,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Registry, er
 	if reg != nil {
 		r.reports = prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "outpost_core_status_reports_total",
-			Help: "Edge status reports received, by result (ok, invalid, dropped_max_nodes).",
+			Help: "Edge status reports received live or restored from the status stream at start, by result (ok, restored, outdated, invalid, dropped_max_nodes).",
 		}, []string{"result"})
 		if err := reg.Register(r.reports); err != nil {
 			return nil, fmt.Errorf("sites: register metrics: %w", err)
@@ -112,55 +130,113 @@ func (r *Registry) HandleStatus(m *nats.Msg) {
 }
 
 func (r *Registry) handle(subject string, data []byte) error {
-	site, node, err := wire.ParseStatusSubject(r.cfg.Prefix, subject)
+	st, err := r.parse(subject, data)
 	if err != nil {
-		r.count("invalid")
 		return err
-	}
-	st, err := wire.DecodeStatus(data)
-	if err != nil {
-		r.count("invalid")
-		return err
-	}
-	if st.Site != site || st.Node != node {
-		r.count("invalid")
-		return fmt.Errorf("sites: report for %s/%s arrived on the subject of %s/%s", st.Site, st.Node, site, node)
 	}
 	return r.Report(st)
 }
 
-// Report records st as its node's latest state.
+// parse decodes a report and checks it against the subject it came on.
+func (r *Registry) parse(subject string, data []byte) (wire.Status, error) {
+	site, node, err := wire.ParseStatusSubject(r.cfg.Prefix, subject)
+	if err != nil {
+		r.count("invalid")
+		return wire.Status{}, err
+	}
+	st, err := wire.DecodeStatus(data)
+	if err != nil {
+		r.count("invalid")
+		return wire.Status{}, err
+	}
+	if st.Site != site || st.Node != node {
+		r.count("invalid")
+		return wire.Status{}, fmt.Errorf("sites: report for %s/%s arrived on the subject of %s/%s", st.Site, st.Node, site, node)
+	}
+	return st, nil
+}
+
+// Report records st as its node's latest state, arrived now.
 func (r *Registry) Report(st wire.Status) error {
+	_, err := r.reportAt(st, r.now(), "ok")
+	return err
+}
+
+// ReportAt records st as its node's state with last contact at, for a
+// report that arrived earlier than now (one restored from the status
+// stream, with the time the stream stored it). The view keeps whichever
+// of st and what it already holds for the node arrived later, so restoring
+// may run alongside live reports in any order. A report older than
+// ForgetAfter is ignored, so a forgotten node is not brought back. A time
+// ahead of the registry's clock (skew between core and the NATS server)
+// counts as now.
+func (r *Registry) ReportAt(st wire.Status, at time.Time) error {
+	_, err := r.reportAt(st, at, "restored")
+	return err
+}
+
+// reportAt reports whether st was taken; result labels the count when it
+// was.
+func (r *Registry) reportAt(st wire.Status, at time.Time, result string) (bool, error) {
 	now := r.now()
+	if at.After(now) {
+		at = now
+	}
+	if r.cfg.ForgetAfter > 0 && now.Sub(at) > r.cfg.ForgetAfter {
+		r.count("outdated")
+		return false, nil
+	}
 	k := nodeKey{st.Site, st.Node}
 	r.mu.Lock()
-	r.forgetLocked(now)
+	r.sweepLocked(now, false)
 	n, ok := r.nodes[k]
+	if ok && r.forgotten(n, now) {
+		delete(r.nodes, k)
+		ok = false
+	}
 	if !ok {
+		if len(r.nodes) >= r.cfg.MaxNodes {
+			r.sweepLocked(now, true)
+		}
 		if len(r.nodes) >= r.cfg.MaxNodes {
 			r.mu.Unlock()
 			r.count("dropped_max_nodes")
-			return fmt.Errorf("sites: %d nodes known (sites.max_nodes); dropping report of %s/%s", r.cfg.MaxNodes, st.Site, st.Node)
+			return false, fmt.Errorf("sites: %d nodes known (sites.max_nodes); dropping report of %s/%s", r.cfg.MaxNodes, st.Site, st.Node)
 		}
 		n = &nodeState{}
 		r.nodes[k] = n
+	} else if at.Before(n.lastContact) {
+		r.mu.Unlock()
+		r.count("outdated")
+		return false, nil
 	}
-	n.lastContact = now
+	n.lastContact = at
 	n.status = st
 	r.mu.Unlock()
 	if !ok {
-		r.log.Info("new edge node reported", "site", st.Site, "node", st.Node, "partitions", len(st.Partitions))
+		if result == "restored" {
+			r.log.Debug("edge node restored from the status stream", "site", st.Site, "node", st.Node, "last_contact", at)
+		} else {
+			r.log.Info("new edge node reported", "site", st.Site, "node", st.Node, "partitions", len(st.Partitions))
+		}
 	}
-	r.count("ok")
-	return nil
+	r.count(result)
+	return true, nil
 }
 
-func (r *Registry) forgetLocked(now time.Time) {
-	if r.cfg.ForgetAfter <= 0 {
+func (r *Registry) forgotten(n *nodeState, now time.Time) bool {
+	return r.cfg.ForgetAfter > 0 && now.Sub(n.lastContact) > r.cfg.ForgetAfter
+}
+
+// sweepLocked drops forgotten nodes, at most once per sweepInterval
+// unless forced.
+func (r *Registry) sweepLocked(now time.Time, force bool) {
+	if r.cfg.ForgetAfter <= 0 || (!force && now.Before(r.nextSweep)) {
 		return
 	}
+	r.nextSweep = now.Add(sweepInterval)
 	for k, n := range r.nodes {
-		if now.Sub(n.lastContact) > r.cfg.ForgetAfter {
+		if r.forgotten(n, now) {
 			delete(r.nodes, k)
 		}
 	}
@@ -175,7 +251,9 @@ type Site struct {
 // Node is one edge node in the /v1/sites view.
 type Node struct {
 	Node string `json:"node"`
-	// LastContact is core's clock when the last report arrived.
+	// LastContact is when the last report arrived: core's clock for a
+	// report received live, the NATS server's clock (the time the status
+	// stream stored it) for one restored at core start.
 	LastContact time.Time `json:"last_contact"`
 	// LastContactAgeSeconds is how long ago that was.
 	LastContactAgeSeconds float64 `json:"last_contact_age_seconds"`
@@ -197,9 +275,12 @@ type Node struct {
 func (r *Registry) Sites() []Site {
 	now := r.now()
 	r.mu.Lock()
-	r.forgetLocked(now)
+	r.sweepLocked(now, false)
 	bySite := make(map[string][]Node)
 	for k, n := range r.nodes {
+		if r.forgotten(n, now) {
+			continue
+		}
 		v := Node{
 			Node:                  k.node,
 			LastContact:           n.lastContact.UTC(),

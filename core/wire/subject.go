@@ -214,8 +214,10 @@ func StreamSubjects(prefix, topic string) string {
 	return prefix + "." + TopicToken(topic) + ".>"
 }
 
-// StatusSubject is where node publishes its Status reports (core NATS, not
-// JetStream): <prefix>.$status.<site>.<node>.
+// StatusSubject is where node publishes its Status reports (a plain core
+// NATS publish): <prefix>.$status.<site>.<node>. Core's status stream
+// (StatusStreamName) captures it where core could create that stream; the
+// edge neither knows nor cares.
 func StatusSubject(prefix, site, node string) string {
 	return prefix + "." + statusToken + "." + site + "." + node
 }
@@ -223,6 +225,22 @@ func StatusSubject(prefix, site, node string) string {
 // StatusSubscription matches every node's StatusSubject.
 func StatusSubscription(prefix string) string {
 	return prefix + "." + statusToken + ".*.*"
+}
+
+// StatusStreamName returns the JetStream stream core keeps the last Status
+// of every node in: the upper-cased prefix with '.' as '_', then "-STATUS",
+// e.g. OUTPOST-STATUS. A topic's stream name continues the prefix with '_'
+// (StreamName), so no topic can produce this name; '-' rather than '$'
+// keeps it usable unquoted in a shell (nats stream info OUTPOST-STATUS).
+func StatusStreamName(prefix string) string {
+	return strings.ToUpper(strings.ReplaceAll(prefix, ".", "_")) + "-STATUS"
+}
+
+// StatusStreamSubjects returns the subject filter of StatusStreamName: every
+// node's StatusSubject. It never overlaps a topic's StreamSubjects, because
+// its second token starts with '$', which no topic token contains.
+func StatusStreamSubjects(prefix string) string {
+	return StatusSubscription(prefix)
 }
 
 // ParseStatusSubject returns the site and node of a StatusSubject.

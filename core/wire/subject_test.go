@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nats-io/nats-server/v2/server"
+
 	"github.com/outpost-edge/outpost/core/wire"
 )
 
@@ -142,5 +144,40 @@ func TestControlSubjectsNeverCollide(t *testing.T) {
 	// No topic can produce the reserved token.
 	if _, err := wire.TopicFromToken("$status"); err == nil {
 		t.Fatal("$status accepted as a topic token")
+	}
+}
+
+// TestStatusStreamApart: the status stream's filter overlaps no topic's
+// stream filter (JetStream would refuse one of the two streams, and a data
+// stream capturing reports would fill with them), and its name is no
+// topic's stream name.
+func TestStatusStreamApart(t *testing.T) {
+	for _, prefix := range []string{"outpost", "acme.outpost", "a_b"} {
+		filter := wire.StatusStreamSubjects(prefix)
+		if filter != wire.StatusSubscription(prefix) {
+			t.Fatalf("status stream filter %q is not the status subscription", filter)
+		}
+		if !server.SubjectMatchesFilter(wire.StatusSubject(prefix, "farm-1", "pi-a"), filter) {
+			t.Fatalf("status subject outside status stream filter %q", filter)
+		}
+		name := wire.StatusStreamName(prefix)
+		if strings.ContainsAny(name, ". *>/\\$") {
+			t.Fatalf("status stream name %q has a forbidden or shell-special character", name)
+		}
+		for _, topic := range []string{"STATUS", "status", "-STATUS", "_STATUS", ".STATUS", "$status", "a.b", "x", "~"} {
+			if err := wire.ValidateTopic(topic); err != nil {
+				continue
+			}
+			if wire.StreamName(prefix, topic) == name {
+				t.Fatalf("prefix %q topic %q gets the status stream name %q", prefix, topic, name)
+			}
+			data := wire.StreamSubjects(prefix, topic)
+			if server.SubjectsCollide(data, filter) {
+				t.Fatalf("prefix %q: data filter %q overlaps status filter %q", prefix, data, filter)
+			}
+		}
+	}
+	if got := wire.StatusStreamName("acme.outpost"); got != "ACME_OUTPOST-STATUS" {
+		t.Fatalf("StatusStreamName = %q", got)
 	}
 }
