@@ -79,23 +79,26 @@ func TestForwardKillRestart(t *testing.T) {
 	}
 	var liveRounds, drainRounds, midDrain int
 	for round := range rounds {
-		// Every third round on average drains a backlog; the first one
-		// always publishes, so there is something to forward.
-		if round == 0 || rng.Intn(3) != 0 {
+		// Every third round drains a backlog; the others publish (and
+		// start with whatever backlog the previous kill left).
+		if round%3 != 2 {
 			liveRounds++
 			p := startEdge(t, bin, data, upstreamArgs...)
 			before := fwdStreamMsgs(t, stream)
 			after := time.Duration(50+rng.Intn(550)) * time.Millisecond
-			n, pending := fwdPublish(t, p, rng, next, acked, after)
+			n, pending := fwdPublish(t, p, rng, next, acked, func(elapsed time.Duration, _ int) bool { return elapsed >= after })
 			checkNoErrors(t, round, p)
 			t.Logf("round %d: live, killed %v into publishing; %d acknowledged, %d in flight; stream %d -> %d",
 				round, after, n, pending, before, fwdStreamMsgs(t, stream))
 			continue
 		}
 		drainRounds++
-		// A backlog: devices publish while forwarding is off.
+		// A backlog: devices publish while forwarding is off, until enough
+		// is acknowledged that the drain takes a while (the ingest rate
+		// varies with the machine's fsync latency; time alone would not do).
 		p := startEdge(t, bin, data)
-		n, _ := fwdPublish(t, p, rng, next, acked, time.Duration(100+rng.Intn(200))*time.Millisecond)
+		backlog := 2000 + rng.Intn(4000)
+		n, _ := fwdPublish(t, p, rng, next, acked, func(elapsed time.Duration, n int) bool { return n >= backlog || elapsed > 5*time.Second })
 		checkNoErrors(t, round, p)
 		// Forward it and kill the node at a random point of the drain,
 		// chosen by the stream's message count.
@@ -116,7 +119,7 @@ func TestForwardKillRestart(t *testing.T) {
 		if before < killedAt && killedAt < total {
 			midDrain++
 		}
-		t.Logf("round %d: drain, %d acknowledged with forwarding off; killed at %.0f%% of the backlog: stream %d -> %d of %d in the log",
+		t.Logf("round %d: drain, %d acknowledged with forwarding off; kill aimed at %.0f%% of the backlog: stream %d -> %d of %d in the log",
 			round, n, 100*frac, before, killedAt, total)
 	}
 
@@ -151,11 +154,12 @@ func TestForwardKillRestart(t *testing.T) {
 		rounds, liveRounds, drainRounds, midDrain, len(acked), total, used, drained.Round(time.Millisecond), time.Since(began).Round(time.Millisecond))
 }
 
-// fwdPublish runs the fwdClients publishers against p and SIGKILLs p after
-// killAfter. It records the acknowledged sequence numbers in acked, moves
-// next on, and returns how many were acknowledged and how many were in
-// flight at the kill.
-func fwdPublish(t *testing.T, p *proc, rng *rand.Rand, next []int, acked map[int]bool, killAfter time.Duration) (n, pending int) {
+// fwdPublish runs the fwdClients publishers against p and SIGKILLs p as
+// soon as kill (polled every millisecond with the time since the start and
+// the number acknowledged so far) says so. It records the acknowledged
+// sequence numbers in acked, moves next on, and returns how many were
+// acknowledged and how many were in flight at the kill.
+func fwdPublish(t *testing.T, p *proc, rng *rand.Rand, next []int, acked map[int]bool, kill func(elapsed time.Duration, acked int) bool) (n, pending int) {
 	t.Helper()
 	pubs := make([]*publisher, len(next))
 	for c := range pubs {
@@ -166,14 +170,29 @@ func fwdPublish(t *testing.T, p *proc, rng *rand.Rand, next []int, acked map[int
 		}
 		pubs[c] = pub
 	}
-	timer := time.AfterFunc(killAfter, p.kill)
+	start := time.Now()
 	var wg sync.WaitGroup
 	for c, pub := range pubs {
 		wg.Go(func() { next[c] = pub.run(next[c]) })
 	}
-	wg.Wait()
-	timer.Stop()
+	for {
+		n := 0
+		for _, pub := range pubs {
+			pub.mu.Lock()
+			n += len(pub.acked)
+			pub.mu.Unlock()
+		}
+		if kill(time.Since(start), n) {
+			break
+		}
+		select {
+		case <-p.exited:
+			t.Fatalf("edge exited by itself:\n%s", p.stderr)
+		case <-time.After(time.Millisecond):
+		}
+	}
 	p.kill()
+	wg.Wait()
 	for _, pub := range pubs {
 		pub.conn.Close()
 		pub.mu.Lock()
