@@ -55,6 +55,9 @@ func TestReportAt(t *testing.T) {
 	if got := r.Sites(); len(got[0].Nodes) != 1 {
 		t.Fatalf("forgotten node resurrected: %+v", got)
 	}
+	if _, held := r.nodes[nodeKey{"s", "gone"}]; held {
+		t.Fatal("forgotten node's report taken (it holds a max_nodes slot until the next sweep)")
+	}
 	// A server clock ahead of core's counts as now (no negative ages).
 	if err := r.ReportAt(status("s", "b", 1), now.Add(time.Minute)); err != nil {
 		t.Fatal(err)
