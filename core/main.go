@@ -40,7 +40,8 @@ By default core embeds a single-node NATS server with JetStream (client port
   GET /metrics    Prometheus metrics
   GET /v1/sites   every site and node seen, last contact, forwarding lag
 With -nats URL it uses an existing NATS cluster instead and keeps no state
-outside JetStream (the sites view is rebuilt from the edges' next reports).
+outside JetStream (the sites view is kept in stream OUTPOST-STATUS, so
+/v1/sites lists silent nodes after a restart too).
 
 Flags override the -config file. Flags:
 `

@@ -8,7 +8,11 @@
 // returns. Started is closed when the listeners are bound.
 //
 // State: none outside JetStream. The embedded server's store (DataDir) is
-// the only thing on disk; the sites view is in memory and derived.
+// the only thing on disk. The sites view is served from memory and
+// restored at start from the status stream (see package sites), which
+// core creates next to the topic streams; core is ready once that restore
+// is done. If core cannot have the status stream, it logs what to allow,
+// serves the view from live reports only, and keeps trying.
 //
 // Availability: a NATS cluster that is down at start or goes away later
 // does not stop core; the client reconnects forever, subscriptions are

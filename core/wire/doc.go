@@ -26,6 +26,11 @@
 //	<prefix>.$status.<S>.<N>      Status reports, JSON, core NATS
 //	<prefix>.$provision.<S>.<N>   ProvisionRequest / ProvisionReply, request-reply
 //
+// Core keeps the last Status of every node in stream <PREFIX>-STATUS
+// (StatusStreamName, e.g. OUTPOST-STATUS) with filter <prefix>.$status.*.*;
+// the '-' after the prefix keeps that name apart from every topic's
+// <PREFIX>_<token>. Edges publish status the same way with or without it.
+//
 // # Record-per-message (default)
 //
 // Data is the record value; everything else is in headers, readable by any
