@@ -29,7 +29,8 @@ type StatusStream struct {
 
 // StatusStreamConfig returns the status stream for prefix: the edges'
 // status subjects, one message per subject (a node's newer report replaces
-// its older one), limits from s, file storage.
+// its older one), limits from s, file storage, and with one replica the
+// async persist mode (no fsync per report; servers before 2.12 ignore it).
 func StatusStreamConfig(prefix string, s StatusStream) (jetstream.StreamConfig, error) {
 	if err := wire.ValidatePrefix(prefix); err != nil {
 		return jetstream.StreamConfig{}, fmt.Errorf("provision: %w", err)
@@ -43,6 +44,15 @@ func StatusStreamConfig(prefix string, s StatusStream) (jetstream.StreamConfig, 
 	if s.Replicas < 1 || s.Replicas > 5 {
 		return jetstream.StreamConfig{}, fmt.Errorf("provision: status stream replicas %d is outside 1..5", s.Replicas)
 	}
+	persist := jetstream.DefaultPersistMode
+	if s.Replicas == 1 {
+		// A report is replaced every few seconds, so losing the last ones
+		// to a power cut costs nothing; an fsync per report (the server
+		// runs sync_interval: always for the data) would cost the data
+		// streams' throughput. Replicated streams are synced on snapshot
+		// anyway, and the server refuses async there.
+		persist = jetstream.AsyncPersistMode
+	}
 	return jetstream.StreamConfig{
 		Name:              wire.StatusStreamName(prefix),
 		Description:       "Outpost: last status report of every edge node (core's /v1/sites after a restart)",
@@ -55,6 +65,7 @@ func StatusStreamConfig(prefix string, s StatusStream) (jetstream.StreamConfig, 
 		MaxBytes:          -1,
 		MaxMsgsPerSubject: 1,
 		Replicas:          s.Replicas,
+		PersistMode:       persist,
 		Metadata:          map[string]string{MetadataPrefix: prefix},
 	}, nil
 }
@@ -91,14 +102,21 @@ func (p *Provisioner) EnsureStatusStream(ctx context.Context, s StatusStream) (j
 	if !slices.Equal(have.Subjects, want.Subjects) {
 		return nil, "", fmt.Errorf("provision: stream %s exists with subjects %v, want %v; fix or delete it", want.Name, have.Subjects, want.Subjects)
 	}
+	// The persist mode is left as it is: the server cannot change it, and
+	// a server before 2.12 does not report it.
+	want.PersistMode = have.PersistMode
 	if have.MaxAge == want.MaxAge && have.MaxMsgs == want.MaxMsgs && have.MaxMsgsPerSubject == want.MaxMsgsPerSubject &&
 		have.Replicas == want.Replicas && have.Discard == want.Discard {
 		return st, Exists, nil
 	}
 	upd, err := p.js.UpdateStream(ctx, want)
 	if err != nil {
-		return st, "", fmt.Errorf("provision: update stream %s to max_age %v, max_msgs %d, replicas %d: %w",
-			want.Name, want.MaxAge, want.MaxMsgs, want.Replicas, err)
+		hint := ""
+		if have.PersistMode == jetstream.AsyncPersistMode && want.Replicas > 1 {
+			hint = " (a stream made with one replica cannot be replicated: delete it, core makes a new one; nodes reappear with their next report)"
+		}
+		return st, "", fmt.Errorf("provision: update stream %s to max_age %v, max_msgs %d, replicas %d: %w%s",
+			want.Name, want.MaxAge, want.MaxMsgs, want.Replicas, err, hint)
 	}
 	p.log.Info("status stream updated", "stream", want.Name, "max_age", want.MaxAge, "max_msgs", want.MaxMsgs, "replicas", want.Replicas)
 	return upd, Updated, nil

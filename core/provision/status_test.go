@@ -31,7 +31,7 @@ func TestEnsureStatusStream(t *testing.T) {
 	c := st.CachedInfo().Config
 	if c.Name != "OUTPOST-STATUS" || len(c.Subjects) != 1 || c.Subjects[0] != "outpost.$status.*.*" ||
 		c.MaxMsgsPerSubject != 1 || c.MaxAge != time.Hour || c.MaxMsgs != 100 || c.Storage != jetstream.FileStorage ||
-		c.Discard != jetstream.DiscardOld || c.Replicas != 1 {
+		c.Discard != jetstream.DiscardOld || c.Replicas != 1 || c.PersistMode != jetstream.AsyncPersistMode {
 		t.Fatalf("status stream config %+v", c)
 	}
 	if _, res, err := p.EnsureStatusStream(ctx, shape); err != nil || res != provision.Exists {
@@ -138,5 +138,57 @@ func TestStatusStreamRefusesForeign(t *testing.T) {
 	}
 	if _, _, err := p.EnsureStatusStream(ctx, shape); err == nil || !strings.Contains(err.Error(), "subjects") {
 		t.Fatalf("err = %v, want subjects mismatch", err)
+	}
+}
+
+// BenchmarkStatusStreamWrites: status reports from 1000 nodes into the
+// status stream on a server with sync_interval: always, the way edges send
+// them (plain publish); default persist mode (an fsync per report) against
+// the async mode core uses for a one-replica status stream.
+func BenchmarkStatusStreamWrites(b *testing.B) {
+	for _, mode := range []jetstream.PersistModeType{jetstream.DefaultPersistMode, jetstream.AsyncPersistMode} {
+		b.Run(mode.String(), func(b *testing.B) {
+			srv := natstest.RunServer(b, natstest.WithSyncAlways())
+			nc, js := srv.Connect()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			sc, err := provision.StatusStreamConfig("outpost", provision.StatusStream{MaxNodes: 1000, Replicas: 1})
+			if err != nil {
+				b.Fatal(err)
+			}
+			sc.PersistMode = mode
+			st, err := js.CreateStream(ctx, sc)
+			if err != nil {
+				b.Fatal(err)
+			}
+			body, err := wire.EncodeStatus(wire.Status{Version: 1, Site: "farm", Node: "pi", Time: time.Now(),
+				Partitions: []wire.PartitionStatus{{Topic: "telemetry", EndOffset: 100, ForwardedOffset: 90, LagRecords: 10}}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			subjects := make([]string, 1000)
+			for i := range subjects {
+				subjects[i] = wire.StatusSubject("outpost", "farm", fmt.Sprintf("pi-%d", i))
+			}
+			b.SetBytes(int64(len(body)))
+			b.ResetTimer()
+			for i := range b.N {
+				if err := nc.Publish(subjects[i%len(subjects)], body); err != nil {
+					b.Fatal(err)
+				}
+			}
+			for {
+				info, err := st.Info(ctx)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if info.State.LastSeq >= uint64(b.N) {
+					break
+				}
+				time.Sleep(time.Millisecond)
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "reports/s")
+		})
 	}
 }
