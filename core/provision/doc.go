@@ -15,6 +15,11 @@
 // Streams are file-backed, limits-based, and have AllowDirect off so that
 // wire.LastOffset is always answered by the stream leader (G3).
 //
+// EnsureStatusStream provisions one more stream, core's own: the status
+// stream (wire.StatusStreamName), which keeps the last status report of
+// every edge node so core's sites view survives a restart (package
+// sites). Its filter never overlaps a topic's, and its name is no topic's.
+//
 // The package keeps no state: everything lives in JetStream, so several
 // core instances can provision side by side (creation is idempotent; a
 // race between two creators ends with both seeing the stream).

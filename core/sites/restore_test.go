@@ -214,3 +214,50 @@ func TestRestore(t *testing.T) {
 		t.Fatalf("restored %d with max_nodes 10 (%v)", n, err)
 	}
 }
+
+// BenchmarkRestore: core start with 10,000 nodes (the default max_nodes)
+// of 8 partitions each in the status stream.
+func BenchmarkRestore(b *testing.B) {
+	srv := natstest.RunServer(b)
+	nc, js := srv.Connect()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	p, err := provision.New(js, provision.DefaultConfig(), nil, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	const nodes = 10000
+	st, _, err := p.EnsureStatusStream(ctx, provision.StatusStream{MaxAge: time.Hour, MaxNodes: nodes, Replicas: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := range nodes {
+		rpt := wire.Status{Site: fmt.Sprintf("site-%d", i/3), Node: fmt.Sprintf("pi-%d", i%3), Time: time.Now()}
+		for part := range int32(8) {
+			rpt.Partitions = append(rpt.Partitions, wire.PartitionStatus{Topic: "telemetry", Partition: part, EndOffset: 1000, ForwardedOffset: 900, LagRecords: 100, LagBytes: 12345})
+		}
+		if err := wire.PublishStatus(nc, wire.DefaultPrefix, rpt); err != nil {
+			b.Fatal(err)
+		}
+	}
+	natstest.WaitFor(b, time.Minute, func() error {
+		info, err := st.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if info.State.Msgs != nodes {
+			return fmt.Errorf("%d of %d reports stored", info.State.Msgs, nodes)
+		}
+		return nil
+	})
+	b.ResetTimer()
+	for range b.N {
+		r, err := New(DefaultConfig(), nil, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if n, err := r.Restore(ctx, st); err != nil || n != nodes {
+			b.Fatalf("restored %d, %v", n, err)
+		}
+	}
+}
