@@ -118,6 +118,9 @@ type envOpts struct {
 	hookCfg func(*mqtt.Config)
 	routes  route.Config
 	caps    func(*mochi.Capabilities)
+	// listener serves through the package's Listener, as the node does
+	// (QoS 0 bursts), instead of mochi's TCP listener.
+	listener bool
 }
 
 func testLogger(tb testing.TB) *slog.Logger {
@@ -170,7 +173,19 @@ func newEnv(tb testing.TB, o envOpts) *env {
 	if err := srv.AddHook(h, nil); err != nil {
 		tb.Fatal(err)
 	}
-	tcp := listeners.NewTCP(listeners.Config{ID: "t1", Address: "127.0.0.1:0"})
+	var tcp interface {
+		listeners.Listener
+		Address() string
+	}
+	if o.listener {
+		ln, err := mqtt.NewListener(mqtt.ListenerConfig{ID: "t1", Type: mqtt.TypeTCP, Address: "127.0.0.1:0", Gate: mqtt.NewGate(mqtt.DefaultLimits(), nil)})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tcp = ln
+	} else {
+		tcp = listeners.NewTCP(listeners.Config{ID: "t1", Address: "127.0.0.1:0"})
+	}
 	if err := srv.AddListener(tcp); err != nil {
 		tb.Fatal(err)
 	}
@@ -325,6 +340,34 @@ func (r *raw) send(pk packets.Packet) {
 		r.tb.Fatal(err)
 	}
 	if _, err := r.conn.Write(buf.Bytes()); err != nil {
+		r.tb.Fatalf("raw write: %v", err)
+	}
+}
+
+// encode returns pk as the bytes on the wire.
+func (r *raw) encode(pk packets.Packet) []byte {
+	r.tb.Helper()
+	pk.ProtocolVersion = r.version
+	var buf bytes.Buffer
+	var err error
+	switch pk.FixedHeader.Type {
+	case packets.Publish:
+		err = pk.PublishEncode(&buf)
+	case packets.Disconnect:
+		err = pk.DisconnectEncode(&buf)
+	default:
+		err = fmt.Errorf("raw: cannot encode %v", pk.FixedHeader.Type)
+	}
+	if err != nil {
+		r.tb.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// write sends bytes in one write, so that the broker reads them at once.
+func (r *raw) write(b []byte) {
+	r.tb.Helper()
+	if _, err := r.conn.Write(b); err != nil {
 		r.tb.Fatalf("raw write: %v", err)
 	}
 }

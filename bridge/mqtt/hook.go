@@ -123,6 +123,7 @@ type Hook struct {
 	tryCtx context.Context
 
 	closing atomic.Bool
+	qos2    atomic.Bool   // a QoS 2 publish has been seen: OnPacketRead is needed
 	pending atomic.Int64  // publishes queued and not yet completed
 	idle    chan struct{} // buffer 1: pending reached 0 while closing
 
@@ -141,13 +142,16 @@ var errReject = fmt.Errorf("ingest: %w", packets.ErrRejectPacket)
 
 // handled is what OnPublish returns once the publish is the hook's: a
 // rejection, so mochi sends no ack, except at QoS 0, where there is no ack
-// and CodeSuccessIgnore costs mochi less (it logs every rejection, which
-// copies the packet even when debug logging is off).
-func handled(pk packets.Packet) error {
+// and the packet is marked Ignore instead, which stops mochi's fan-out and
+// retained store as well. An error costs mochi several allocations per
+// publish (it converts its error codes to compare them, and logs every
+// rejection, which copies the packet even when debug logging is off).
+func handled(pk packets.Packet) (packets.Packet, error) {
 	if pk.FixedHeader.Qos == 0 {
-		return packets.CodeSuccessIgnore
+		pk.Ignore = true
+		return pk, nil
 	}
-	return errReject
+	return pk, errReject
 }
 
 // New returns a hook; it starts no goroutines (see Run).
@@ -175,9 +179,15 @@ func (h *Hook) ID() string { return "outpost-ingest" }
 // Provides tells mochi which events the hook handles.
 func (h *Hook) Provides(b byte) bool {
 	switch b {
-	case mochi.OnPublish, mochi.OnPacketRead, mochi.OnSessionEstablished, mochi.OnDisconnect, mochi.OnClientExpired,
+	case mochi.OnPublish, mochi.OnSessionEstablished, mochi.OnDisconnect, mochi.OnClientExpired,
 		mochi.OnSubscribed, mochi.OnUnsubscribed:
 		return true
+	case mochi.OnPacketRead:
+		// mochi asks before every packet, and the call copies the packet
+		// several times; it only matters once a QoS 2 exchange may be
+		// open, which takes a QoS 2 publish through OnPublish first
+		// (sessions are not restored from storage).
+		return h.qos2.Load()
 	}
 	return false
 }
@@ -223,6 +233,10 @@ type topicCache struct {
 	gen     uint64 // Hook.subGen when subs was looked up
 	subs    bool
 	checked bool // subs is valid for gen
+	// hdrs are the headers of a publish of QoS qos on this topic with no
+	// properties that become headers: records share them, read-only.
+	qos  byte
+	hdrs []log.Header
 }
 
 type recentAck struct {
@@ -269,6 +283,11 @@ func (h *Hook) OnSessionEstablished(cl *mochi.Client, pk packets.Packet) {
 
 // OnDisconnect forgets a session that ends with its connection.
 func (h *Hook) OnDisconnect(cl *mochi.Client, _ error, expire bool) {
+	// mochi calls it from the connection's reader goroutine, which may have
+	// stopped reading with publishes in its burst (a DISCONNECT, an error).
+	if fc, ok := cl.Net.Conn.(*firstPacket); ok {
+		fc.burst.flush()
+	}
 	if expire {
 		h.forget(cl)
 	}
@@ -290,13 +309,26 @@ func (h *Hook) forget(cl *mochi.Client) {
 	}
 }
 
+// sessionFor returns the session of a connection's publish. A connection
+// accepted by a Listener remembers it: the hook's map is shared by every
+// connection, and its lock taken per publish was the node's most contended
+// (100 devices: a fifth of their reader goroutines waited on it). The
+// session a connection started with stays its session: after a takeover,
+// its last publishes are acknowledged as they were received, on it.
 func (h *Hook) sessionFor(cl *mochi.Client) *session {
+	c := burstOf(cl)
+	if c != nil && c.sess != nil {
+		return c.sess
+	}
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	s := h.sessions[cl.ID]
 	if s == nil {
 		s = newSession(h, cl)
 		h.sessions[cl.ID] = s
+	}
+	h.mu.Unlock()
+	if c != nil {
+		c.sess = s
 	}
 	return s
 }
@@ -344,20 +376,38 @@ func (h *Hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 		return pk, nil // our own fan-out of a durable publish
 	}
 	qos := pk.FixedHeader.Qos
-	h.m.ingestQoS[min(qos, 2)].Inc()
 	s := h.sessionFor(cl)
+	b := burstOf(cl)
+	if qos == 0 && b != nil && !h.closing.Load() && len(pk.Payload) <= h.cfg.MaxPayloadBytes && !h.wantsFanout(s, &pk) {
+		b.add(h, s, cl, &pk)
+		return handled(pk)
+	}
+	// Anything else keeps its place after the QoS 0 publishes before it.
+	b.flush()
+	h.m.ingestQoS[min(qos, 2)].Inc()
+	if qos == 2 {
+		h.qos2.Store(true)
+	}
 	at := h.cfg.Now()
 	switch {
 	case h.closing.Load():
 		s.refuse(&entry{pk: pk, cl: cl, at: at}, ErrShuttingDown)
-		return pk, handled(pk)
+		return handled(pk)
 	case len(pk.Payload) > h.cfg.MaxPayloadBytes:
 		s.refuse(&entry{pk: pk, cl: cl, at: at}, fmt.Errorf("%w: %d bytes, limit %d", ErrPayloadTooLarge, len(pk.Payload), h.cfg.MaxPayloadBytes))
-		return pk, handled(pk)
+		return handled(pk)
 	}
 	if qos == 0 && !h.wantsFanout(s, &pk) {
-		h.appendQoS0(s, cl, &pk, at)
-		return pk, handled(pk)
+		h.pending.Add(1)
+		target := h.cfg.Router.Route(pk.TopicName, cl.ID, pk.Payload)
+		p, err := h.cfg.Log.Partition(target.Topic, target.Partition)
+		if err != nil {
+			h.failQoS0(s, cl, pk.TopicName, 1, err)
+			return handled(pk)
+		}
+		rec := h.record(s, &pk, target, at, nil)
+		h.appendQoS0(s, cl, p, []log.Record{rec})
+		return handled(pk)
 	}
 	e := &entry{pk: pk, cl: cl, at: at}
 	if qos == 1 {
@@ -371,7 +421,7 @@ func (h *Hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 			s.mu.Unlock()
 			h.m.dups.Inc()
 			h.m.ack(reasonDuplicate)
-			return pk, handled(pk)
+			return handled(pk)
 		}
 		if qos == 1 && pk.FixedHeader.Dup && s.acked(pk.PacketID, e.hash) {
 			e.answer = true
@@ -392,26 +442,26 @@ func (h *Hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 		h.m.timeouts.Inc()
 		h.cfg.Logger.Warn("mqtt: client exceeded its in-flight publishes for longer than the ack timeout; disconnecting", "client", cl.ID, "max_inflight", h.cfg.MaxInflight)
 		cl.Stop(ErrAckTimeout)
-		return pk, handled(pk)
+		return handled(pk)
 	}
 	s.addLocked(e)
 	s.mu.Unlock()
 
 	if e.answer {
 		s.finish(e, nil)
-		return pk, handled(pk)
+		return handled(pk)
 	}
 	target := h.cfg.Router.Route(pk.TopicName, cl.ID, pk.Payload)
 	p, err := h.cfg.Log.Partition(target.Topic, target.Partition)
 	if err != nil {
 		s.finish(e, err)
-		return pk, handled(pk)
+		return handled(pk)
 	}
-	recs := []log.Record{h.record(s, &pk, target, e.at)}
+	recs := []log.Record{h.record(s, &pk, target, e.at, nil)}
 	if err := h.appendBounded(p, cl, recs, func(_ int64, err error) { s.finish(e, err) }); err != nil {
 		s.finish(e, err)
 	}
-	return pk, handled(pk)
+	return handled(pk)
 }
 
 // appendBounded queues recs, waiting for room in the partition no longer
@@ -430,40 +480,137 @@ func (h *Hook) appendBounded(p *log.Partition, cl *mochi.Client, recs []log.Reco
 	return err
 }
 
-// appendQoS0 appends a QoS 0 publish that no local subscriber and no
-// retained store wants. With no ack and no fan-out it needs no place in the
-// session's ordered queue and no copy of the packet: only the count that
-// Drain waits for, and a refusal if the append fails.
-func (h *Hook) appendQoS0(s *session, cl *mochi.Client, pk *packets.Packet, at time.Time) {
-	h.pending.Add(1)
-	target := h.cfg.Router.Route(pk.TopicName, cl.ID, pk.Payload)
-	p, err := h.cfg.Log.Partition(target.Topic, target.Partition)
-	if err != nil {
-		h.failQoS0(s, cl, pk.TopicName, err)
-		return
-	}
-	recs := []log.Record{h.record(s, pk, target, at)}
-	topic := pk.TopicName
+// appendQoS0 appends QoS 0 publishes (already counted in pending) that no
+// local subscriber and no retained store wants. With no ack and no fan-out
+// they need no place in the session's ordered queue and no copy of the
+// packet: only the count that Drain waits for, and a refusal if the append
+// fails.
+func (h *Hook) appendQoS0(s *session, cl *mochi.Client, p *log.Partition, recs []log.Record) {
+	n := len(recs)
 	done := func(_ int64, err error) {
 		if err != nil {
-			go h.failQoS0(s, cl, topic, err) // the committer never writes to the network
+			// The committer never writes to the network.
+			go h.failQoS0(s, cl, string(recs[0].Headers[0].Value), n, err)
 			return
 		}
-		h.m.ackSuccess.Inc()
-		h.completed(1)
+		h.m.ackSuccess.Add(float64(n))
+		h.completed(n)
 	}
-	if err := h.appendBounded(p, cl, recs, done); err != nil {
-		h.failQoS0(s, cl, topic, err)
+	err := h.appendBounded(p, cl, recs, done)
+	if errors.Is(err, log.ErrBatchTooLarge) && n > 1 {
+		// A burst the log takes in two appends, not one.
+		h.appendQoS0(s, cl, p, recs[:n/2:n/2])
+		h.appendQoS0(s, cl, p, recs[n/2:])
+		return
+	}
+	if err != nil {
+		h.failQoS0(s, cl, string(recs[0].Headers[0].Value), n, err)
 	}
 }
 
-// failQoS0 refuses a QoS 0 publish of appendQoS0 that failed.
-func (h *Hook) failQoS0(s *session, from *mochi.Client, topic string, err error) {
+// failQoS0 refuses n QoS 0 publishes of appendQoS0 that failed.
+func (h *Hook) failQoS0(s *session, from *mochi.Client, topic string, n int, err error) {
 	s.mu.Lock()
 	cl := s.cl
 	s.mu.Unlock()
 	h.refused(cl, &entry{pk: packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish}, TopicName: topic}, cl: from, err: err})
-	h.completed(1)
+	if n > 1 {
+		reason, _ := classify(err)
+		h.m.ackReason[reason].Add(float64(n - 1))
+	}
+	h.completed(n)
+}
+
+// maxBurst bounds the QoS 0 publishes a connection collects into one
+// append; a read buffer's worth (2 KiB in mochi) is usually far fewer.
+const maxBurst = 256
+
+// burst collects a connection's QoS 0 publishes that need no fan-out, read
+// from the bytes of one network read, into one append: one AppendAsync,
+// one completion, one time stamp and one slice of records and of headers
+// for all of them instead of one each. Only the connection's reader
+// goroutine touches it. It is flushed before that goroutine goes back to
+// the network (firstPacket.Read), so a burst never waits for more input;
+// before any other publish, so that the log keeps a connection's arrival
+// order; and when the connection ends (OnDisconnect).
+type burst struct {
+	sess *session // the connection's session (see sessionFor)
+
+	s    *session
+	cl   *mochi.Client
+	h    *Hook
+	p    *log.Partition
+	at   time.Time
+	recs []log.Record
+	hdrs []log.Header   // headers of recs, then free room for more
+	hint int            // size of the previous burst, to size the next
+	last *log.Partition // the partition of the connection's last publish
+}
+
+// burstOf returns the burst of a connection accepted by a Listener, or nil
+// for other connections, whose QoS 0 publishes are appended one by one.
+func burstOf(cl *mochi.Client) *burst {
+	fc, ok := cl.Net.Conn.(*firstPacket)
+	if !ok {
+		return nil
+	}
+	if fc.burst == nil {
+		fc.burst = new(burst)
+	}
+	return fc.burst
+}
+
+func (b *burst) add(h *Hook, s *session, cl *mochi.Client, pk *packets.Packet) {
+	target := h.cfg.Router.Route(pk.TopicName, cl.ID, pk.Payload)
+	p, err := b.last, error(nil)
+	if p == nil || p.ID() != target.Partition || p.Topic() != target.Topic {
+		// Partitions live as long as the log: the last one is kept.
+		if p, err = h.cfg.Log.Partition(target.Topic, target.Partition); err == nil {
+			b.last = p
+		}
+	}
+	if len(b.recs) > 0 && (err != nil || p != b.p || s != b.s || cl != b.cl || len(b.recs) >= maxBurst) {
+		b.flush()
+	}
+	if err != nil {
+		h.m.ingestQoS[0].Inc()
+		h.pending.Add(1)
+		h.failQoS0(s, cl, pk.TopicName, 1, err)
+		return
+	}
+	if len(b.recs) == 0 {
+		// Counted as one until the flush, so that Drain waits for it.
+		h.pending.Add(1)
+		b.s, b.cl, b.h, b.p = s, cl, h, p
+		b.at = h.cfg.Now()
+		b.recs = make([]log.Record, 0, max(b.hint, 4))
+	}
+	if len(pk.Properties.User) == 0 && pk.Properties.ContentType == "" {
+		b.recs = append(b.recs, h.record(s, pk, target, b.at, nil)) // shared headers
+		return
+	}
+	need := headerCount(pk)
+	if cap(b.hdrs)-len(b.hdrs) < need {
+		b.hdrs = make([]log.Header, 0, max(need, 3*max(b.hint, 4)))
+	}
+	n := len(b.hdrs)
+	b.hdrs = b.hdrs[:n+need]
+	b.recs = append(b.recs, h.record(s, pk, target, b.at, b.hdrs[n:n:n+need]))
+}
+
+// flush appends the burst; a nil burst has nothing to flush.
+func (b *burst) flush() {
+	if b == nil || len(b.recs) == 0 {
+		return
+	}
+	h, recs := b.h, b.recs
+	n := len(recs)
+	b.hint = n
+	h.m.ingestQoS[0].Add(float64(n))
+	h.pending.Add(int64(n - 1))
+	b.recs = nil
+	h.appendQoS0(b.s, b.cl, b.p, recs)
+	b.s, b.cl, b.p = nil, nil, nil
 }
 
 // completed counts n publishes out of pending and wakes Drain if it waits
@@ -504,7 +651,7 @@ func (h *Hook) topicFor(s *session, topic string, subs bool) *topicCache {
 	}
 	n := &topicCache{name: topic}
 	if c != nil && c.name == topic {
-		n.value = c.value
+		n.value, n.qos, n.hdrs = c.value, c.qos, c.hdrs
 	} else {
 		n.value = []byte(topic)
 	}
@@ -517,10 +664,48 @@ func (h *Hook) topicFor(s *session, topic string, subs bool) *topicCache {
 	return n
 }
 
-// record builds the log record of a publish. Header values shared between
-// records (client id, QoS, a repeated topic) are never written to.
-func (h *Hook) record(s *session, pk *packets.Packet, t route.Target, at time.Time) log.Record {
-	hdrs := make([]log.Header, 0, 3+len(pk.Properties.User)+min(len(pk.Properties.ContentType), 1))
+// headerCount is the number of headers record gives pk.
+func headerCount(pk *packets.Packet) int {
+	return 3 + len(pk.Properties.User) + min(len(pk.Properties.ContentType), 1)
+}
+
+// sharedHeaders returns the headers of a publish that has only the three
+// that every record has, shared with the session's other records of that
+// topic and QoS, or nil if pk has more. Most devices publish to one or a
+// few topics, so most records then need no headers of their own.
+func (h *Hook) sharedHeaders(s *session, pk *packets.Packet) []log.Header {
+	if len(pk.Properties.User) > 0 || pk.Properties.ContentType != "" {
+		return nil
+	}
+	qos := min(pk.FixedHeader.Qos, 2)
+	c := h.topicFor(s, pk.TopicName, false)
+	if c.hdrs != nil && c.qos == qos {
+		return c.hdrs
+	}
+	// Replaced, not changed: records already queued keep the old headers.
+	n := *c
+	n.qos = qos
+	n.hdrs = []log.Header{
+		{Key: HeaderTopic, Value: c.value},
+		{Key: HeaderClientID, Value: s.idBytes},
+		{Key: HeaderQoS, Value: h.qosHdr[qos]},
+	}
+	n.hdrs = n.hdrs[:3:3]
+	s.topic.Store(&n)
+	return n.hdrs
+}
+
+// record builds the log record of a publish, with its headers shared (see
+// sharedHeaders) or in hdrs (length 0, capacity headerCount; nil
+// allocates). Header values shared between records (client id, QoS, a
+// repeated topic) are never written to.
+func (h *Hook) record(s *session, pk *packets.Packet, t route.Target, at time.Time, hdrs []log.Header) log.Record {
+	if sh := h.sharedHeaders(s, pk); sh != nil {
+		return log.Record{Timestamp: at.UnixNano(), Key: t.Key, Value: pk.Payload, Headers: sh}
+	}
+	if hdrs == nil {
+		hdrs = make([]log.Header, 0, headerCount(pk))
+	}
 	hdrs = append(hdrs,
 		log.Header{Key: HeaderTopic, Value: h.topicFor(s, pk.TopicName, false).value},
 		log.Header{Key: HeaderClientID, Value: s.idBytes},

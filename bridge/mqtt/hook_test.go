@@ -53,8 +53,27 @@ func dialV3(tb testing.TB, addr, id string, onLost func(error)) paho3.Client {
 	return c
 }
 
+// bothListeners runs f against mochi's TCP listener and the package's
+// Listener, whose connections append QoS 0 publishes in bursts.
+func bothListeners(t *testing.T, o envOpts, f func(t *testing.T, e *env)) {
+	for _, ours := range []bool{false, true} {
+		name := "mochi-listener"
+		if ours {
+			name = "listener"
+		}
+		t.Run(name, func(t *testing.T) {
+			o := o
+			o.listener = ours
+			f(t, newEnv(t, o))
+		})
+	}
+}
+
 func TestIngestV5HeadersAndKeys(t *testing.T) {
-	e := newEnv(t, envOpts{})
+	bothListeners(t, envOpts{}, testIngestV5HeadersAndKeys)
+}
+
+func testIngestV5HeadersAndKeys(t *testing.T, e *env) {
 	c := dialV5(t, e.addr, "dev-5")
 	ctx := context.Background()
 	for qos := byte(0); qos <= 2; qos++ {
@@ -102,9 +121,12 @@ func TestIngestV5HeadersAndKeys(t *testing.T) {
 }
 
 func TestIngestV311(t *testing.T) {
-	e := newEnv(t, envOpts{routes: route.Config{Rules: []route.Rule{
+	bothListeners(t, envOpts{routes: route.Config{Rules: []route.Rule{
 		{Filter: "site/+/m", Topic: "meters", Partitions: 2, Key: route.KeyTopicLevel, KeyLevel: 1},
-	}}})
+	}}}, testIngestV311)
+}
+
+func testIngestV311(t *testing.T, e *env) {
 	c := dialV3(t, e.addr, "dev-3", nil)
 	for qos := byte(0); qos <= 2; qos++ {
 		tok := c.Publish("site/s1/m", qos, false, fmt.Sprintf("v%d", qos))
@@ -512,7 +534,10 @@ func TestQoS2AcrossReconnect(t *testing.T) {
 // but a subscriber that arrives later gets the next ones, and a retained
 // publish still reaches the retained store.
 func TestQoS0FanoutFollowsSubscriptions(t *testing.T) {
-	e := newEnv(t, envOpts{})
+	bothListeners(t, envOpts{}, testQoS0FanoutFollowsSubscriptions)
+}
+
+func testQoS0FanoutFollowsSubscriptions(t *testing.T, e *env) {
 	c := dialRaw(t, e.addr, "pub", 5)
 	c.publish(0, 0, "s/a", "unseen", false)
 	c.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Retain: true}, TopicName: "s/r", Payload: []byte("kept")})
@@ -566,7 +591,10 @@ func TestQoS0FanoutFollowsSubscriptions(t *testing.T) {
 // A subscriber gets a device's QoS 0 publishes in the order it sent them,
 // across several topics, and each only once it is in the log.
 func TestQoS0FanoutInOrder(t *testing.T) {
-	e := newEnv(t, envOpts{})
+	bothListeners(t, envOpts{}, testQoS0FanoutInOrder)
+}
+
+func testQoS0FanoutInOrder(t *testing.T, e *env) {
 	const n = 2000
 	got := make(chan string, n)
 	sub := dialV3(t, e.addr, "sub", nil)

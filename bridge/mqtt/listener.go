@@ -172,9 +172,16 @@ type firstPacket struct {
 	pos    int // bytes of the fixed header seen
 	length int
 	mult   int
+	// burst holds the connection's QoS 0 publishes not yet appended; the
+	// ingest hook sets it on the first, from the reader goroutine, the
+	// only one that reads.
+	burst *burst
 }
 
 func (f *firstPacket) Read(p []byte) (int, error) {
+	// mochi's reader comes back for more bytes once it has processed what
+	// it had: the end of a burst, appended before the read blocks.
+	f.burst.flush()
 	n, err := f.Conn.Read(p)
 	if !f.done && n > 0 {
 		if e := f.scan(p[:n]); e != nil {

@@ -49,20 +49,22 @@ func BenchmarkIngestVsMochi(b *testing.B) {
 				// Labels let a CPU profile tell the two apart (goroutines
 				// inherit them): go tool pprof -tagfocus broker=edge.
 				var s fleet.Summary
-				cpu := processCPU()
+				cpu, wall := processCPU(), time.Now()
 				pprof.Do(context.Background(), pprof.Labels("broker", "mochi"), func(context.Context) {
 					s = runFleet(b, c, secs, startMochi(b))
 				})
 				memCPU = append(memCPU, perMsg(processCPU()-cpu, s.Sent))
+				logRun(b, "mochi", s, cpu, wall)
 				mem = append(mem, s.MsgsPerSec)
 				memP50 = append(memP50, s.Latency.P50)
 				var nb broker
-				cpu = processCPU()
+				cpu, wall = processCPU(), time.Now()
 				pprof.Do(context.Background(), pprof.Labels("broker", "edge"), func(context.Context) {
 					nb = startNode(b)
 					s = runFleet(b, c, secs, nb)
 				})
 				edgeCPU = append(edgeCPU, perMsg(processCPU()-cpu, s.Sent))
+				logRun(b, "edge", s, cpu, wall)
 				edge = append(edge, s.MsgsPerSec)
 				edgePerSync = append(edgePerSync, nb.perSync())
 				edgeP50 = append(edgeP50, s.Latency.P50)
@@ -90,6 +92,13 @@ func processCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// logRun logs a run's messages, time and the process's CPU use during it.
+func logRun(b *testing.B, name string, s fleet.Summary, cpu time.Duration, wall time.Time) {
+	d := time.Since(wall)
+	b.Logf("%-5s run: %d msgs in %.2fs (fleet: start to last completion), process used %.2f cores over the %.2fs run",
+		name, s.Sent, s.ElapsedSeconds, (processCPU()-cpu).Seconds()/d.Seconds(), d.Seconds())
 }
 
 func perMsg(d time.Duration, msgs int64) float64 {

@@ -18,7 +18,11 @@ import (
 const maxPendingBytes = 16 << 20
 
 // retainBufBytes is the largest commit buffer a partition keeps between
-// rounds; bigger rounds allocate and drop theirs.
+// rounds. A round of many appends is written in frames of at most this
+// size, one write each, so that it reuses the buffer: growing a buffer to
+// a whole round's size (megabytes under load) and dropping it again cost
+// more CPU than the encoding itself. Only an append bigger than this gets
+// a buffer of its own.
 const retainBufBytes = 256 << 10
 
 // Partition is one ordered sequence of records. It is safe for concurrent
@@ -416,6 +420,14 @@ func (p *Partition) admit(reqs []*appendReq) []*appendReq {
 // roundMu must be held.
 func (p *Partition) writeRequests(reqs []*appendReq) error {
 	cfg := &p.log.cfg
+	frameMax := min(cfg.MaxBatchBytes, retainBufBytes)
+	want := frameHeaderSize
+	for _, q := range reqs {
+		want += q.size
+	}
+	if want = min(want, frameMax+frameHeaderSize); cap(p.buf) < want {
+		p.buf = make([]byte, 0, want)
+	}
 	p.buf = p.buf[:0]
 	var batch Batch
 	runStart := 0 // index in p.buf where the unwritten run begins
@@ -462,10 +474,14 @@ func (p *Partition) writeRequests(reqs []*appendReq) error {
 	batch.MaxTimestamp = minTs
 	next := p.nextOffset
 	for _, q := range reqs {
-		if size > 0 && size+q.size+frameHeaderSize > cfg.MaxBatchBytes {
+		if size > 0 && size+q.size+frameHeaderSize > frameMax {
 			if err := emit(); err != nil {
 				return err
 			}
+			if err := flushRun(); err != nil {
+				return err
+			}
+			p.buf, runStart = p.buf[:0], 0
 			batch.BaseOffset = next
 			batch.MaxTimestamp = minTs
 			size = 0
@@ -484,7 +500,7 @@ func (p *Partition) writeRequests(reqs []*appendReq) error {
 		return err
 	}
 	err := flushRun()
-	if cap(p.buf) > retainBufBytes {
+	if cap(p.buf) > retainBufBytes+frameHeaderSize {
 		p.buf = nil // a burst's buffer is not kept: memory per partition stays small
 	}
 	return err
