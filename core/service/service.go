@@ -35,7 +35,12 @@ type Service struct {
 	reg *prometheus.Registry
 
 	ready     atomic.Bool
-	persisted atomic.Bool // the sites view is backed by the status stream
+	notReady  atomic.Pointer[string] // why /readyz says no
+	persisted atomic.Bool            // the sites view is restored from and kept in the status stream
+	started   chan struct{}          // closed once listeners are bound
+	httpAddr  net.Addr               // set before started is closed
+	natsURL   string                 // set before started is closed
+	closeOnce sync.Once
 
 	// statusTimeout bounds ensuring the status stream: a request NATS
 	// permissions deny gets no answer, so this is how long a core without
@@ -43,11 +48,6 @@ type Service struct {
 	statusTimeout time.Duration
 	// statusRetry is the first wait before trying the status stream again.
 	statusRetry time.Duration
-	notReady    atomic.Pointer[string] // why /readyz says no
-	started     chan struct{}          // closed once listeners are bound
-	httpAddr    net.Addr               // set before started is closed
-	natsURL     string                 // set before started is closed
-	closeOnce   sync.Once
 }
 
 // New validates cfg. log may be nil (discard); reg may be nil (no metrics,
