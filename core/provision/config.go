@@ -182,4 +182,7 @@ func StreamConfig(prefix, topic string, tc TopicConfig) (jetstream.StreamConfig,
 const (
 	MetadataTopic  = "outpost.topic"
 	MetadataPrefix = "outpost.prefix"
+	// MetadataStatusPrefix marks the status stream of a prefix (it holds
+	// status reports, not records, so it does not carry MetadataPrefix).
+	MetadataStatusPrefix = "outpost.status-prefix"
 )

@@ -66,7 +66,9 @@ func StatusStreamConfig(prefix string, s StatusStream) (jetstream.StreamConfig, 
 		MaxMsgsPerSubject: 1,
 		Replicas:          s.Replicas,
 		PersistMode:       persist,
-		Metadata:          map[string]string{MetadataPrefix: prefix},
+		// Not MetadataPrefix: tools (core tail) take streams carrying it
+		// for topic streams and would try to parse reports as records.
+		Metadata: map[string]string{MetadataStatusPrefix: prefix},
 	}, nil
 }
 
