@@ -29,6 +29,25 @@
 //     (Server.InjectPacket), which delivers it to local subscribers and
 //     retains it if asked: subscribers see only durable data.
 //
+// # QoS 0
+//
+// A QoS 0 publish has no ack; what it shares with the others is that it is
+// appended and committed (G1), and that local subscribers get it only once
+// it is durable, in order per publisher. Most QoS 0 traffic goes to topics
+// nobody on the node subscribes to, so the hook asks whether any local
+// subscription matches (mochi's topic index, cached per session and topic
+// until OnSubscribed or OnUnsubscribed changes a generation counter) and,
+// if none does and the publish is not retained, skips the session queue,
+// the packet copy and the fan-out. Such publishes of one connection are
+// collected while mochi works through the bytes of one network read and
+// appended together when its reader goes back to the network (the
+// Listener's connection calls the hook before each read), before any other
+// publish of the connection, and when the connection ends: one append, one
+// completion and one time stamp per burst, with header slices shared
+// between records. Drain counts them like any other publish. A QoS 0
+// publish that someone subscribes to, or that is retained, takes the queue
+// like QoS 1 and is fanned out in order after its commit.
+//
 // # Duplicates
 //
 // A PUBLISH whose packet id is still waiting for its commit (a DUP resend
@@ -64,5 +83,7 @@
 // keepalive) is disconnected too, so a stuck disk shows up as reconnects,
 // not as silent memory growth.
 //
-// Lock order: Hook.mu, then session.mu, then mochi's Inflight lock.
+// Lock order: Hook.mu, then session.mu, then mochi's Inflight lock. A
+// connection accepted by a Listener remembers its session, so publishes do
+// not take Hook.mu.
 package mqtt

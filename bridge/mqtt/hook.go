@@ -406,7 +406,7 @@ func (h *Hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 			return handled(pk)
 		}
 		rec := h.record(s, &pk, target, at, nil)
-		h.appendQoS0(s, cl, p, []log.Record{rec})
+		h.appendQoS0(s, cl, p, []log.Record{rec}, nil)
 		return handled(pk)
 	}
 	e := &entry{pk: pk, cl: cl, at: at}
@@ -485,7 +485,8 @@ func (h *Hook) appendBounded(p *log.Partition, cl *mochi.Client, recs []log.Reco
 // they need no place in the session's ordered queue and no copy of the
 // packet: only the count that Drain waits for, and a refusal if the append
 // fails.
-func (h *Hook) appendQoS0(s *session, cl *mochi.Client, p *log.Partition, recs []log.Record) {
+// Once the log is done with recs, they go back to spare, if not nil.
+func (h *Hook) appendQoS0(s *session, cl *mochi.Client, p *log.Partition, recs []log.Record, spare chan []log.Record) {
 	n := len(recs)
 	done := func(_ int64, err error) {
 		if err != nil {
@@ -495,12 +496,19 @@ func (h *Hook) appendQoS0(s *session, cl *mochi.Client, p *log.Partition, recs [
 		}
 		h.m.ackSuccess.Add(float64(n))
 		h.completed(n)
+		if spare != nil && cap(recs) <= maxSpare {
+			clear(recs) // holds payloads
+			select {
+			case spare <- recs[:0]:
+			default:
+			}
+		}
 	}
 	err := h.appendBounded(p, cl, recs, done)
 	if errors.Is(err, log.ErrBatchTooLarge) && n > 1 {
 		// A burst the log takes in two appends, not one.
-		h.appendQoS0(s, cl, p, recs[:n/2:n/2])
-		h.appendQoS0(s, cl, p, recs[n/2:])
+		h.appendQoS0(s, cl, p, recs[:n/2:n/2], nil)
+		h.appendQoS0(s, cl, p, recs[n/2:], nil)
 		return
 	}
 	if err != nil {
@@ -520,6 +528,11 @@ func (h *Hook) failQoS0(s *session, from *mochi.Client, topic string, n int, err
 	}
 	h.completed(n)
 }
+
+// maxSpare bounds the records slice a connection keeps for its next burst,
+// so that an idle connection holds little (a burst is rarely more than a
+// read buffer's worth of publishes).
+const maxSpare = 64
 
 // maxBurst bounds the QoS 0 publishes a connection collects into one
 // append; a read buffer's worth (2 KiB in mochi) is usually far fewer.
@@ -545,6 +558,10 @@ type burst struct {
 	hdrs []log.Header   // headers of recs, then free room for more
 	hint int            // size of the previous burst, to size the next
 	last *log.Partition // the partition of the connection's last publish
+	// spare takes back a burst's records once the log is done with them,
+	// for the next burst: allocating them was most of what the hook
+	// allocated per publish.
+	spare chan []log.Record
 }
 
 // burstOf returns the burst of a connection accepted by a Listener, or nil
@@ -555,7 +572,7 @@ func burstOf(cl *mochi.Client) *burst {
 		return nil
 	}
 	if fc.burst == nil {
-		fc.burst = new(burst)
+		fc.burst = &burst{spare: make(chan []log.Record, 1)}
 	}
 	return fc.burst
 }
@@ -583,7 +600,11 @@ func (b *burst) add(h *Hook, s *session, cl *mochi.Client, pk *packets.Packet) {
 		h.pending.Add(1)
 		b.s, b.cl, b.h, b.p = s, cl, h, p
 		b.at = h.cfg.Now()
-		b.recs = make([]log.Record, 0, max(b.hint, 4))
+		select {
+		case b.recs = <-b.spare:
+		default:
+			b.recs = make([]log.Record, 0, max(b.hint, 4))
+		}
 	}
 	if len(pk.Properties.User) == 0 && pk.Properties.ContentType == "" {
 		b.recs = append(b.recs, h.record(s, pk, target, b.at, nil)) // shared headers
@@ -609,7 +630,7 @@ func (b *burst) flush() {
 	h.m.ingestQoS[0].Add(float64(n))
 	h.pending.Add(int64(n - 1))
 	b.recs = nil
-	h.appendQoS0(b.s, b.cl, b.p, recs)
+	h.appendQoS0(b.s, b.cl, b.p, recs, b.spare)
 	b.s, b.cl, b.p = nil, nil, nil
 }
 
@@ -882,13 +903,11 @@ func (h *Hook) ack(pk packets.Packet, typ byte, code packets.Code, created int64
 	return out
 }
 
-// complete writes an entry's acknowledgement or refusal to cl and, on
-// success, fans the publish out to local subscribers.
 // completeBatch acknowledges a ready prefix of a session's queue, in
 // order. Success acks are written together, in one write under the
 // client's lock: one system call per commit round and client instead of
 // one per message, which is most of the cost of an ack. Then the publishes
-// go to local subscribers.
+// that a local subscriber or the retained store wants go to mochi.
 func (h *Hook) completeBatch(s *session, cl *mochi.Client, batch []*entry) {
 	now := h.cfg.Now()
 	buf := make([]byte, 0, 4*len(batch))
