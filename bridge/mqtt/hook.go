@@ -484,8 +484,7 @@ func (h *Hook) appendBounded(p *log.Partition, cl *mochi.Client, recs []log.Reco
 // local subscriber and no retained store wants. With no ack and no fan-out
 // they need no place in the session's ordered queue and no copy of the
 // packet: only the count that Drain waits for, and a refusal if the append
-// fails.
-// Once the log is done with recs, they go back to spare, if not nil.
+// fails. Once the log is done with recs, they go back to spare, if not nil.
 func (h *Hook) appendQoS0(s *session, cl *mochi.Client, p *log.Partition, recs []log.Record, spare chan []log.Record) {
 	n := len(recs)
 	done := func(_ int64, err error) {
