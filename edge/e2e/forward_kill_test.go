@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/outpost-edge/outpost/core/natstest"
@@ -46,6 +48,8 @@ const (
 // after the last restart every acknowledged message is in the stream exactly
 // once, every partition subject holds offsets 0..end-1 once each in offset
 // order, and each holds the record the log holds at that offset (G3).
+// After each kill the test waits until the server has stored what the
+// killed node had sent (fwdCentre.settle says why).
 func TestForwardKillRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("e2e: skipped under -short")
@@ -64,10 +68,22 @@ func TestForwardKillRestart(t *testing.T) {
 		}
 	})
 	rng := rand.New(rand.NewSource(seed))
+	// Debug makes the forwarder log every resume point; a failure prints
+	// what each node logged about forwarding.
+	t.Setenv("OUTPOST_LOG_LEVEL", "debug")
+	var nodes []fwdNodeRun
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, n := range nodes {
+				t.Logf("round %d, %s node:\n%s", n.round, n.role, fwdUpstreamLines(n.p))
+			}
+		}
+	})
 
 	srv := natstest.RunServer(t) // JetStream's default sync_interval
-	_, js := srv.Connect()
-	stream := natstest.CreateTopicStream(t, js, wire.DefaultPrefix, fwdTopic, provision.TopicConfig{DuplicateWindow: fwdDupWindow})
+	nc, js := srv.Connect()
+	up := &fwdCentre{srv: srv, nc: nc, js: js,
+		stream: natstest.CreateTopicStream(t, js, wire.DefaultPrefix, fwdTopic, provision.TopicConfig{DuplicateWindow: fwdDupWindow})}
 	upstreamArgs := []string{"-upstream", srv.URL(), "-site", fwdSite, "-node", fwdNode}
 	bin := edgeBinary(t)
 	data := t.TempDir()
@@ -84,12 +100,14 @@ func TestForwardKillRestart(t *testing.T) {
 		if round%3 != 2 {
 			liveRounds++
 			p := startEdge(t, bin, data, upstreamArgs...)
-			before := fwdStreamMsgs(t, stream)
+			nodes = append(nodes, fwdNodeRun{round, "live", p})
+			before := up.records(t)
 			after := time.Duration(50+rng.Intn(550)) * time.Millisecond
 			n, pending := fwdPublish(t, p, rng, next, acked, func(elapsed time.Duration, _ int) bool { return elapsed >= after })
 			checkNoErrors(t, round, p)
+			up.settle(t)
 			t.Logf("round %d: live, killed %v into publishing; %d acknowledged, %d in flight; stream %d -> %d",
-				round, after, n, pending, before, fwdStreamMsgs(t, stream))
+				round, after, n, pending, before, up.records(t))
 			continue
 		}
 		drainRounds++
@@ -103,19 +121,21 @@ func TestForwardKillRestart(t *testing.T) {
 		// Forward it and kill the node at a random point of the drain,
 		// chosen by the stream's message count.
 		p = startEdge(t, bin, data, upstreamArgs...)
+		nodes = append(nodes, fwdNodeRun{round, "drain", p})
 		total := fwdLogTotal(t, p.http)
-		before := fwdStreamMsgs(t, stream)
+		before := up.records(t)
 		frac := 0.05 + 0.9*rng.Float64()
 		target := before + uint64(frac*float64(total-min(before, total)))
 		at := before
 		deadline := time.Now().Add(20 * time.Second)
 		for at < target && at < total && time.Now().Before(deadline) {
 			time.Sleep(time.Millisecond) // pacing the poll, not synchronising
-			at = fwdStreamMsgs(t, stream)
+			at = up.records(t)
 		}
 		p.kill()
 		checkNoErrors(t, round, p)
-		killedAt := fwdStreamMsgs(t, stream)
+		up.settle(t)
+		killedAt := up.records(t)
 		if before < killedAt && killedAt < total {
 			midDrain++
 		}
@@ -124,6 +144,7 @@ func TestForwardKillRestart(t *testing.T) {
 	}
 
 	p := startEdge(t, bin, data, upstreamArgs...)
+	nodes = append(nodes, fwdNodeRun{rounds, "final", p})
 	parts := fwdPartitions(t, p.http)
 	waitFor(t, 60*time.Second, func() error { return fwdLagZero(p.http, len(parts)) })
 	drained := time.Since(began)
@@ -152,6 +173,26 @@ func TestForwardKillRestart(t *testing.T) {
 	}
 	t.Logf("%d rounds (%d live, %d drain, %d killed mid-drain); %d acknowledged, %d in the log over %d partitions, all in the stream after %v (checked after %v)",
 		rounds, liveRounds, drainRounds, midDrain, len(acked), total, used, drained.Round(time.Millisecond), time.Since(began).Round(time.Millisecond))
+}
+
+// fwdNodeRun is one run of the node with forwarding on.
+type fwdNodeRun struct {
+	round int
+	role  string
+	p     *proc
+}
+
+// fwdUpstreamLines returns what an exited node logged about forwarding
+// (warnings, errors, connection changes, resume points).
+func fwdUpstreamLines(p *proc) string {
+	p.kill()
+	var b strings.Builder
+	for l := range strings.Lines(p.stderr.String()) {
+		if strings.Contains(l, "upstream") && !strings.Contains(l, "status report") {
+			b.WriteString(l)
+		}
+	}
+	return b.String()
 }
 
 // fwdPublish runs the fwdClients publishers against p and SIGKILLs p as
@@ -222,15 +263,68 @@ func checkNoErrors(t *testing.T, round int, p *proc) {
 	t.Errorf("round %d: the node logged %d error line(s):\n%s", round, len(lines), strings.Join(lines[:min(len(lines), 10)], ""))
 }
 
-func fwdStreamMsgs(t *testing.T, st jetstream.Stream) uint64 {
+// fwdCentre is the test's view of the central side.
+type fwdCentre struct {
+	srv    *natstest.Server
+	nc     *nats.Conn // the test's own connection
+	js     jetstream.JetStream
+	stream jetstream.Stream
+	probes uint64 // probe messages in the stream (see settle)
+}
+
+// fwdProbeSubject is in the topic's stream but no partition's subject.
+const fwdProbeSubject = "outpost." + fwdTopic + ".test-probe"
+
+// records returns how many forwarded records the stream holds.
+func (c *fwdCentre) records(t *testing.T) uint64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	info, err := st.Info(ctx)
+	info, err := c.stream.Info(ctx)
 	if err != nil {
 		t.Fatalf("stream info: %v", err)
 	}
-	return info.State.Msgs
+	return info.State.Msgs - c.probes
+}
+
+// settle waits, after a kill, until the server has stored everything the
+// killed node's connection had sent: until the server has closed that
+// connection (its read loop has queued every message it read), then until
+// a probe published to the same stream is acknowledged (the stream takes
+// its inbound messages in order, so the killed node's are stored by then).
+//
+// Why: resuming after the stream's last message cannot see messages the
+// server has read but not yet stored. A node restarted before then
+// resends them; the stream's duplicate window drops those, and in
+// production it (2 minutes) outlasts any restart. This test's window is
+// 100 ms so that it cannot hide a wrong resume point, and the embedded
+// server, slowed by the race detector on a loaded machine, was seen
+// storing a killed node's last ~700 messages over 0.4 s after the kill, after
+// the restarted node had already asked for the last message.
+func (c *fwdCentre) settle(t *testing.T) {
+	t.Helper()
+	own, err := c.nc.GetClientID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, func() error {
+		cz, err := c.srv.NATSServer().Connz(&server.ConnzOptions{})
+		if err != nil {
+			return err
+		}
+		for _, ci := range cz.Conns {
+			if ci.Cid != own {
+				return fmt.Errorf("connection %d (%q) of a killed node still open on the server", ci.Cid, ci.Name)
+			}
+		}
+		return nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := c.js.Publish(ctx, fwdProbeSubject, nil); err != nil {
+		t.Fatalf("probe: %v", err)
+	}
+	c.probes++
 }
 
 // fwdPartitions returns the end offset of every partition of fwdTopic.
@@ -368,6 +462,9 @@ func fwdStreamRecords(t *testing.T, js jetstream.JetStream) map[int32][]fwdRecor
 		n := 0
 		for m := range batch.Messages() {
 			n++
+			if m.Subject() == fwdProbeSubject {
+				continue
+			}
 			md, err := m.Metadata()
 			if err != nil {
 				t.Fatalf("message metadata: %v", err)
