@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -637,4 +638,51 @@ func testQoS0FanoutInOrder(t *testing.T, e *env) {
 			t.Fatalf("last message %d of %d", last, n)
 		}
 	}
+}
+
+// A publish nobody subscribes to does not go through mochi's fan-out at
+// all (mochi counts what the inline client injects as received too).
+func TestNoFanoutWithoutSubscribers(t *testing.T) {
+	bothListeners(t, envOpts{}, func(t *testing.T, e *env) {
+		c := dialRaw(t, e.addr, "pub", 4)
+		for i := 0; i < 10; i++ {
+			c.publish(uint16(i+1), byte(i%2), "n/a", fmt.Sprint(i), false)
+		}
+		for i := 0; i < 5; i++ {
+			if a := c.next(5 * time.Second); a.FixedHeader.Type != packets.Puback {
+				t.Fatalf("got %v", a.FixedHeader.Type)
+			}
+		}
+		waitFor(t, 5*time.Second, func() error {
+			if n := len(e.all(t, route.DefaultTopic)); n != 10 {
+				return fmt.Errorf("%d records", n)
+			}
+			// Completed, so the fan-out was decided: an ack goes out
+			// before its publish is fanned out.
+			if p := e.hook.Pending(); p != 0 {
+				return fmt.Errorf("%d pending", p)
+			}
+			return nil
+		})
+		if n := atomic.LoadInt64(&e.srv.Info.MessagesReceived); n != 10 {
+			t.Fatalf("mochi received %d messages, want the device's 10 and no fan-out", n)
+		}
+		got := make(chan string, 10)
+		sub := dialV3(t, e.addr, "sub", nil)
+		if tok := sub.Subscribe("n/#", 1, func(_ paho3.Client, m paho3.Message) { got <- string(m.Payload()) }); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatal(tok.Error())
+		}
+		c.publish(0, 0, "n/a", "q0", false)
+		c.publish(11, 1, "n/a", "q1", false)
+		for _, want := range []string{"q0", "q1"} {
+			select {
+			case m := <-got:
+				if m != want {
+					t.Fatalf("got %q, want %q", m, want)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatalf("subscriber did not get %q", want)
+			}
+		}
+	})
 }
