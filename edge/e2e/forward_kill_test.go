@@ -39,6 +39,8 @@ const (
 	// fwdDupWindow is far shorter than a restart of the node, so a resend
 	// after a kill cannot hide behind the stream's deduplication: only
 	// resuming after the stream's last message (G3) gives exactly once.
+	// With the production window (2 minutes) a forwarder resuming from its
+	// cursor instead passes this test; with this one it fails.
 	fwdDupWindow = 100 * time.Millisecond
 )
 
