@@ -33,12 +33,23 @@ type LastMsgGetter interface {
 // If the last message on subject carries no readable origin offset, someone
 // else published there; LastOffset returns an error instead of guessing.
 func LastOffset(ctx context.Context, s LastMsgGetter, subject string) (last int64, found bool, err error) {
+	last, _, found, err = LastPosition(ctx, s, subject)
+	return last, found, err
+}
+
+// LastPosition is LastOffset plus the stream sequence of that message (0
+// when there is none). A forwarder sends its first message after resuming
+// with Nats-Expected-Last-Subject-Sequence set to it, so that a message of a
+// previous connection (or process) that the server stores only after this
+// answer makes the server refuse the resumed send instead of storing the
+// same offsets twice once the duplicate window has passed.
+func LastPosition(ctx context.Context, s LastMsgGetter, subject string) (last int64, seq uint64, found bool, err error) {
 	m, err := s.GetLastMsgForSubject(ctx, subject)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return -1, false, nil
+		return -1, 0, false, nil
 	}
 	if err != nil {
-		return -1, false, fmt.Errorf("wire: last message on %s: %w", subject, err)
+		return -1, 0, false, fmt.Errorf("wire: last message on %s: %w", subject, err)
 	}
 	name := HeaderOffset
 	if m.Header.Get(HeaderBatch) != "" {
@@ -46,7 +57,7 @@ func LastOffset(ctx context.Context, s LastMsgGetter, subject string) (last int6
 	}
 	off, err := headerInt(m.Header, name, true)
 	if err != nil {
-		return -1, false, fmt.Errorf("wire: last message on %s (stream seq %d): %w", subject, m.Sequence, err)
+		return -1, 0, false, fmt.Errorf("wire: last message on %s (stream seq %d): %w", subject, m.Sequence, err)
 	}
-	return off, true, nil
+	return off, m.Sequence, true, nil
 }

@@ -56,6 +56,17 @@
 //   - publishes are never retried by nats.go (its no-responders retry would
 //     reorder).
 //
+// Resolve can also come too early: messages a previous connection (or a
+// killed predecessor process) had in flight may be stored only after the
+// stream's last message was read, and resending them is safe only while the
+// duplicate window remembers them. So the first message after every resume
+// goes alone, with Nats-Expected-Last-Subject-Sequence set to the sequence
+// resolve saw; if anything landed since, the server refuses it and the
+// partition resolves again (counted as resumes_total{source="moved"}); its
+// acknowledgement opens the window. Messages of a dead connection that the
+// server takes even later than that are still dropped by the duplicate
+// window; the forwarder warns about streams whose window is under 10 s.
+//
 // A refusal by the server (stream full, no responders, any API error) is
 // the exception: the server answers no to one message and may store the
 // next (a stream with room again). So a refusal, or a failure followed by an
@@ -93,6 +104,10 @@
 // keeps each until its ack). Nothing grows with the backlog.
 //
 // # Failures
+//
+// A reconnect whose TLS handshake fails (a server certificate the node no
+// longer trusts after a rotation) is reported with the TLS error and
+// counted as a connect error, although nats.go tells no handler about it.
 //
 // The connection reconnects forever with exponential backoff and full jitter
 // (Config.ReconnectMin/Max), also on wrong credentials, so a thousand sites

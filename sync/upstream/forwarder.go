@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -284,11 +285,20 @@ func (f *Forwarder) connectLoop(ctx context.Context) {
 		}
 		f.link.Store(&link{nc: nc, js: js, gate: g})
 		f.changed.broadcast()
-		select {
-		case <-ctx.Done():
-			return // Run closes the connection after the loops stopped
-		case <-closed:
+		tick := time.NewTicker(time.Second)
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				tick.Stop()
+				return // Run closes the connection after the loops stopped
+			case <-closed:
+				break wait
+			case <-tick.C:
+				f.noteHandshakeError(nc)
+			}
 		}
+		tick.Stop()
 		f.link.Store(nil)
 		f.changed.broadcast()
 		f.m.connected.Set(0)
@@ -365,6 +375,10 @@ func connectAdvice(err error) string {
 	case errors.Is(err, nats.ErrPermissionViolation):
 		return "the NATS user lacks a permission; records wait at the edge until it is granted"
 	}
+	var certErr *tls.CertificateVerificationError
+	if errors.As(err, &certErr) || strings.Contains(err.Error(), "x509:") || strings.Contains(err.Error(), "tls:") {
+		return "TLS failed: check tls.ca_file against the server's certificate, and tls.cert_file/key_file against the CA the server trusts; retrying with backoff"
+	}
 	return "retrying with backoff"
 }
 
@@ -394,6 +408,31 @@ func (f *Forwarder) setConnState(state string, attrs ...any) {
 		return
 	}
 	f.log.Warn("upstream: "+state, attrs...)
+}
+
+// noteHandshakeError reports a failed reconnect that nats.go tells no
+// handler about: a dial that succeeds followed by a failed TLS handshake or
+// INFO/CONNECT exchange (a server certificate the node does not trust after
+// a rotation) only lands in nc.LastError, and the log would otherwise say
+// nothing but "disconnected: EOF". Refused logins come through the error
+// handler already.
+func (f *Forwarder) noteHandshakeError(nc *nats.Conn) {
+	if nc.Status() == nats.CONNECTED {
+		return
+	}
+	err := nc.LastError()
+	if err == nil || connectErrKind(err) == "auth" || errors.Is(err, nats.ErrPermissionViolation) {
+		return
+	}
+	state := "connect failed: " + err.Error()
+	f.connMu.Lock()
+	same := f.connState == state
+	f.connMu.Unlock()
+	if same {
+		return
+	}
+	f.m.connectErrors.WithLabelValues("other").Inc()
+	f.setConnState(state, "err", err, "advice", connectAdvice(err))
 }
 
 // currentLink returns the link if it is connected.

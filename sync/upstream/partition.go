@@ -58,7 +58,8 @@ type partition struct {
 	// window drops what was stored). It is saved in the cursor store until
 	// the resend has passed it, so a restart in between does not resume
 	// after the stream's last record and leave the hole.
-	redo *redo
+	redo         *redo
+	warnedWindow bool // the short duplicate window warning was logged
 	// redoSaved: a redo is in the store; cleared once acked passes its until.
 	redoSaved bool
 	redoUntil int64
@@ -76,6 +77,12 @@ type redo struct {
 	Suspect bool   `json:"suspect"`
 	Cuts    []span `json:"cuts,omitempty"` // batch boundaries to repeat, so resends carry the same Nats-Msg-Id
 }
+
+// minSafeDupWindow is the shortest duplicate window the forwarder does not
+// warn about. The window must outlast the time a server takes to store what
+// a dead connection had in flight (at most a window of messages, normally
+// milliseconds) plus a restart; core's default is 2 minutes.
+const minSafeDupWindow = 10 * time.Second
 
 // redoBucket is the cursor store bucket resends are saved in, keyed by
 // cursor name, topic and partition.
@@ -123,6 +130,14 @@ func (p *partition) run(ctx context.Context) {
 		}
 		if progressed {
 			attempt = 0
+		}
+		if errors.Is(err, errStreamMoved) {
+			// Messages of an earlier connection landed after the resume
+			// point was read: read it again (not an error; see pump).
+			p.f.m.resumes.WithLabelValues("moved").Inc()
+			p.f.log.Debug("upstream: the stream moved while resuming; resolving again", "topic", p.key.topic, "partition", p.key.part, "err", err)
+			sleepCtx(ctx, p.f.backoff(0))
+			continue
 		}
 		kind := p.setError(err)
 		if kind == kindDisconnected {
@@ -178,38 +193,40 @@ func (p *partition) forward(ctx context.Context, ln *link) (bool, error) {
 	if !ln.up() {
 		return false, ErrNotConnected
 	}
-	next, cuts, err := p.resolve(ctx, ln)
+	next, cuts, lastSeq, err := p.resolve(ctx, ln)
 	if err != nil {
 		return false, err
 	}
-	return p.pump(ctx, ln, epoch, next, cuts)
+	return p.pump(ctx, ln, epoch, next, cuts, lastSeq)
 }
 
 // resolve returns the offset to resume from: after the last record the
 // stream holds on the partition's subject; if it holds none, the cursor; if
 // there is none, the log start. The result is kept within what the log can
-// give and persisted as the cursor.
-func (p *partition) resolve(ctx context.Context, ln *link) (int64, []span, error) {
+// give and persisted as the cursor. lastSeq is the stream sequence of the
+// last message on the subject (0 if none), for the first publish's
+// expectation.
+func (p *partition) resolve(ctx context.Context, ln *link) (next int64, cuts []span, lastSeq uint64, err error) {
 	f := p.f
 	rctx, cancel := context.WithTimeout(ctx, f.cfg.AckTimeout)
 	defer cancel()
 	st, err := ln.js.Stream(rctx, p.stream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		if !f.cfg.CreateStreams {
-			return 0, nil, fmt.Errorf("%w: %s (topic %q); run core, or set create_streams", ErrStreamMissing, p.stream, p.key.topic)
+			return 0, nil, 0, fmt.Errorf("%w: %s (topic %q); run core, or set create_streams", ErrStreamMissing, p.stream, p.key.topic)
 		}
 		st, err = p.provision(rctx, ln)
 	}
 	if err != nil {
-		return 0, nil, fmt.Errorf("upstream: stream %s: %w", p.stream, err)
+		return 0, nil, 0, fmt.Errorf("upstream: stream %s: %w", p.stream, err)
 	}
-	last, found, err := wire.LastOffset(rctx, st, p.subject)
+	last, lastSeq, found, err := wire.LastPosition(rctx, st, p.subject)
 	if err != nil {
-		return 0, nil, fmt.Errorf("upstream: %w", err)
+		return 0, nil, 0, fmt.Errorf("upstream: %w", err)
 	}
 	cur, curOK, err := f.cursors.Cursor(ctx, f.cfg.CursorName, p.key.topic, p.key.part)
 	if err != nil {
-		return 0, nil, fmt.Errorf("upstream: read cursor: %w", err)
+		return 0, nil, 0, fmt.Errorf("upstream: read cursor: %w", err)
 	}
 	// known is the furthest this node has seen acknowledged.
 	known := p.acked.Load()
@@ -219,16 +236,20 @@ func (p *partition) resolve(ctx context.Context, ln *link) (int64, []span, error
 	start, end := p.src.StartOffset(), p.src.EndOffset()
 	lg := f.log.With("topic", p.key.topic, "partition", p.key.part, "subject", p.subject)
 
-	var next int64
-	var cuts []span
 	var from string
 	dupWindow := st.CachedInfo().Config.Duplicates
+	if dupWindow < minSafeDupWindow && !p.warnedWindow {
+		p.warnedWindow = true
+		lg.Warn("upstream: the stream's duplicate window is short: after a restart or reconnect, messages the previous connection "+
+			"had in flight that the server stores late can be stored twice; use a duplicate_window of at least "+minSafeDupWindow.String(),
+			"stream", p.stream, "duplicate_window", dupWindow)
+	}
 	r := p.redo
 	p.redo = nil
 	if r == nil && !p.redoSaved {
 		// First resolve since start: a resend armed before a restart.
 		if r, err = p.loadRedo(ctx); err != nil {
-			return 0, nil, err
+			return 0, nil, 0, err
 		}
 		if r != nil {
 			p.redoSaved, p.redoUntil = true, r.To
@@ -303,10 +324,10 @@ func (p *partition) resolve(ctx context.Context, ln *link) (int64, []span, error
 	p.acked.Store(next)
 	if !curOK || cur != next {
 		if err := p.commitCursor(ctx, next); err != nil {
-			return 0, nil, err
+			return 0, nil, 0, err
 		}
 	}
-	return next, cuts, nil
+	return next, cuts, lastSeq, nil
 }
 
 func (p *partition) commitCursor(ctx context.Context, off int64) error {
@@ -355,6 +376,7 @@ type inflight struct {
 	bytes       int // message data, for the forwarded bytes metric
 	size        int // data and headers, taken from the in-flight budget
 	fut         jetstream.PubAckFuture
+	at          time.Time // when it was published
 }
 
 // pump reads from next on and publishes with a window of unacknowledged
@@ -362,7 +384,15 @@ type inflight struct {
 // error. Nothing is skipped and nothing is sent out of order: on any error
 // it stops sending, collects the outcome of what is in flight and returns,
 // and the caller resolves the resume point again from the stream.
-func (p *partition) pump(ctx context.Context, ln *link, epoch uint64, next int64, cuts []span) (progressed bool, err error) {
+//
+// The first message after a resume goes alone and carries
+// Nats-Expected-Last-Subject-Sequence = lastSeq: if anything landed on the
+// subject since resolve read it (messages an earlier connection or process
+// sent that the server stored only afterwards), the server refuses it and
+// the pump returns errStreamMoved instead of sending the same offsets again,
+// which the duplicate window would drop only if it is still open. Its
+// acknowledgement opens the window.
+func (p *partition) pump(ctx context.Context, ln *link, epoch uint64, next int64, cuts []span, lastSeq uint64) (progressed bool, err error) {
 	f := p.f
 	cfg := &f.cfg
 	var (
@@ -388,15 +418,12 @@ func (p *partition) pump(ctx context.Context, ln *link, epoch uint64, next int64
 		}
 	}()
 	maxPayload := int(ln.nc.MaxPayload())
-	// A paused partition probes with one message until the stream takes
-	// one, instead of sending a whole window to a stream that is full or
-	// refuses it.
-	p.mu.Lock()
-	window := cfg.Window
-	if p.errKind != kindNone {
-		window = 1
-	}
-	p.mu.Unlock()
+	// One message until the stream takes one: the conditional first
+	// message must be the only one in flight (the ones after it would be
+	// stored even if it is refused), and a paused partition probes instead
+	// of sending a whole window to a stream that is full or refuses it.
+	window := 1
+	conditional := true
 	ack := func(h inflight) {
 		p.acked.Store(h.last + 1)
 		if p.redoSaved && h.last >= p.redoUntil {
@@ -478,6 +505,10 @@ func (p *partition) pump(ctx context.Context, ln *link, epoch uint64, next int64
 			if err != nil {
 				return progressed, p.abort(ctx, q, false, err)
 			}
+			if conditional {
+				msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(lastSeq, 10))
+				conditional = false
+			}
 			size := len(msg.Data) + headerBytes(msg.Header)
 			if err := f.sched.acquire(ctx, size, live); err != nil {
 				return progressed, p.abort(ctx, q, false, err)
@@ -499,7 +530,7 @@ func (p *partition) pump(ctx context.Context, ln *link, epoch uint64, next int64
 				}
 				return progressed, p.abort(ctx, q, false, err)
 			}
-			h := inflight{first: buf[0].Offset, last: buf[n-1].Offset, records: n, bytes: len(msg.Data), size: size, fut: fut}
+			h := inflight{first: buf[0].Offset, last: buf[n-1].Offset, records: n, bytes: len(msg.Data), size: size, fut: fut, at: time.Now()}
 			q = append(q, h)
 			qBytes += h.size
 			sent = h.last + 1
@@ -586,6 +617,11 @@ func (p *partition) pump(ctx context.Context, ln *link, epoch uint64, next int64
 // prefix of the window, and resuming after the stream's last record is
 // exact. headFailed says q[0] is the message that failed with err.
 func (p *partition) abort(ctx context.Context, q []inflight, headFailed bool, err error) error {
+	if headFailed && len(q) == 1 && isStreamMoved(err) {
+		// The conditional first message after a resume: nothing else is in
+		// flight and the stream holds more than resolve saw.
+		return fmt.Errorf("%w: %w", errStreamMoved, err)
+	}
 	failedAt := -1
 	refused := false
 	if headFailed {
@@ -624,7 +660,12 @@ func (p *partition) abort(ctx context.Context, q []inflight, headFailed bool, er
 		}
 		return err
 	}
-	r := &redo{V: 1, From: q[failedAt].first, To: q[len(q)-1].last, At: time.Now(), Suspect: suspect}
+	// The duplicate window counts from when the server saw a message, so
+	// the resend's age is that of the oldest message it repeats.
+	r := &redo{V: 1, From: q[failedAt].first, To: q[len(q)-1].last, At: q[failedAt].at, Suspect: suspect}
+	if r.At.IsZero() {
+		r.At = time.Now()
+	}
 	if p.f.cfg.Mode == ModeBatch {
 		for _, h := range q[failedAt:] {
 			r.Cuts = append(r.Cuts, span{h.first, h.last})
@@ -644,6 +685,16 @@ func (p *partition) abort(ctx context.Context, q []inflight, headFailed bool, er
 func isRefusal(err error) bool {
 	var apiErr *jetstream.APIError
 	return errors.As(err, &apiErr) || errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse)
+}
+
+// errStreamMoved: the conditional first message after a resume was refused
+// because the subject's last message is no longer the one resolve read.
+var errStreamMoved = errors.New("upstream: the stream moved since the resume point was read")
+
+func isStreamMoved(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) &&
+		(apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
 func (p *partition) redoKey() string {

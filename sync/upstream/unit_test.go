@@ -6,14 +6,17 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/outpost-edge/outpost/core/natstest"
 	"github.com/outpost-edge/outpost/core/provision"
+	"github.com/outpost-edge/outpost/edge/log"
 )
 
 // future is a resolved jetstream.PubAckFuture.
@@ -334,5 +337,107 @@ func TestSchedulerLiveFirst(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("backlog not released after the live partition finished")
+	}
+}
+
+// lateLister wraps the log so that the first read of a partition first
+// does what a killed predecessor's connection does: its last messages
+// (offsets from..to) are stored only after the resume point was read, and
+// then more than the duplicate window passes.
+type lateLister struct {
+	lister
+	once  sync.Once
+	late  func()
+	delay time.Duration
+}
+
+type lateSource struct {
+	source
+	l *lateLister
+}
+
+func (ll *lateLister) open(topic string, partition int32) (source, error) {
+	s, err := ll.lister.open(topic, partition)
+	return lateSource{s, ll}, err
+}
+
+func (s lateSource) Read(ctx context.Context, from int64, maxBytes int) ([]log.Record, error) {
+	if maxBytes <= 1 {
+		// Lag's one-record read for the oldest record's age, which may come
+		// before resolve; the pump's reads come after it.
+		return s.source.Read(ctx, from, maxBytes)
+	}
+	s.l.once.Do(func() {
+		s.l.late()
+		time.Sleep(s.l.delay)
+	})
+	return s.source.Read(ctx, from, maxBytes)
+}
+
+// TestLateMessagesOfPredecessorNotDuplicated: the stream holds 0..9 when
+// the forwarder reads its resume point (10); then 10..14, sent by the
+// process before it, land; then the duplicate window (100 ms) passes. The
+// forwarder's first publish, offset 10, carries the expected last subject
+// sequence and is refused, so it resolves again and resumes at 15: every
+// offset once. Resending 10..14 would duplicate them.
+func TestLateMessagesOfPredecessorNotDuplicated(t *testing.T) {
+	srv := natstest.RunServer(t)
+	_, js := srv.Connect()
+	dir := t.TempDir()
+	l := openLog(t, dir)
+	st := openMeta(t, metaPath(dir))
+	createTopic(t, l, "t", 1)
+	createStream(t, js, "t", provision.TopicConfig{DuplicateWindow: 100 * time.Millisecond})
+	appendN(t, l, "t", 0, 40, 50)
+	lg, logs := newLogger(t)
+	src, _ := l.Partition("t", 0)
+	recs, err := src.Read(context.Background(), 0, 1<<20)
+	if err != nil || len(recs) < 15 {
+		t.Fatalf("read: %d records, %v", len(recs), err)
+	}
+	cfg := testConfig(srv.URL(), lg)
+	reg := prometheus.NewRegistry()
+	cfg.Registerer = reg
+	probe := &Forwarder{cfg: cfg.withDefaults()}
+	pp, err := newPartition(probe, partKey{"t", 0}, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish := func(from, to int) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		for i := from; i <= to; i++ {
+			m, _, err := pp.message(recs[i:i+1], new([]span), 1<<20)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := js.PublishMsg(ctx, m); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	publish(0, 9)
+	ll := &lateLister{lister: logLister{l}, late: func() { publish(10, 14) }, delay: 300 * time.Millisecond}
+	f, err := newForwarder(cfg, ll, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runForwarder(t, f)
+	waitForwarded(t, f, 10*time.Second, 1)
+	got := streamRecords(t, js, "t")[0]
+	seen := map[int64]int{}
+	for _, r := range got {
+		seen[r.Offset]++
+	}
+	if len(got) != 40 || len(seen) != 40 {
+		t.Fatalf("stream holds %d records, %d distinct, want 40 once each: %s\n%s", len(got), len(seen), describeOffsets(got), logs.String())
+	}
+	for i, r := range got {
+		if r.Offset != int64(i) {
+			t.Fatalf("stream position %d holds offset %d: %s", i, r.Offset, describeOffsets(got))
+		}
+	}
+	if n := metricValue(t, reg, "outpost_upstream_resumes_total", "source", "moved"); n < 1 {
+		t.Errorf("no resume counted as moved (%v)", n)
 	}
 }

@@ -1,0 +1,71 @@
+package upstream
+
+import (
+	"crypto/tls"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/outpost-edge/outpost/core/natstest"
+	"github.com/outpost-edge/outpost/core/provision"
+)
+
+// TestTLSServerCertReplaced: the centre comes back with a certificate the
+// forwarder does not trust (a rotation gone wrong). The failure must be
+// visible: logged with the TLS error and counted. nats.go calls its
+// ReconnectErrHandler only when the dial fails, not when the TLS handshake
+// after it fails; the forwarder reads nc.LastError while reconnecting
+// (noteHandshakeError). Before that it logged only "disconnected err=EOF".
+func TestTLSServerCertReplaced(t *testing.T) {
+	dir := t.TempDir()
+	good := newPKI(t, dir, "good")
+	other := newPKI(t, dir, "other")
+	serverTLS := func(p testPKI) *tls.Config {
+		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: p.serverCert, KeyFile: p.serverKey, CaFile: good.caFile, Verify: true, Timeout: 5})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tc
+	}
+	cur := serverTLS(good)
+	srv := natstest.RunServer(t, natstest.WithOptions(func(o *server.Options) {
+		o.TLS, o.TLSVerify, o.TLSConfig, o.TLSTimeout = true, true, cur, 5
+	}))
+	_, js := srv.Connect(nats.RootCAs(good.caFile), nats.ClientCert(good.clientCert, good.clientKey))
+	createStream(t, js, "telemetry", provision.TopicConfig{})
+	tdir := t.TempDir()
+	l := openLog(t, tdir)
+	st := openMeta(t, metaPath(tdir))
+	createTopic(t, l, "telemetry", 1)
+	appendN(t, l, "telemetry", 0, 100, 100)
+	lg, logs := newLogger(t)
+	cfg := testConfig(srv.URL(), lg)
+	cfg.TLS = TLSConfig{CAFile: good.caFile, CertFile: good.clientCert, KeyFile: good.clientKey}
+	reg := prometheus.NewRegistry()
+	cfg.Registerer = reg
+	f, err := New(cfg, l, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runForwarder(t, f)
+	waitForwarded(t, f, 10*time.Second, 1)
+
+	srv.Stop()
+	cur = serverTLS(other) // signed by a CA the forwarder does not trust
+	srv.Start()
+	appendN(t, l, "telemetry", 0, 50, 100)
+	natstest.WaitFor(t, 10*time.Second, func() error {
+		if !strings.Contains(logs.String(), "x509: certificate signed by unknown authority") {
+			return fmt.Errorf("TLS failure not logged:\n%s", logs.String())
+		}
+		if n := metricValue(t, reg, "outpost_upstream_connect_errors_total", "kind", "other"); n < 1 {
+			return fmt.Errorf("no connect error counted")
+		}
+		return nil
+	})
+}
