@@ -7,6 +7,14 @@
 //     the log exactly once, with contiguous offsets. 10 rounds by default,
 //     50 with OUTPOST_LONG=1 (or OUTPOST_KILL_ROUNDS=N); the seed is printed,
 //     and OUTPOST_KILL_SEED=N replays one.
+//   - TestForwardKillRestart runs the node forwarding to an embedded
+//     JetStream server, SIGKILLs it while it publishes and while it drains a
+//     backlog, restarts it, and checks that every partition's stream holds
+//     each offset exactly once, in offset order, with the log's values (8
+//     rounds, 40 with OUTPOST_LONG=1; OUTPOST_SEED replays).
+//   - TestCheckAndRepair damages a segment of a stopped node and runs
+//     `edge check` and `edge repair` on it; the node then serves exactly the
+//     records before the damage.
 //   - TestMosquittoInterop drives the node with Debian's mosquitto_pub and
 //     mosquitto_sub (MQTT 3.1.1 and 5). It is skipped only when the binaries
 //     are missing and CI is not set.
