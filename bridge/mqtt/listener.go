@@ -191,7 +191,8 @@ type firstPacket struct {
 // messages. A connection whose last read filled its buffer (more bytes are
 // waiting) reads 16 KiB into a buffer from the listener's pool instead, and
 // gives it back once a read comes back short, so idle connections hold
-// none.
+// none (but for one that went quiet right after a full read: it holds the
+// buffer until its next read returns).
 const readAheadBytes = 16 << 10
 
 func (f *firstPacket) Read(p []byte) (int, error) {
