@@ -67,7 +67,7 @@ type CorruptionError struct {
 
 func (e *CorruptionError) Error() string {
 	return fmt.Sprintf("log: corruption in %s at byte %d: %v (valid data follows, so this is not a torn tail; "+
-		"with the node stopped, `edge check` shows all damage and `edge repair -yes` cuts the log here, keeping the rest as evidence)",
+		"with the node stopped, `edge check` shows all damage and `edge repair -yes` cuts the log here (Recovery=RecoveryTruncate), keeping the rest as evidence)",
 		e.Segment, e.Pos, e.Err)
 }
 

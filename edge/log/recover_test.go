@@ -295,7 +295,7 @@ func TestRecoveryCorruptionTable(t *testing.T) {
 						if ce.Segment != want.refusedSeg || ce.Pos != want.refusedPos {
 							t.Fatalf("corruption reported at %s:%d, want %s:%d", ce.Segment, ce.Pos, want.refusedSeg, want.refusedPos)
 						}
-						if !strings.Contains(err.Error(), "RecoveryTruncate") {
+						if !strings.Contains(err.Error(), "RecoveryTruncate") || !strings.Contains(err.Error(), "edge repair") {
 							t.Errorf("error does not say what to do next: %v", err)
 						}
 						continue
