@@ -86,7 +86,7 @@ type Hook struct {
 	fails  *prometheus.CounterVec
 	denied *prometheus.CounterVec
 
-	mu       sync.Mutex
+	mu       sync.RWMutex         // read-locked on every publish (OnACLCheck)
 	clients  map[string]principal // mu; by client id
 	verified map[string][32]byte  // mu; username -> sha256 of last good password
 }
@@ -224,9 +224,9 @@ func (h *Hook) bind(cl *mochi.Client, u *User) {
 // OnACLCheck allows or denies a publish (write) or a subscription and
 // delivery (read) on topic.
 func (h *Hook) OnACLCheck(cl *mochi.Client, topic string, write bool) bool {
-	h.mu.Lock()
+	h.mu.RLock()
 	p, ok := h.clients[cl.ID]
-	h.mu.Unlock()
+	h.mu.RUnlock()
 	if !ok {
 		return false
 	}
