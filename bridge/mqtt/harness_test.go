@@ -331,6 +331,8 @@ func (r *raw) send(pk packets.Packet) {
 		err = pk.PublishEncode(&buf)
 	case packets.Pubrel:
 		err = pk.PubrelEncode(&buf)
+	case packets.Subscribe:
+		err = pk.SubscribeEncode(&buf)
 	case packets.Disconnect:
 		err = pk.DisconnectEncode(&buf)
 	default:

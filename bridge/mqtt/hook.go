@@ -373,7 +373,14 @@ func (h *Hook) OnPacketRead(cl *mochi.Client, pk packets.Packet) (packets.Packet
 // acknowledgement; it returns a rejection so that mochi sends nothing.
 func (h *Hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Net.Inline {
-		return pk, nil // our own fan-out of a durable publish
+		// Our own fan-out of a durable publish: mochi made the inline client
+		// its origin; put the device back, so that a subscriber's NoLocal
+		// option filters the device's own publishes (see fanout).
+		if id := pk.Connect.ClientIdentifier; id != "" {
+			pk.Origin = id
+			pk.Connect.ClientIdentifier = ""
+		}
+		return pk, nil
 	}
 	qos := pk.FixedHeader.Qos
 	s := h.sessionFor(cl)
@@ -1013,14 +1020,16 @@ func classify(err error) (string, packets.Code) {
 }
 
 // fanout delivers a durable publish to local subscribers through mochi's
-// inline client, which also retains it if asked. The inline client is the
-// origin, so a subscriber's NoLocal option does not filter its own
-// publishes (a known limit).
+// inline client, which also retains it if asked. mochi sets the inline
+// client as the packet's origin; the publishing device's client id rides
+// along in the packet's (otherwise unused) CONNECT fields and OnPublish
+// restores it, so NoLocal subscriptions work [MQTT-3.8.3-3].
 func (h *Hook) fanout(pk packets.Packet) {
 	inline, ok := h.cfg.Server.Clients.Get(mochi.InlineClientId)
 	if !ok || !inline.Net.Inline {
 		return
 	}
+	pk.Connect.ClientIdentifier = pk.Origin
 	pk.FixedHeader.Dup = false
 	pk.Properties.TopicAlias = 0
 	pk.Properties.TopicAliasFlag = false

@@ -686,3 +686,32 @@ func TestNoFanoutWithoutSubscribers(t *testing.T) {
 		}
 	})
 }
+
+// A device subscribed with NoLocal does not get its own publishes back
+// through the durable fan-out, but does get other devices' ones.
+func TestNoLocal(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	c := dialRaw(t, e.addr, "nl-dev", 5)
+	c.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1}, PacketID: 1,
+		Filters: packets.Subscriptions{{Filter: "nl/#", Qos: 1, NoLocal: true}}})
+	if a := c.next(5 * time.Second); a.FixedHeader.Type != packets.Suback {
+		t.Fatalf("got %v, want SUBACK", a.FixedHeader.Type)
+	}
+	c.publish(2, 1, "nl/own", "own", false)
+	if a := c.next(5 * time.Second); a.FixedHeader.Type != packets.Puback || a.PacketID != 2 {
+		t.Fatalf("got %v id %d, want PUBACK 2", a.FixedHeader.Type, a.PacketID)
+	}
+	other := dialRaw(t, e.addr, "nl-other", 5)
+	other.publish(3, 1, "nl/other", "other", false)
+	if a := other.next(5 * time.Second); a.FixedHeader.Type != packets.Puback {
+		t.Fatalf("other: got %v, want PUBACK", a.FixedHeader.Type)
+	}
+	got := c.next(5 * time.Second)
+	if got.FixedHeader.Type != packets.Publish || got.TopicName != "nl/other" {
+		t.Fatalf("got %v %q (%q), want the other device's publish only", got.FixedHeader.Type, got.TopicName, got.Payload)
+	}
+	c.none(200 * time.Millisecond)
+	if n := len(e.all(t, route.DefaultTopic)); n != 2 {
+		t.Fatalf("%d records, want 2", n)
+	}
+}
