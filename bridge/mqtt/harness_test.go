@@ -24,22 +24,13 @@ import (
 	"github.com/outpost-edge/outpost/bridge/mqtt"
 	"github.com/outpost-edge/outpost/bridge/route"
 	"github.com/outpost-edge/outpost/edge/log"
+	"github.com/outpost-edge/outpost/internal/polltest"
 )
 
 // waitFor polls f until it returns nil or timeout passes.
 func waitFor(tb testing.TB, timeout time.Duration, f func() error) {
 	tb.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("waitFor: %v", err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	polltest.Until(tb, timeout, f)
 }
 
 // gate wraps the log's files so that a test can hold back fdatasync of

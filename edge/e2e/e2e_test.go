@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/outpost-edge/outpost/internal/polltest"
 )
 
 var (
@@ -72,17 +74,7 @@ func freePort(t *testing.T) string {
 
 func waitFor(t *testing.T, timeout time.Duration, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("waitFor: %v", err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	polltest.Until(t, timeout, f)
 }
 
 type proc struct {
