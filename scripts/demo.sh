@@ -26,8 +26,12 @@ cleanup() {
   trap - INT TERM EXIT
   echo
   echo "stopping ..."
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  # Newest first: the fleet, then the edge (it finishes forwarding what is
+  # acknowledged), then core, so nothing reports its uplink lost on the way.
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    kill -TERM "${pids[i]}" 2>/dev/null || true
+    wait "${pids[i]}" 2>/dev/null || true
+  done
   echo "logs: $DATA/core.log $DATA/edge.log; data kept in $DATA (delete it to start afresh)"
 }
 trap cleanup INT TERM EXIT

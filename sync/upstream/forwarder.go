@@ -326,6 +326,9 @@ func (f *Forwarder) natsOptions(closed chan struct{}) []nats.Option {
 		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
 			f.m.connected.Set(0)
 			f.changed.broadcast()
+			if err == nil && nc.IsClosed() {
+				return // our own Close at shutdown, not a lost uplink
+			}
 			f.setConnState("disconnected", "err", err, "advice", advice(kindDisconnected))
 		}),
 		nats.ReconnectErrHandler(func(nc *nats.Conn, err error) {
