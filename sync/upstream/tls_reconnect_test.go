@@ -9,10 +9,10 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/outpost-edge/outpost/core/natstest"
 	"github.com/outpost-edge/outpost/core/provision"
+	"github.com/outpost-edge/outpost/edge/log"
 )
 
 // TestTLSServerCertReplaced: the centre comes back with a certificate the
@@ -38,21 +38,8 @@ func TestTLSServerCertReplaced(t *testing.T) {
 	}))
 	_, js := srv.Connect(nats.RootCAs(good.caFile), nats.ClientCert(good.clientCert, good.clientKey))
 	createStream(t, js, "telemetry", provision.TopicConfig{})
-	tdir := t.TempDir()
-	l := openLog(t, tdir)
-	st := openMeta(t, metaPath(tdir))
-	createTopic(t, l, "telemetry", 1)
-	appendN(t, l, "telemetry", 0, 100, 100)
-	lg, logs := newLogger(t)
-	cfg := testConfig(srv.URL(), lg)
-	cfg.TLS = TLSConfig{CAFile: good.caFile, CertFile: good.clientCert, KeyFile: good.clientKey}
-	reg := prometheus.NewRegistry()
-	cfg.Registerer = reg
-	f, err := New(cfg, l, st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	runForwarder(t, f)
+	tf := runTLSForwarder(t, srv.URL(), good.tlsConfig(), 1, func(l *log.Log) { appendN(t, l, "telemetry", 0, 100, 100) })
+	l, f, logs, reg := tf.l, tf.f, tf.logs, tf.reg
 	waitForwarded(t, f, 10*time.Second, 1)
 
 	srv.Stop()

@@ -23,6 +23,7 @@ import (
 
 	"github.com/outpost-edge/outpost/core/natstest"
 	"github.com/outpost-edge/outpost/core/provision"
+	"github.com/outpost-edge/outpost/edge/log"
 )
 
 // testPKI is a CA with one server certificate (127.0.0.1) and one client
@@ -151,22 +152,11 @@ func TestTLS(t *testing.T) {
 	_, js := srv.Connect(nats.RootCAs(pki.caFile), nats.ClientCert(pki.clientCert, pki.clientKey))
 	createStream(t, js, "telemetry", provision.TopicConfig{})
 
-	dir := t.TempDir()
-	l := openLog(t, dir)
-	st := openMeta(t, metaPath(dir))
-	createTopic(t, l, "telemetry", 2)
-	appendN(t, l, "telemetry", 0, 300, 100)
-	appendN(t, l, "telemetry", 1, 200, 100)
-	lg, logs := newLogger(t)
-	cfg := testConfig(srv.URL(), lg)
-	cfg.TLS = TLSConfig{CAFile: pki.caFile, CertFile: pki.clientCert, KeyFile: pki.clientKey}
-	reg := prometheus.NewRegistry()
-	cfg.Registerer = reg
-	f, err := New(cfg, l, st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	runForwarder(t, f)
+	tf := runTLSForwarder(t, srv.URL(), pki.tlsConfig(), 2, func(l *log.Log) {
+		appendN(t, l, "telemetry", 0, 300, 100)
+		appendN(t, l, "telemetry", 1, 200, 100)
+	})
+	l, f, logs, reg := tf.l, tf.f, tf.logs, tf.reg
 	waitForwarded(t, f, 30*time.Second, 2)
 	// Live records after the backlog, on the same connection.
 	appendN(t, l, "telemetry", 0, 100, 100)
@@ -259,26 +249,14 @@ func TestTLSMisconfigured(t *testing.T) {
 			srv := runTLSServer(t, good)
 			_, js := srv.Connect(nats.RootCAs(good.caFile), nats.ClientCert(good.clientCert, good.clientKey))
 			createStream(t, js, topic, provision.TopicConfig{})
-			tdir := t.TempDir()
-			l := openLog(t, tdir)
-			st := openMeta(t, metaPath(tdir))
-			createTopic(t, l, topic, 2)
-			appendN(t, l, topic, 0, 200, 100)
-			appendN(t, l, topic, 1, 100, 100)
-
-			lg, logs := newLogger(t)
-			cfg := testConfig(srv.URL(), lg)
-			cfg.TLS = tc.bad(t, tdir)
-			reg := prometheus.NewRegistry()
-			cfg.Registerer = reg
-			f, err := New(cfg, l, st)
-			if err != nil {
-				t.Fatal(err)
-			}
-			runForwarder(t, f)
-			// nats.go reports a TLS failure to the forwarder only for the first
-			// attempt (later ones fail after the dial, where no callback
-			// runs); that it keeps trying shows when the fix is picked up.
+			bad := tc.bad(t, t.TempDir())
+			tf := runTLSForwarder(t, srv.URL(), bad, 2, func(l *log.Log) {
+				appendN(t, l, topic, 0, 200, 100)
+				appendN(t, l, topic, 1, 100, 100)
+			})
+			l, f, logs, reg := tf.l, tf.f, tf.logs, tf.reg
+			// The failure is reported once (the same error on every retry);
+			// that the forwarder keeps trying shows when the fix is picked up.
 			natstest.WaitFor(t, 15*time.Second, func() error {
 				if n := metricValue(t, reg, "outpost_upstream_connect_errors_total", "kind", "other"); n < 1 {
 					return fmt.Errorf("no connect error counted; log:\n%s", logs.String())
@@ -303,7 +281,7 @@ func TestTLSMisconfigured(t *testing.T) {
 				t.Fatalf("the stream holds %d messages (%v) although the forwarder never connected", n, err)
 			}
 
-			tc.fix(t, cfg.TLS)
+			tc.fix(t, bad)
 			appendN(t, l, topic, 1, 50, 100) // written while the fix rolls out
 			waitForwarded(t, f, 30*time.Second, 2)
 			checkExactlyOnce(t, js, topic, map[int32]int64{0: 200, 1: 150})
@@ -325,4 +303,37 @@ func connectFailure(logs string) string {
 		}
 	}
 	return ""
+}
+
+func (p testPKI) tlsConfig() TLSConfig {
+	return TLSConfig{CAFile: p.caFile, CertFile: p.clientCert, KeyFile: p.clientKey}
+}
+
+type tlsForwarder struct {
+	l    *log.Log
+	f    *Forwarder
+	logs *logBuf
+	reg  *prometheus.Registry
+}
+
+// runTLSForwarder runs a forwarder with tc against url, for a log with one
+// topic "telemetry" of parts partitions that fill writes before it starts.
+func runTLSForwarder(t *testing.T, url string, tc TLSConfig, parts int32, fill func(*log.Log)) tlsForwarder {
+	t.Helper()
+	dir := t.TempDir()
+	l := openLog(t, dir)
+	st := openMeta(t, metaPath(dir))
+	createTopic(t, l, "telemetry", parts)
+	fill(l)
+	lg, logs := newLogger(t)
+	cfg := testConfig(url, lg)
+	cfg.TLS = tc
+	reg := prometheus.NewRegistry()
+	cfg.Registerer = reg
+	f, err := New(cfg, l, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runForwarder(t, f)
+	return tlsForwarder{l: l, f: f, logs: logs, reg: reg}
 }
