@@ -20,4 +20,9 @@
 // accepts anonymous MQTT clients there, like mosquitto 2's local-only mode.
 // A non-loopback listener needs auth.users, client certificates or an
 // explicit auth.allow_anonymous: true, and the node logs which it is.
+//
+// Offline maintenance: CheckData verifies a stopped node's data (every log
+// frame, the metadata store) and RepairData cuts damaged log partitions at
+// their first damage (log.Repair); `edge check` and `edge repair` run them.
+// Both refuse while a node holds the data (the log's lock).
 package node
