@@ -1,8 +1,11 @@
 package route_test
 
 import (
+	"hash/fnv"
+	"math/rand/v2"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/outpost-edge/outpost/bridge/route"
 )
@@ -109,5 +112,23 @@ func TestValidateNamesField(t *testing.T) {
 				t.Fatalf("Validate() = %v, want mention of %s", err, c.want)
 			}
 		})
+	}
+}
+
+// Partition's inlined FNV-1a agrees with hash/fnv on random keys.
+func TestPartitionMatchesHashFNV(t *testing.T) {
+	seed := time.Now().UnixNano()
+	rng := rand.New(rand.NewPCG(uint64(seed), 0))
+	for i := 0; i < 10000; i++ {
+		key := make([]byte, rng.IntN(64))
+		for j := range key {
+			key[j] = byte(rng.UintN(256))
+		}
+		n := int32(1 + rng.IntN(1000))
+		h := fnv.New32a()
+		h.Write(key)
+		if got, want := route.Partition(key, n), int32(h.Sum32()%uint32(n)); got != want {
+			t.Fatalf("seed %d: Partition(%x, %d) = %d, hash/fnv says %d", seed, key, n, got, want)
+		}
 	}
 }
