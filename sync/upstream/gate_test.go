@@ -72,10 +72,19 @@ func TestGateWindowsNeverSpanConnections(t *testing.T) {
 				windows.Add(1)
 				var seen uint64
 				// As the pump: check the link is up, then enter.
-				for conn.Load() != 0 && g.enter(epoch) {
+				for conn.Load() != 0 {
+					if publishes.Load()%4 == 2 {
+						// Descheduled between its check and the publish: a
+						// whole reconnect can complete meanwhile (the case
+						// the epoch check is for).
+						time.Sleep(300 * time.Microsecond)
+					}
+					if !g.enter(epoch) {
+						break
+					}
 					if publishes.Load()%8 == 0 {
 						// Descheduled inside the publish, as a goroutine on a
-						// busy Pi can be.
+						// busy Pi can be (the case the busy count is for).
 						time.Sleep(50 * time.Microsecond)
 					}
 					id := conn.Load()
