@@ -217,3 +217,44 @@ func WaitFor(t testing.TB, timeout time.Duration, f func() error) {
 	t.Helper()
 	polltest.Until(t, timeout, f)
 }
+
+// EachMsg calls f with every message the named stream holds, in stream
+// order, through an ordered consumer; it fails t if the stream cannot be
+// read to the end within a minute. Messages added while it reads may or
+// may not be included.
+func EachMsg(t testing.TB, js jetstream.JetStream, stream string, f func(jetstream.Msg)) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		t.Fatalf("natstest: stream %s: %v", stream, err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatalf("natstest: stream %s: %v", stream, err)
+	}
+	total := info.State.Msgs
+	if total == 0 {
+		return
+	}
+	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatalf("natstest: ordered consumer on %s: %v", stream, err)
+	}
+	for got := uint64(0); got < total; {
+		batch, err := cons.Fetch(int(min(total-got, 2000)), jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			t.Fatalf("natstest: fetch from %s: %v", stream, err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			f(m)
+		}
+		if err := batch.Error(); err != nil && n == 0 {
+			t.Fatalf("natstest: fetch from %s: %v", stream, err)
+		}
+		got += uint64(n)
+	}
+}

@@ -1,7 +1,6 @@
 package service
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -20,6 +19,7 @@ import (
 	"github.com/outpost-edge/outpost/core/provision"
 	"github.com/outpost-edge/outpost/core/sites"
 	"github.com/outpost-edge/outpost/core/wire"
+	"github.com/outpost-edge/outpost/internal/buftest"
 )
 
 // runCore starts a Service like startCore, but returns a stop function so
@@ -226,23 +226,6 @@ func TestForgottenNodeStaysForgotten(t *testing.T) {
 	metricsHave(t, base, "outpost_core_sites_persisted 1")
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestStatusStreamDenied: a core the cluster does not allow to create the
 // status stream starts anyway, says what to do, serves the in-memory view,
 // and picks the stream up once an operator creates it.
@@ -298,3 +281,6 @@ func TestStatusStreamDenied(t *testing.T) {
 		return nil
 	})
 }
+
+// syncBuffer is written by goroutines while the test reads it.
+type syncBuffer = buftest.Buffer

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	"github.com/outpost-edge/outpost/core/provision"
 	"github.com/outpost-edge/outpost/core/tail"
 	"github.com/outpost-edge/outpost/core/wire"
+	"github.com/outpost-edge/outpost/internal/buftest"
 )
 
 func TestFormat(t *testing.T) {
@@ -44,24 +44,6 @@ func TestFormat(t *testing.T) {
 			}
 		})
 	}
-}
-
-// syncBuffer is written by consumer goroutines and read by the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestRunBothFormats(t *testing.T) {
@@ -204,3 +186,6 @@ func TestRunPrintsOnlyNewRecords(t *testing.T) {
 		return nil
 	})
 }
+
+// syncBuffer is written by goroutines while the test reads it.
+type syncBuffer = buftest.Buffer

@@ -437,57 +437,26 @@ type fwdRecord struct {
 // records by origin partition.
 func fwdStreamRecords(t *testing.T, js jetstream.JetStream) map[int32][]fwdRecord {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	st, err := js.Stream(ctx, wire.StreamName(wire.DefaultPrefix, fwdTopic))
-	if err != nil {
-		t.Fatalf("stream: %v", err)
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	out := map[int32][]fwdRecord{}
-	total := info.State.Msgs
-	if total == 0 {
-		return out
-	}
-	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		t.Fatalf("ordered consumer: %v", err)
-	}
-	var got uint64
-	for got < total {
-		batch, err := cons.Fetch(int(min(total-got, 2000)), jetstream.FetchMaxWait(5*time.Second))
+	natstest.EachMsg(t, js, wire.StreamName(wire.DefaultPrefix, fwdTopic), func(m jetstream.Msg) {
+		if m.Subject() == fwdProbeSubject {
+			return
+		}
+		md, err := m.Metadata()
 		if err != nil {
-			t.Fatalf("fetch: %v", err)
+			t.Fatalf("message metadata: %v", err)
 		}
-		n := 0
-		for m := range batch.Messages() {
-			n++
-			if m.Subject() == fwdProbeSubject {
-				continue
-			}
-			md, err := m.Metadata()
-			if err != nil {
-				t.Fatalf("message metadata: %v", err)
-			}
-			msg, err := wire.Parse(m.Headers(), m.Data())
-			if err != nil {
-				t.Fatalf("stream seq %d: %v", md.Sequence.Stream, err)
-			}
-			if o := msg.Origin; o.Site != fwdSite || o.Node != fwdNode || o.Topic != fwdTopic {
-				t.Fatalf("stream seq %d: origin %v", md.Sequence.Stream, o)
-			}
-			for _, r := range msg.Records {
-				out[msg.Origin.Partition] = append(out[msg.Origin.Partition], fwdRecord{md.Sequence.Stream, r.Offset, string(r.Value)})
-			}
+		msg, err := wire.Parse(m.Headers(), m.Data())
+		if err != nil {
+			t.Fatalf("stream seq %d: %v", md.Sequence.Stream, err)
 		}
-		if err := batch.Error(); err != nil && n == 0 {
-			t.Fatalf("fetch: %v", err)
+		if o := msg.Origin; o.Site != fwdSite || o.Node != fwdNode || o.Topic != fwdTopic {
+			t.Fatalf("stream seq %d: origin %v", md.Sequence.Stream, o)
 		}
-		got += uint64(n)
-	}
+		for _, r := range msg.Records {
+			out[msg.Origin.Partition] = append(out[msg.Origin.Partition], fwdRecord{md.Sequence.Stream, r.Offset, string(r.Value)})
+		}
+	})
 	return out
 }
 

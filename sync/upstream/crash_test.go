@@ -191,7 +191,7 @@ func TestCrashForwarder(t *testing.T) {
 	}
 	t.Logf("log ends %v", want)
 	checkExactlyOnce(t, js, "t", want)
-	if n := logs.count("level=ERROR"); n != 0 {
+	if n := logs.Count("level=ERROR"); n != 0 {
 		t.Errorf("%d error lines:\n%s", n, logs.String())
 	}
 }

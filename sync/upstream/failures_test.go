@@ -55,17 +55,17 @@ func TestStreamMissing(t *testing.T) {
 	}
 	runForwarder(t, f)
 	waitPaused(t, f, reg, kindStreamMissing, 3)
-	if n := logs.count("run core, or set create_streams"); n != 1 {
+	if n := logs.Count("run core, or set create_streams"); n != 1 {
 		t.Errorf("the advice was logged %d times over several retries, want once:\n%s", n, logs.String())
 	}
-	if n := logs.count("forwarding paused"); n != 1 {
+	if n := logs.Count("forwarding paused"); n != 1 {
 		t.Errorf("paused logged %d times, want once:\n%s", n, logs.String())
 	}
 	createStream(t, js, "t", provision.TopicConfig{})
 	appendN(t, l, "t", 0, 50, 100)
 	waitForwarded(t, f, 20*time.Second, 1)
 	checkExactlyOnce(t, js, "t", map[int32]int64{0: 150})
-	if n := logs.count("forwarding resumed"); n != 1 {
+	if n := logs.Count("forwarding resumed"); n != 1 {
 		t.Errorf("resumed logged %d times, want once:\n%s", n, logs.String())
 	}
 }
@@ -178,7 +178,7 @@ func TestStreamFull(t *testing.T) {
 	if lag := f.Lag()[0]; lag.ForwardedOffset != 50 || lag.LagRecords != 150 {
 		t.Errorf("lag while full %+v", lag)
 	}
-	if n := logs.count("kind=stream_full"); n != 1 {
+	if n := logs.Count("kind=stream_full"); n != 1 {
 		t.Errorf("stream_full logged %d times, want once:\n%s", n, logs.String())
 	}
 	scfg.MaxMsgs = -1
@@ -231,7 +231,7 @@ func TestPermissionDenied(t *testing.T) {
 	if n, _ := streamMsgs(context.Background(), js, "t"); n != 0 {
 		t.Errorf("stream holds %d messages from a user that may not publish", n)
 	}
-	if n := logs.count("kind=permission"); n != 1 {
+	if n := logs.Count("kind=permission"); n != 1 {
 		t.Errorf("permission pause logged %d times, want once:\n%s", n, logs.String())
 	}
 	if !strings.Contains(logs.String(), "Permissions Violation") {
@@ -276,7 +276,7 @@ func TestWrongCredentials(t *testing.T) {
 	})
 	// Let it retry a few times (ReconnectMax is 300 ms here): scenario time.
 	time.Sleep(time.Second)
-	if n := logs.count("level=WARN msg=\"upstream: connect failed"); n != 1 {
+	if n := logs.Count("level=WARN msg=\"upstream: connect failed"); n != 1 {
 		t.Errorf("connect failure logged %d times over several retries, want once:\n%s", n, logs.String())
 	}
 	if !strings.Contains(logs.String(), "check creds_file") {

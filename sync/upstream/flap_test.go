@@ -158,7 +158,7 @@ func testLinkFlaps(t *testing.T, mode Mode) {
 	counts[0] += 100
 	waitForwarded(t, f, 10*time.Second, 3)
 	checkExactlyOnce(t, js, "t", counts)
-	if n := logs.count("level=ERROR"); n != 0 {
+	if n := logs.Count("level=ERROR"); n != 0 {
 		t.Errorf("%d error lines:\n%s", n, logs.String())
 	}
 }

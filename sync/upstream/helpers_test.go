@@ -22,6 +22,7 @@ import (
 	"github.com/outpost-edge/outpost/core/wire"
 	"github.com/outpost-edge/outpost/edge/log"
 	"github.com/outpost-edge/outpost/edge/meta"
+	"github.com/outpost-edge/outpost/internal/buftest"
 )
 
 const testSite, testNode = "farm-1", "pi-a"
@@ -146,51 +147,20 @@ func createStream(t testing.TB, js jetstream.JetStream, topic string, tc provisi
 // returns the origin offsets per partition (several per batch message).
 func streamRecords(t testing.TB, js jetstream.JetStream, topic string) map[int32][]wire.Record {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	st, err := js.Stream(ctx, wire.StreamName(wire.DefaultPrefix, topic))
-	if err != nil {
-		t.Fatalf("stream: %v", err)
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	out := map[int32][]wire.Record{}
-	total := info.State.Msgs
-	if total == 0 {
-		return out
-	}
-	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		t.Fatalf("ordered consumer: %v", err)
-	}
-	var got uint64
-	for got < total {
-		batch, err := cons.Fetch(int(min(total-got, 2000)), jetstream.FetchMaxWait(5*time.Second))
+	natstest.EachMsg(t, js, wire.StreamName(wire.DefaultPrefix, topic), func(m jetstream.Msg) {
+		msg, err := wire.Parse(m.Headers(), m.Data())
 		if err != nil {
-			t.Fatalf("fetch: %v", err)
+			t.Fatalf("parse message: %v", err)
 		}
-		n := 0
-		for m := range batch.Messages() {
-			n++
-			msg, err := wire.Parse(m.Headers(), m.Data())
-			if err != nil {
-				t.Fatalf("parse message: %v", err)
-			}
-			if msg.Origin.Site != testSite || msg.Origin.Node != testNode || msg.Origin.Topic != topic {
-				t.Fatalf("origin %v", msg.Origin)
-			}
-			for _, r := range msg.Records {
-				r.Value = bytes.Clone(r.Value)
-				out[msg.Origin.Partition] = append(out[msg.Origin.Partition], r)
-			}
+		if msg.Origin.Site != testSite || msg.Origin.Node != testNode || msg.Origin.Topic != topic {
+			t.Fatalf("origin %v", msg.Origin)
 		}
-		if err := batch.Error(); err != nil && n == 0 {
-			t.Fatalf("fetch: %v", err)
+		for _, r := range msg.Records {
+			r.Value = bytes.Clone(r.Value)
+			out[msg.Origin.Partition] = append(out[msg.Origin.Partition], r)
 		}
-		got += uint64(n)
-	}
+	})
 	return out
 }
 
@@ -273,24 +243,7 @@ func waitForwarded(t testing.TB, f *Forwarder, timeout time.Duration, parts int)
 }
 
 // logBuf collects log output for assertions.
-type logBuf struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuf) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuf) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func (b *logBuf) count(sub string) int { return strings.Count(b.String(), sub) }
+type logBuf = buftest.Buffer
 
 func newLogger(t testing.TB) (*slog.Logger, *logBuf) {
 	lb := &logBuf{}

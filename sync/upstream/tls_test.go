@@ -189,7 +189,7 @@ func TestTLS(t *testing.T) {
 	if v := metricValue(t, reg, "outpost_upstream_connected"); v != 1 {
 		t.Errorf("outpost_upstream_connected = %v, want 1", v)
 	}
-	if n := logs.count("level=ERROR") + logs.count("level=WARN"); n != 0 {
+	if n := logs.Count("level=ERROR") + logs.Count("level=WARN"); n != 0 {
 		t.Errorf("%d warnings or errors logged:\n%s", n, logs.String())
 	}
 }

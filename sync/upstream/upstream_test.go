@@ -138,7 +138,7 @@ func TestHappyPath(t *testing.T) {
 					return errors.New("no status report yet")
 				}
 			})
-			if n := logs.count("level=ERROR"); n != 0 {
+			if n := logs.Count("level=ERROR"); n != 0 {
 				t.Errorf("%d error lines:\n%s", n, logs.String())
 			}
 		})
@@ -242,7 +242,7 @@ func testOutage(t *testing.T, mode Mode) {
 	if got := metricValue(t, reg, "outpost_upstream_reconnects_total"); got < 1 {
 		t.Errorf("reconnects_total %v, want >= 1", got)
 	}
-	if n := logs.count("upstream: disconnected"); n != 1 {
+	if n := logs.Count("upstream: disconnected"); n != 1 {
 		t.Errorf("logged the disconnect %d times, want once:\n%s", n, logs.String())
 	}
 }
