@@ -62,7 +62,10 @@ type partition struct {
 	warnedWindow bool // the short duplicate window warning was logged
 	// redoSaved: a redo is in the store; cleared once acked passes its until.
 	redoSaved bool
-	redoUntil int64
+	// redoLoaded: the store was asked for a redo a previous process saved
+	// (once per partition and process; later redos are known in memory).
+	redoLoaded bool
+	redoUntil  int64
 }
 
 // redo is a resend armed by abort. It is stored as JSON (version 1).
@@ -246,8 +249,9 @@ func (p *partition) resolve(ctx context.Context, ln *link) (next int64, cuts []s
 	}
 	r := p.redo
 	p.redo = nil
-	if r == nil && !p.redoSaved {
-		// First resolve since start: a resend armed before a restart.
+	if !p.redoLoaded && r == nil {
+		// First resolve since start: a resend armed before a restart. (One
+		// armed in this process replaced any saved one under the same key.)
 		if r, err = p.loadRedo(ctx); err != nil {
 			return 0, nil, 0, err
 		}
@@ -256,6 +260,7 @@ func (p *partition) resolve(ctx context.Context, ln *link) (next int64, cuts []s
 			lg.Warn("upstream: resuming a resend armed before the restart", "from", r.From, "until", r.To, "armed_at", r.At)
 		}
 	}
+	p.redoLoaded = true
 	switch {
 	case r != nil && (!found || last >= r.From-1):
 		next, cuts, from = r.From, r.Cuts, "resend"
