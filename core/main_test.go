@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/outpost-edge/outpost/core/natstest"
-	"github.com/outpost-edge/outpost/core/provision"
 	"github.com/outpost-edge/outpost/core/wire"
 )
 
@@ -53,7 +52,7 @@ func TestBadUsage(t *testing.T) {
 func TestTailSubcommand(t *testing.T) {
 	srv := natstest.RunServer(t)
 	_, js := srv.Connect()
-	natstest.CreateTopicStream(t, js, "outpost", "telemetry", provision.TopicConfig{})
+	natstest.CreateTopicStream(t, js, "outpost", "telemetry", wire.TopicConfig{})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	o := wire.Origin{Site: "farm", Node: "pi", Topic: "telemetry", Partition: 1}

@@ -15,17 +15,19 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/outpost-edge/outpost/bridge/route"
+	"github.com/outpost-edge/outpost/core/wire"
 	"github.com/outpost-edge/outpost/edge/log"
 )
 
-// Header names of the records the hook writes.
+// Header names of the records the hook writes (the contract's spelling,
+// core/wire).
 const (
-	HeaderTopic       = "mqtt.topic"
-	HeaderClientID    = "mqtt.client_id"
-	HeaderQoS         = "mqtt.qos"
-	HeaderContentType = "mqtt.content_type"
+	HeaderTopic       = wire.RecordHeaderMQTTTopic
+	HeaderClientID    = wire.RecordHeaderMQTTClientID
+	HeaderQoS         = wire.RecordHeaderMQTTQoS
+	HeaderContentType = wire.RecordHeaderMQTTContentType
 	// HeaderUserPrefix prefixes MQTT 5 user property names.
-	HeaderUserPrefix = "mqtt.user."
+	HeaderUserPrefix = wire.RecordHeaderMQTTUserPrefix
 )
 
 // recentAcks is how many acknowledged QoS 1 (packet id, payload) pairs a

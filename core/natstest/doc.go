@@ -8,6 +8,6 @@
 // and find the streams and their deduplication state as they were.
 //
 // Streams are created with CreateTopicStream, which uses the exact config
-// core provisions (provision.StreamConfig), so a test shortening the
+// core provisions (wire.StreamConfig), so a test shortening the
 // duplicate window tests the production stream shape.
 package natstest

@@ -12,7 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/outpost-edge/outpost/core/provision"
+	"github.com/outpost-edge/outpost/core/wire"
 	"github.com/outpost-edge/outpost/internal/polltest"
 )
 
@@ -196,11 +196,11 @@ func (s *Server) Connect(opts ...nats.Option) (*nats.Conn, jetstream.JetStream) 
 
 // CreateTopicStream creates the stream for topic exactly as core would
 // provision it with tc (use a short tc.DuplicateWindow in outage tests).
-func CreateTopicStream(t testing.TB, js jetstream.JetStream, prefix, topic string, tc provision.TopicConfig) jetstream.Stream {
+func CreateTopicStream(t testing.TB, js jetstream.JetStream, prefix, topic string, tc wire.TopicConfig) jetstream.Stream {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	cfg, err := provision.StreamConfig(prefix, topic, tc)
+	cfg, err := wire.StreamConfig(prefix, topic, tc)
 	if err != nil {
 		t.Fatalf("natstest: %v", err)
 	}

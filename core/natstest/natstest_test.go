@@ -9,7 +9,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/outpost-edge/outpost/core/natstest"
-	"github.com/outpost-edge/outpost/core/provision"
+	"github.com/outpost-edge/outpost/core/wire"
 )
 
 func TestRestartKeepsStoreAndURL(t *testing.T) {
@@ -21,7 +21,7 @@ func TestRestartKeepsStoreAndURL(t *testing.T) {
 	}
 	url := srv.URL()
 	nc, js := srv.Connect()
-	st := natstest.CreateTopicStream(t, js, "outpost", "t", provision.TopicConfig{DuplicateWindow: time.Second})
+	st := natstest.CreateTopicStream(t, js, "outpost", "t", wire.TopicConfig{DuplicateWindow: time.Second})
 	if d := st.CachedInfo().Config.Duplicates; d != time.Second {
 		t.Fatalf("duplicate window %v", d)
 	}
@@ -58,7 +58,7 @@ func TestSharedStoreDir(t *testing.T) {
 	dir := t.TempDir()
 	a := natstest.RunServer(t, natstest.WithStoreDir(dir), natstest.WithSyncInterval(time.Second))
 	_, js := a.Connect()
-	natstest.CreateTopicStream(t, js, "outpost", "kept", provision.TopicConfig{})
+	natstest.CreateTopicStream(t, js, "outpost", "kept", wire.TopicConfig{})
 	a.Stop()
 
 	b := natstest.RunServer(t, natstest.WithStoreDir(dir))

@@ -1,7 +1,9 @@
 // Package provision creates and maintains the JetStream streams of the
 // upstream contract: one stream per log topic (wire.StreamName), holding
 // wire.StreamSubjects, with the configured duplicate window, limits and
-// replicas.
+// replicas. The stream's shape (wire.TopicConfig, wire.StreamConfig and the
+// metadata keys) belongs to the contract in core/wire, so that a forwarder
+// allowed to create streams creates exactly what core would.
 //
 // Two paths lead to a stream:
 //   - Topics listed in Config.Topics are created or updated at start

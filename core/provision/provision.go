@@ -25,8 +25,8 @@ var ErrNotConfigured = errors.New("provision: topic is not configured and auto_p
 type Provisioner struct {
 	js       jetstream.JetStream
 	cfg      Config
-	defaults TopicConfig
-	topics   map[string]TopicConfig
+	defaults wire.TopicConfig
+	topics   map[string]wire.TopicConfig
 	log      *slog.Logger
 	requests *prometheus.CounterVec // nil without a registerer
 }
@@ -40,10 +40,10 @@ func New(js jetstream.JetStream, cfg Config, log *slog.Logger, reg prometheus.Re
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	p := &Provisioner{js: js, cfg: cfg, log: log, topics: make(map[string]TopicConfig, len(cfg.Topics))}
-	p.defaults = cfg.Defaults.withDefaults(DefaultTopicConfig())
+	p := &Provisioner{js: js, cfg: cfg, log: log, topics: make(map[string]wire.TopicConfig, len(cfg.Topics))}
+	p.defaults = cfg.Defaults.WithDefaults(wire.DefaultTopicConfig())
 	for _, t := range cfg.Topics {
-		p.topics[t.Name] = t.withDefaults(p.defaults)
+		p.topics[t.Name] = t.WithDefaults(p.defaults)
 	}
 	if reg != nil {
 		p.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -87,7 +87,7 @@ func (p *Provisioner) Ensure(ctx context.Context, topic string) (string, Result,
 	if !listed {
 		tc = p.defaults
 	}
-	want, err := StreamConfig(p.cfg.Prefix, topic, tc)
+	want, err := wire.StreamConfig(p.cfg.Prefix, topic, tc)
 	if err != nil {
 		return "", "", err
 	}

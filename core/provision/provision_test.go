@@ -24,7 +24,7 @@ func TestEnsureConfigured(t *testing.T) {
 	cfg := provision.DefaultConfig()
 	cfg.Defaults.DuplicateWindow = 5 * time.Minute
 	cfg.Topics = []provision.Topic{
-		{Name: "telemetry", TopicConfig: provision.TopicConfig{DuplicateWindow: 30 * time.Second, MaxAge: time.Hour, MaxBytes: 1 << 20, Discard: "new"}},
+		{Name: "telemetry", TopicConfig: wire.TopicConfig{DuplicateWindow: 30 * time.Second, MaxAge: time.Hour, MaxBytes: 1 << 20, Discard: "new"}},
 		{Name: "plant.events"},
 	}
 	p, err := provision.New(js, cfg, nil, nil)
@@ -41,7 +41,7 @@ func TestEnsureConfigured(t *testing.T) {
 	c := st.CachedInfo().Config
 	if c.Duplicates != 30*time.Second || c.MaxAge != time.Hour || c.MaxBytes != 1<<20 || c.Replicas != 1 ||
 		c.Discard != jetstream.DiscardNew || c.Storage != jetstream.FileStorage || c.AllowDirect ||
-		len(c.Subjects) != 1 || c.Subjects[0] != "outpost.telemetry.>" || c.Metadata[provision.MetadataTopic] != "telemetry" {
+		len(c.Subjects) != 1 || c.Subjects[0] != "outpost.telemetry.>" || c.Metadata[wire.MetadataTopic] != "telemetry" {
 		t.Fatalf("telemetry stream config %+v", c)
 	}
 	st, err = js.Stream(ctx, "OUTPOST_plant~events")
@@ -173,12 +173,12 @@ func TestConfigValidateNamesField(t *testing.T) {
 		"bad_prefix":   {func(c *provision.Config) { c.Prefix = "a b" }, "prefix"},
 		"negative_age": {func(c *provision.Config) { c.Defaults.MaxAge = -time.Second }, "streams.defaults.max_age"},
 		"dup_over_age": {func(c *provision.Config) {
-			c.Topics = []provision.Topic{{Name: "t", TopicConfig: provision.TopicConfig{MaxAge: time.Second}}}
+			c.Topics = []provision.Topic{{Name: "t", TopicConfig: wire.TopicConfig{MaxAge: time.Second}}}
 		}, "streams.topics[0].duplicate_window"},
 		"bad_topic":       {func(c *provision.Config) { c.Topics = []provision.Topic{{Name: "a/b"}} }, "streams.topics[0].name"},
 		"duplicate_topic": {func(c *provision.Config) { c.Topics = []provision.Topic{{Name: "a"}, {Name: "a"}} }, "streams.topics[1].name"},
 		"replicas": {func(c *provision.Config) {
-			c.Topics = []provision.Topic{{Name: "a", TopicConfig: provision.TopicConfig{Replicas: 7}}}
+			c.Topics = []provision.Topic{{Name: "a", TopicConfig: wire.TopicConfig{Replicas: 7}}}
 		}, "streams.topics[0].replicas"},
 		"discard":          {func(c *provision.Config) { c.Defaults.Discard = "oldest" }, "streams.defaults.discard"},
 		"negative_bytes":   {func(c *provision.Config) { c.Defaults.MaxBytes = -1 }, "streams.defaults.max_bytes"},

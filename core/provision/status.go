@@ -68,7 +68,7 @@ func StatusStreamConfig(prefix string, s StatusStream) (jetstream.StreamConfig, 
 		PersistMode:       persist,
 		// Not MetadataPrefix: tools (core tail) take streams carrying it
 		// for topic streams and would try to parse reports as records.
-		Metadata: map[string]string{MetadataStatusPrefix: prefix},
+		Metadata: map[string]string{wire.MetadataStatusPrefix: prefix},
 	}, nil
 }
 

@@ -32,7 +32,7 @@ func TestEnsureStatusStream(t *testing.T) {
 	if c.Name != "OUTPOST-STATUS" || len(c.Subjects) != 1 || c.Subjects[0] != "outpost.$status.*.*" ||
 		c.MaxMsgsPerSubject != 1 || c.MaxAge != time.Hour || c.MaxMsgs != 100 || c.Storage != jetstream.FileStorage ||
 		c.Discard != jetstream.DiscardOld || c.Replicas != 1 || c.PersistMode != jetstream.AsyncPersistMode ||
-		c.Metadata[provision.MetadataStatusPrefix] != "outpost" || c.Metadata[provision.MetadataPrefix] != "" {
+		c.Metadata[wire.MetadataStatusPrefix] != "outpost" || c.Metadata[wire.MetadataPrefix] != "" {
 		t.Fatalf("status stream config %+v", c)
 	}
 	if _, res, err := p.EnsureStatusStream(ctx, shape); err != nil || res != provision.Exists {

@@ -191,7 +191,7 @@ func (c *Config) StatusStream() provision.StatusStream {
 		r = c.Streams.Defaults.Replicas
 	}
 	if r == 0 {
-		r = provision.DefaultTopicConfig().Replicas
+		r = wire.DefaultTopicConfig().Replicas
 	}
 	return provision.StatusStream{MaxAge: c.Sites.ForgetAfter, MaxNodes: c.Sites.MaxNodes, Replicas: r}
 }

@@ -84,7 +84,7 @@ func TestEmbeddedCore(t *testing.T) {
 	cfg.HTTP.Listen = "127.0.0.1:0"
 	cfg.Streams.Defaults.DuplicateWindow = 90 * time.Second
 	cfg.Streams.Topics = []provision.Topic{
-		{Name: "telemetry", TopicConfig: provision.TopicConfig{MaxAge: 48 * time.Hour, MaxBytes: 64 << 20, DuplicateWindow: 20 * time.Second}},
+		{Name: "telemetry", TopicConfig: wire.TopicConfig{MaxAge: 48 * time.Hour, MaxBytes: 64 << 20, DuplicateWindow: 20 * time.Second}},
 	}
 	svc := startCore(t, cfg)
 	base := "http://" + svc.HTTPAddr().String()

@@ -15,7 +15,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/outpost-edge/outpost/core/provision"
 	"github.com/outpost-edge/outpost/core/wire"
 )
 
@@ -183,7 +182,7 @@ func streamsOf(ctx context.Context, js jetstream.JetStream, prefix string) ([]st
 	l := js.ListStreams(lctx, jetstream.WithStreamListSubject(prefix+".>"))
 	var names []string
 	for info := range l.Info() {
-		if info.Config.Metadata[provision.MetadataPrefix] == prefix {
+		if info.Config.Metadata[wire.MetadataPrefix] == prefix {
 			names = append(names, info.Config.Name)
 		}
 	}

@@ -11,7 +11,6 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/outpost-edge/outpost/core/natstest"
-	"github.com/outpost-edge/outpost/core/provision"
 	"github.com/outpost-edge/outpost/core/tail"
 	"github.com/outpost-edge/outpost/core/wire"
 	"github.com/outpost-edge/outpost/internal/buftest"
@@ -49,7 +48,7 @@ func TestFormat(t *testing.T) {
 func TestRunBothFormats(t *testing.T) {
 	srv := natstest.RunServer(t)
 	_, js := srv.Connect()
-	natstest.CreateTopicStream(t, js, "outpost", "telemetry", provision.TopicConfig{})
+	natstest.CreateTopicStream(t, js, "outpost", "telemetry", wire.TopicConfig{})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	o := wire.Origin{Site: "s", Node: "n", Topic: "telemetry", Partition: 0}
@@ -93,7 +92,7 @@ func TestRunBothFormats(t *testing.T) {
 	pub(wire.NewMsg("outpost", o, wire.Record{Offset: 1, Value: []byte("single")}))
 	pub(wire.NewBatchMsg("outpost", o, []wire.Record{{Offset: 2, Value: []byte("b1")}, {Offset: 3, Value: []byte{0xff}}}))
 	// A stream created after Run started is picked up.
-	natstest.CreateTopicStream(t, js, "outpost", "late.topic", provision.TopicConfig{})
+	natstest.CreateTopicStream(t, js, "outpost", "late.topic", wire.TopicConfig{})
 	pub(wire.NewMsg("outpost", wire.Origin{Site: "s", Node: "n", Topic: "late.topic"}, wire.Record{Offset: 0, Value: []byte("late")}))
 	// A foreign message is reported, not printed.
 	if _, err := js.Publish(ctx, "outpost.telemetry.s.n.9", []byte("junk")); err != nil {
@@ -136,7 +135,7 @@ func TestRunMissingTopic(t *testing.T) {
 func TestRunPrintsOnlyNewRecords(t *testing.T) {
 	srv := natstest.RunServer(t)
 	_, js := srv.Connect()
-	natstest.CreateTopicStream(t, js, "outpost", "old", provision.TopicConfig{})
+	natstest.CreateTopicStream(t, js, "outpost", "old", wire.TopicConfig{})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	pub := func(topic string, off int64, v string) {
@@ -177,7 +176,7 @@ func TestRunPrintsOnlyNewRecords(t *testing.T) {
 		t.Fatalf("printed a record stored before Run:\n%s", out.String())
 	}
 	// Stream and record appear between rescans (rescans are 200 ms apart).
-	natstest.CreateTopicStream(t, js, "outpost", "late", provision.TopicConfig{})
+	natstest.CreateTopicStream(t, js, "outpost", "late", wire.TopicConfig{})
 	pub("late", 0, "in-late-stream")
 	natstest.WaitFor(t, 5*time.Second, func() error {
 		if !strings.Contains(out.String(), "in-late-stream") {

@@ -26,6 +26,12 @@
 //	<prefix>.$status.<S>.<N>      Status reports, JSON, core NATS
 //	<prefix>.$provision.<S>.<N>   ProvisionRequest / ProvisionReply, request-reply
 //
+// A topic's stream has the shape StreamConfig builds from a TopicConfig
+// (duplicate window, limits, replicas, discard policy) and carries the
+// metadata keys MetadataTopic and MetadataPrefix, so tools map a stream back
+// to its topic without parsing its name. Core provisions it; a forwarder
+// allowed to create streams builds the same one.
+//
 // Core keeps the last Status of every node in stream <PREFIX>-STATUS
 // (StatusStreamName, e.g. OUTPOST-STATUS) with filter <prefix>.$status.*.*;
 // the '-' after the prefix keeps that name apart from every topic's

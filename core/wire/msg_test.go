@@ -13,7 +13,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/outpost-edge/outpost/core/natstest"
-	"github.com/outpost-edge/outpost/core/provision"
 	"github.com/outpost-edge/outpost/core/wire"
 )
 
@@ -122,7 +121,7 @@ func TestMsgRoundTripInMemory(t *testing.T) {
 func TestMsgRoundTripThroughJetStream(t *testing.T) {
 	srv := natstest.RunServer(t)
 	_, js := srv.Connect()
-	st := natstest.CreateTopicStream(t, js, "outpost", "a.b", provision.TopicConfig{})
+	st := natstest.CreateTopicStream(t, js, "outpost", "a.b", wire.TopicConfig{})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 

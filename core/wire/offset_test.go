@@ -10,14 +10,13 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/outpost-edge/outpost/core/natstest"
-	"github.com/outpost-edge/outpost/core/provision"
 	"github.com/outpost-edge/outpost/core/wire"
 )
 
 func TestLastOffset(t *testing.T) {
 	srv := natstest.RunServer(t)
 	nc, js := srv.Connect()
-	st := natstest.CreateTopicStream(t, js, "outpost", "telemetry", provision.TopicConfig{})
+	st := natstest.CreateTopicStream(t, js, "outpost", "telemetry", wire.TopicConfig{})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 

@@ -10,7 +10,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/outpost-edge/outpost/core/natstest"
-	"github.com/outpost-edge/outpost/core/provision"
 	"github.com/outpost-edge/outpost/core/wire"
 )
 
@@ -32,7 +31,7 @@ func BenchmarkPublish(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				natstest.CreateTopicStream(b, js, "outpost", "bench", provision.TopicConfig{})
+				natstest.CreateTopicStream(b, js, "outpost", "bench", wire.TopicConfig{})
 				enc, err := wire.NewEncoder("outpost", wire.Origin{Site: "s", Node: "n", Topic: "bench", Partition: 0})
 				if err != nil {
 					b.Fatal(err)

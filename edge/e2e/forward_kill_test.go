@@ -20,7 +20,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/outpost-edge/outpost/core/natstest"
-	"github.com/outpost-edge/outpost/core/provision"
 	"github.com/outpost-edge/outpost/core/wire"
 )
 
@@ -85,7 +84,7 @@ func TestForwardKillRestart(t *testing.T) {
 	srv := natstest.RunServer(t) // JetStream's default sync_interval
 	nc, js := srv.Connect()
 	up := &fwdCentre{srv: srv, nc: nc, js: js,
-		stream: natstest.CreateTopicStream(t, js, wire.DefaultPrefix, fwdTopic, provision.TopicConfig{DuplicateWindow: fwdDupWindow})}
+		stream: natstest.CreateTopicStream(t, js, wire.DefaultPrefix, fwdTopic, wire.TopicConfig{DuplicateWindow: fwdDupWindow})}
 	upstreamArgs := []string{"-upstream", srv.URL(), "-site", fwdSite, "-node", fwdNode}
 	bin := edgeBinary(t)
 	data := t.TempDir()

@@ -10,7 +10,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/outpost-edge/outpost/core/natstest"
-	"github.com/outpost-edge/outpost/core/provision"
 	"github.com/outpost-edge/outpost/core/wire"
 	"github.com/outpost-edge/outpost/edge/log"
 )
@@ -98,7 +97,7 @@ func drainForwarder(b *testing.B, mode Mode, opts ...natstest.Option) float64 {
 	l := benchLog(b)
 	srv := natstest.RunServer(b, opts...)
 	_, js := srv.Connect()
-	natstest.CreateTopicStream(b, js, wire.DefaultPrefix, "bench", provision.TopicConfig{})
+	natstest.CreateTopicStream(b, js, wire.DefaultPrefix, "bench", wire.TopicConfig{})
 	st := openMeta(b, metaPath(b.TempDir()))
 	cfg := testConfig(srv.URL(), nil)
 	cfg.AckTimeout = 30 * time.Second
@@ -136,7 +135,7 @@ func drainBaseline(b *testing.B) float64 {
 	if err != nil {
 		b.Fatal(err)
 	}
-	natstest.CreateTopicStream(b, js, wire.DefaultPrefix, "bench", provision.TopicConfig{})
+	natstest.CreateTopicStream(b, js, wire.DefaultPrefix, "bench", wire.TopicConfig{})
 	p, _ := l.Partition("bench", 0)
 	enc, err := wire.NewEncoder(wire.DefaultPrefix, wire.Origin{Site: testSite, Node: testNode, Topic: "bench", Partition: 0})
 	if err != nil {

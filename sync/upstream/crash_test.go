@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/outpost-edge/outpost/core/natstest"
-	"github.com/outpost-edge/outpost/core/provision"
+	"github.com/outpost-edge/outpost/core/wire"
 	"github.com/outpost-edge/outpost/edge/log"
 	"github.com/outpost-edge/outpost/edge/meta"
 )
@@ -141,7 +141,7 @@ func TestCrashForwarder(t *testing.T) {
 	}
 	srv := natstest.RunServer(t)
 	_, js := srv.Connect()
-	createStream(t, js, "t", provision.TopicConfig{})
+	createStream(t, js, "t", wire.TopicConfig{})
 	dir := t.TempDir()
 	for round := range rounds {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")

@@ -61,7 +61,7 @@ func TestStreamMissing(t *testing.T) {
 	if n := logs.Count("forwarding paused"); n != 1 {
 		t.Errorf("paused logged %d times, want once:\n%s", n, logs.String())
 	}
-	createStream(t, js, "t", provision.TopicConfig{})
+	createStream(t, js, "t", wire.TopicConfig{})
 	appendN(t, l, "t", 0, 50, 100)
 	waitForwarded(t, f, 20*time.Second, 1)
 	checkExactlyOnce(t, js, "t", map[int32]int64{0: 150})
@@ -149,7 +149,7 @@ func TestStreamFull(t *testing.T) {
 	_, js := srv.Connect()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	scfg, err := provision.StreamConfig(wire.DefaultPrefix, "t", provision.TopicConfig{Discard: "new"})
+	scfg, err := wire.StreamConfig(wire.DefaultPrefix, "t", wire.TopicConfig{Discard: "new"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +211,7 @@ func withUser(url, user, pw string) string {
 func TestPermissionDenied(t *testing.T) {
 	srv := authServer(t)
 	_, js := srv.Connect(nats.UserInfo("admin", "admin-pw"))
-	createStream(t, js, "t", provision.TopicConfig{})
+	createStream(t, js, "t", wire.TopicConfig{})
 	dir := t.TempDir()
 	l := openLog(t, dir)
 	st := openMeta(t, metaPath(dir))
@@ -253,7 +253,7 @@ func TestPermissionDenied(t *testing.T) {
 func TestWrongCredentials(t *testing.T) {
 	srv := authServer(t)
 	_, js := srv.Connect(nats.UserInfo("admin", "admin-pw"))
-	createStream(t, js, "t", provision.TopicConfig{})
+	createStream(t, js, "t", wire.TopicConfig{})
 	dir := t.TempDir()
 	l := openLog(t, dir)
 	st := openMeta(t, metaPath(dir))

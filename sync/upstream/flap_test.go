@@ -11,7 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/outpost-edge/outpost/core/natstest"
-	"github.com/outpost-edge/outpost/core/provision"
+	"github.com/outpost-edge/outpost/core/wire"
 )
 
 // proxy is a TCP proxy on 127.0.0.1 whose connections a test can cut.
@@ -104,7 +104,7 @@ func testLinkFlaps(t *testing.T, mode Mode) {
 	l := openLog(t, dir)
 	st := openMeta(t, metaPath(dir))
 	createTopic(t, l, "t", 3)
-	createStream(t, js, "t", provision.TopicConfig{})
+	createStream(t, js, "t", wire.TopicConfig{})
 	lg, logs := newLogger(t)
 	cfg := testConfig(px.url(), lg)
 	cfg.AckTimeout = 500 * time.Millisecond

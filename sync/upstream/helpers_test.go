@@ -18,7 +18,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/outpost-edge/outpost/core/natstest"
-	"github.com/outpost-edge/outpost/core/provision"
 	"github.com/outpost-edge/outpost/core/wire"
 	"github.com/outpost-edge/outpost/edge/log"
 	"github.com/outpost-edge/outpost/edge/meta"
@@ -95,7 +94,7 @@ func testRecord(topic string, part int32, off int64, size int) log.Record {
 		Timestamp: time.Now().UnixNano(),
 		Key:       []byte("dev-" + strconv.Itoa(int(off%7))),
 		Value:     v,
-		Headers:   []log.Header{{Key: mqttTopicHeader, Value: []byte("sensors/" + topic)}, {Key: "unit", Value: []byte("C")}},
+		Headers:   []log.Header{{Key: wire.RecordHeaderMQTTTopic, Value: []byte("sensors/" + topic)}, {Key: "unit", Value: []byte("C")}},
 	}
 }
 
@@ -138,7 +137,7 @@ func runForwarder(t testing.TB, f *Forwarder) (stop func()) {
 	return stop
 }
 
-func createStream(t testing.TB, js jetstream.JetStream, topic string, tc provision.TopicConfig) jetstream.Stream {
+func createStream(t testing.TB, js jetstream.JetStream, topic string, tc wire.TopicConfig) jetstream.Stream {
 	t.Helper()
 	return natstest.CreateTopicStream(t, js, wire.DefaultPrefix, topic, tc)
 }

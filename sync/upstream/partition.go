@@ -15,15 +15,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/outpost-edge/outpost/core/provision"
 	"github.com/outpost-edge/outpost/core/wire"
 	"github.com/outpost-edge/outpost/edge/log"
 )
-
-// mqttTopicHeader is the log header bridge/mqtt stores the MQTT topic in
-// (bridge/mqtt.HeaderTopic; not imported, sync does not depend on bridge).
-// Its value also goes upstream as wire's Outpost-Mqtt-Topic.
-const mqttTopicHeader = "mqtt.topic"
 
 // partition forwards one log partition. Only its run goroutine sends; the
 // fields below mu are read by Lag and Protect from other goroutines.
@@ -355,7 +349,7 @@ func (p *partition) provision(ctx context.Context, ln *link) (jetstream.Stream, 
 	case err == nil:
 		return ln.js.Stream(ctx, p.stream)
 	case errors.Is(err, nats.ErrNoResponders):
-		cfg, cerr := provision.StreamConfig(f.cfg.Prefix, p.key.topic, provision.TopicConfig{})
+		cfg, cerr := wire.StreamConfig(f.cfg.Prefix, p.key.topic, wire.TopicConfig{})
 		if cerr != nil {
 			return nil, cerr
 		}
@@ -802,7 +796,7 @@ func toWire(r *log.Record) wire.Record {
 		w.Headers = make([]wire.Header, len(r.Headers))
 		for i, h := range r.Headers {
 			w.Headers[i] = wire.Header{Key: h.Key, Value: h.Value}
-			if h.Key == mqttTopicHeader && w.MQTTTopic == "" {
+			if h.Key == wire.RecordHeaderMQTTTopic && w.MQTTTopic == "" {
 				w.MQTTTopic = string(h.Value)
 			}
 		}

@@ -11,7 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/outpost-edge/outpost/core/natstest"
-	"github.com/outpost-edge/outpost/core/provision"
+	"github.com/outpost-edge/outpost/core/wire"
 	"github.com/outpost-edge/outpost/edge/log"
 )
 
@@ -37,7 +37,7 @@ func TestTLSServerCertReplaced(t *testing.T) {
 		o.TLS, o.TLSVerify, o.TLSConfig, o.TLSTimeout = true, true, cur, 5
 	}))
 	_, js := srv.Connect(nats.RootCAs(good.caFile), nats.ClientCert(good.clientCert, good.clientKey))
-	createStream(t, js, "telemetry", provision.TopicConfig{})
+	createStream(t, js, "telemetry", wire.TopicConfig{})
 	tf := runTLSForwarder(t, srv.URL(), good.tlsConfig(), 1, func(l *log.Log) { appendN(t, l, "telemetry", 0, 100, 100) })
 	l, f, logs, reg := tf.l, tf.f, tf.logs, tf.reg
 	waitForwarded(t, f, 10*time.Second, 1)

@@ -22,7 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/outpost-edge/outpost/core/natstest"
-	"github.com/outpost-edge/outpost/core/provision"
+	"github.com/outpost-edge/outpost/core/wire"
 	"github.com/outpost-edge/outpost/edge/log"
 )
 
@@ -150,7 +150,7 @@ func TestTLS(t *testing.T) {
 		}
 	}
 	_, js := srv.Connect(nats.RootCAs(pki.caFile), nats.ClientCert(pki.clientCert, pki.clientKey))
-	createStream(t, js, "telemetry", provision.TopicConfig{})
+	createStream(t, js, "telemetry", wire.TopicConfig{})
 
 	tf := runTLSForwarder(t, srv.URL(), pki.tlsConfig(), 2, func(l *log.Log) {
 		appendN(t, l, "telemetry", 0, 300, 100)
@@ -248,7 +248,7 @@ func TestTLSMisconfigured(t *testing.T) {
 			const topic = "telemetry"
 			srv := runTLSServer(t, good)
 			_, js := srv.Connect(nats.RootCAs(good.caFile), nats.ClientCert(good.clientCert, good.clientKey))
-			createStream(t, js, topic, provision.TopicConfig{})
+			createStream(t, js, topic, wire.TopicConfig{})
 			bad := tc.bad(t, t.TempDir())
 			tf := runTLSForwarder(t, srv.URL(), bad, 2, func(l *log.Log) {
 				appendN(t, l, topic, 0, 200, 100)

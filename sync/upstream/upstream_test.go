@@ -12,7 +12,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/outpost-edge/outpost/core/natstest"
-	"github.com/outpost-edge/outpost/core/provision"
 	"github.com/outpost-edge/outpost/core/wire"
 	"github.com/outpost-edge/outpost/edge/log"
 )
@@ -30,7 +29,7 @@ func TestHappyPath(t *testing.T) {
 			total := 0
 			for topic, parts := range topics {
 				createTopic(t, l, topic, parts)
-				createStream(t, js, topic, provision.TopicConfig{})
+				createStream(t, js, topic, wire.TopicConfig{})
 				want[topic] = map[int32]int64{}
 				for p := range parts {
 					n := 300 + 100*int(p)
@@ -155,7 +154,7 @@ func TestLiveAppendsAndRestart(t *testing.T) {
 	l := openLog(t, dir)
 	st := openMeta(t, metaPath(dir))
 	createTopic(t, l, "t", 2)
-	createStream(t, js, "t", provision.TopicConfig{})
+	createStream(t, js, "t", wire.TopicConfig{})
 	lg, _ := newLogger(t)
 	f, err := New(testConfig(srv.URL(), lg), l, st)
 	if err != nil {
@@ -195,7 +194,7 @@ func testOutage(t *testing.T, mode Mode) {
 	l := openLog(t, dir)
 	st := openMeta(t, metaPath(dir))
 	createTopic(t, l, "t", 2)
-	createStream(t, js, "t", provision.TopicConfig{DuplicateWindow: time.Second})
+	createStream(t, js, "t", wire.TopicConfig{DuplicateWindow: time.Second})
 	lg, logs := newLogger(t)
 	cfg := testConfig(srv.URL(), lg)
 	cfg.Mode = mode
@@ -285,8 +284,8 @@ func TestLiveFirst(t *testing.T) {
 			st := openMeta(t, metaPath(dir))
 			createTopic(t, l, "bulk", 1)
 			createTopic(t, l, "live", 1)
-			createStream(t, js, "bulk", provision.TopicConfig{})
-			createStream(t, js, "live", provision.TopicConfig{})
+			createStream(t, js, "bulk", wire.TopicConfig{})
+			createStream(t, js, "live", wire.TopicConfig{})
 			appendN(t, l, "bulk", 0, backlog, 100)
 
 			delays := make(chan time.Duration, 10000)
