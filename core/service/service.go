@@ -2,13 +2,11 @@ package service
 
 import (
 	"context"
-	"crypto/subtle"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -25,6 +23,8 @@ import (
 	"github.com/outpost-edge/outpost/core/provision"
 	"github.com/outpost-edge/outpost/core/sites"
 	"github.com/outpost-edge/outpost/core/wire"
+	"github.com/outpost-edge/outpost/internal/httpauth"
+	"github.com/outpost-edge/outpost/internal/netaddr"
 )
 
 // Service is a running core: NATS (embedded or not), stream provisioning,
@@ -141,7 +141,7 @@ func (s *Service) Run(ctx context.Context) error {
 
 	nc, err := nats.Connect(natsURL, connOpts...)
 	if err != nil {
-		return fmt.Errorf("service: connect %s: %w", redact(natsURL), err)
+		return fmt.Errorf("service: connect %s: %w", netaddr.RedactURL(natsURL), err)
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)
@@ -209,7 +209,7 @@ func (s *Service) Run(ctx context.Context) error {
 		_ = hs.Shutdown(sctx)
 	}()
 	s.closeOnce.Do(func() { close(s.started) })
-	s.log.Info("core started", "nats", redact(natsURL), "embedded", s.cfg.Embedded(), "http", s.httpAddr.String(), "prefix", s.cfg.Prefix)
+	s.log.Info("core started", "nats", netaddr.RedactURL(natsURL), "embedded", s.cfg.Embedded(), "http", s.httpAddr.String(), "prefix", s.cfg.Prefix)
 
 	provDone := make(chan struct{})
 	go func() {
@@ -392,7 +392,7 @@ func (s *Service) clientAuthOptions() []nats.Option {
 // reachable from other hosts without one (G8: unsafe setups say so loudly).
 func (s *Service) readToken() (string, error) {
 	if s.cfg.HTTP.TokenFile == "" {
-		if host, _, _ := net.SplitHostPort(s.cfg.HTTP.Listen); !isLoopback(host) {
+		if host, _, _ := net.SplitHostPort(s.cfg.HTTP.Listen); !netaddr.LoopbackHost(host) {
 			s.log.Warn("HTTP API has NO TOKEN and listens beyond loopback: anyone who can reach it reads sites and metrics; set http.token_file",
 				"listen", s.cfg.HTTP.Listen)
 		}
@@ -407,30 +407,6 @@ func (s *Service) readToken() (string, error) {
 		return "", fmt.Errorf("service: http.token_file %s: token shorter than 16 characters; generate one with `openssl rand -hex 32`", s.cfg.HTTP.TokenFile)
 	}
 	return tok, nil
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
-// requireToken wraps h with a constant-time bearer token check.
-func requireToken(token string, h http.Handler) http.Handler {
-	if token == "" {
-		return h
-	}
-	want := []byte("Bearer " + token)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="outpost-core"`)
-			http.Error(w, "unauthorized: send Authorization: Bearer <token from http.token_file>", http.StatusUnauthorized)
-			return
-		}
-		h.ServeHTTP(w, r)
-	})
 }
 
 func (s *Service) handler(nc *nats.Conn, view *sites.Registry, token string) http.Handler {
@@ -450,20 +426,10 @@ func (s *Service) handler(nc *nats.Conn, view *sites.Registry, token string) htt
 		_, _ = io.WriteString(w, "ready\n")
 	})
 	if s.reg != nil {
-		mux.Handle("GET /metrics", requireToken(token, promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)})))
+		mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}))
 	}
-	mux.Handle("/v1/sites", requireToken(token, view))
-	return mux
-}
-
-// redact drops user:password from URLs before they are logged.
-func redact(raw string) string {
-	parts := strings.Split(raw, ",")
-	for i, p := range parts {
-		if u, err := url.Parse(p); err == nil && u.User != nil {
-			u.User = nil
-			parts[i] = u.String()
-		}
-	}
-	return strings.Join(parts, ",")
+	mux.Handle("/v1/sites", view)
+	// Everything but the probes needs the token, unknown paths included
+	// (fail closed), as on the edge.
+	return httpauth.New(token, "outpost-core", "the token in core's http.token_file", "/healthz", "/readyz").Wrap(mux, nil)
 }

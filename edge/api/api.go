@@ -1,8 +1,6 @@
 package api
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,17 +9,18 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"github.com/outpost-edge/outpost/internal/httpauth"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // handler serves the API. It is safe for concurrent use.
 type handler struct {
-	cfg       Config
-	mux       *http.ServeMux
-	tokenHash [sha256.Size]byte // of Config.Token, if set
-	waiters   atomic.Int64      // long-polls waiting now
-	metrics   *metrics
+	cfg     Config
+	mux     *http.ServeMux
+	auth    *httpauth.Bearer
+	waiters atomic.Int64 // long-polls waiting now
+	metrics *metrics
 }
 
 type metrics struct {
@@ -36,17 +35,17 @@ func New(cfg Config) (http.Handler, error) {
 		return nil, err
 	}
 	h := &handler{cfg: cfg, mux: http.NewServeMux()}
-	if cfg.Token != "" {
-		h.tokenHash = sha256.Sum256([]byte(cfg.Token))
-	}
+	// Exactly /healthz is open: anything else, including paths the mux
+	// would redirect or reject, asks for the token first (fail closed).
+	h.auth = httpauth.New(cfg.Token, "outpost", "the node's http.token", "/healthz")
 	if cfg.Registerer != nil {
 		m := &metrics{
 			requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-				Name: "edge_api_requests_total",
+				Name: "outpost_api_requests_total",
 				Help: "HTTP API requests by route and status code.",
 			}, []string{"route", "code"}),
 			waiting: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-				Name: "edge_api_long_polls_waiting",
+				Name: "outpost_api_long_polls_waiting",
 				Help: "Records requests waiting for new records now.",
 			}, func() float64 { return float64(h.waiters.Load()) }),
 		}
@@ -94,15 +93,8 @@ func (h *handler) count(route string, code int) {
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	// Exactly /healthz is open: anything else, including paths the mux
-	// would redirect or reject, asks for the token first (fail closed).
-	if h.cfg.Token != "" && r.URL.Path != "/healthz" && !h.authorized(r) {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="outpost"`)
-		msg := "this API needs a token: send the header \"Authorization: Bearer <token>\" with the node's configured API token"
-		if r.Header.Get("Authorization") != "" {
-			msg = "wrong or malformed token: send \"Authorization: Bearer <token>\" with the node's configured API token"
-		}
-		writeError(w, http.StatusUnauthorized, msg)
+	if !h.auth.Allow(r) {
+		h.auth.Refuse(w, r)
 		h.count("unauthorized", http.StatusUnauthorized)
 		return
 	}
@@ -122,18 +114,6 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.mux.ServeHTTP(w, r)
-}
-
-// authorized compares the bearer token in constant time. Both sides are
-// hashed first so that the comparison's length does not depend on the
-// guess either.
-func (h *handler) authorized(r *http.Request) bool {
-	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return false
-	}
-	got := sha256.Sum256([]byte(strings.TrimSpace(token)))
-	return subtle.ConstantTimeCompare(got[:], h.tokenHash[:]) == 1
 }
 
 func (h *handler) healthz(w http.ResponseWriter, r *http.Request) {

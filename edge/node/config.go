@@ -16,6 +16,7 @@ import (
 	"github.com/outpost-edge/outpost/bridge/auth"
 	"github.com/outpost-edge/outpost/bridge/route"
 	"github.com/outpost-edge/outpost/edge/log"
+	"github.com/outpost-edge/outpost/internal/netaddr"
 )
 
 // EnvPrefix prefixes environment overrides: OUTPOST_ followed by the
@@ -269,19 +270,6 @@ func applyEnv(v reflect.Value, prefix string, getenv func(string) string) error 
 	return nil
 }
 
-// loopback reports whether addr binds only to loopback.
-func loopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
 // listeners returns the effective listener list.
 func (c *Config) listeners() []ListenerConfig {
 	if len(c.MQTT.Listeners) > 0 {
@@ -387,7 +375,7 @@ func (c Config) Validate() error {
 		if _, _, err := net.SplitHostPort(lc.Address); err != nil {
 			return bad(addrField, "%q is not host:port", lc.Address)
 		}
-		if !loopback(lc.Address) && c.Auth.AllowAnonymous == nil && !hasUsers && lc.ClientCAFile == "" {
+		if !netaddr.Loopback(lc.Address) && c.Auth.AllowAnonymous == nil && !hasUsers && lc.ClientCAFile == "" {
 			return bad(addrField, "%q is not a loopback address, and anonymous clients are accepted only on loopback: configure auth.users (or client certificates) or set auth.allow_anonymous: true", lc.Address)
 		}
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/outpost-edge/outpost/edge/api"
 	"github.com/outpost-edge/outpost/edge/log"
 	"github.com/outpost-edge/outpost/edge/meta"
+	"github.com/outpost-edge/outpost/internal/netaddr"
 	"github.com/outpost-edge/outpost/sync/upstream"
 )
 
@@ -157,7 +158,7 @@ func Open(ctx context.Context, cfg Config, opts Options) (_ *Node, err error) {
 		return nil, fmt.Errorf("node: %w", err)
 	}
 	n.httpSrv = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
-	if !loopback(cfg.HTTP.Address) && cfg.HTTP.Token == "" {
+	if !netaddr.Loopback(cfg.HTTP.Address) && cfg.HTTP.Token == "" {
 		logger.Warn("node: the HTTP API listens beyond loopback without a token; anyone who can reach it can read every record (set http.token)", "address", n.HTTPAddr())
 	}
 	logger.Info("node: open", "node_id", n.identity.NodeID, "site", n.identity.Site, "data_dir", cfg.DataDir,
@@ -197,13 +198,13 @@ func (n *Node) openBroker(router *route.Router) error {
 	anonymous := map[string]bool{}
 	for i, lc := range cfg.listeners() {
 		ids = append(ids, fmt.Sprintf("%s%d", lc.Type, i))
-		anon := loopback(lc.Address)
+		anon := netaddr.Loopback(lc.Address)
 		if cfg.Auth.AllowAnonymous != nil {
 			anon = *cfg.Auth.AllowAnonymous
 		}
 		anonymous[ids[i]] = anon
 		switch {
-		case anon && !loopback(lc.Address):
+		case anon && !netaddr.Loopback(lc.Address):
 			n.logger.Warn("node: ANONYMOUS MQTT clients are accepted beyond loopback (auth.allow_anonymous: true): anyone who can reach this address can publish and subscribe", "listener", ids[i], "address", lc.Address)
 		case !anon && users == 0 && lc.ClientCAFile == "":
 			n.logger.Warn("node: MQTT listener accepts nobody: anonymous clients are refused and no users are configured", "listener", ids[i], "address", lc.Address)

@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/outpost-edge/outpost/core/wire"
 	"github.com/outpost-edge/outpost/edge/log"
+	"github.com/outpost-edge/outpost/internal/netaddr"
 )
 
 // source is what the forwarder needs of one log partition; *log.Partition
@@ -171,7 +171,7 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		return errors.New("upstream: Run: already running")
 	}
 	defer f.running.Store(false)
-	f.log.Info("upstream: forwarding", "url", redactURL(f.cfg.URL), "site", f.cfg.Site, "node", f.cfg.Node,
+	f.log.Info("upstream: forwarding", "url", netaddr.RedactURL(f.cfg.URL), "site", f.cfg.Site, "node", f.cfg.Node,
 		"mode", f.cfg.Mode.String(), "window", f.cfg.Window, "bandwidth_bytes_per_sec", f.cfg.BandwidthBytesPerSec)
 
 	var conns, loops sync.WaitGroup
@@ -631,21 +631,6 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	case <-t.C:
 	}
-}
-
-// redactURL hides passwords and tokens in a (comma-separated) server URL
-// list before it is logged.
-func redactURL(s string) string {
-	parts := strings.Split(s, ",")
-	for i, p := range parts {
-		u, err := url.Parse(strings.TrimSpace(p))
-		if err != nil || u.User == nil {
-			continue
-		}
-		u.User = url.User("redacted")
-		parts[i] = u.String()
-	}
-	return strings.Join(parts, ",")
 }
 
 var _ source = (*log.Partition)(nil)
