@@ -395,7 +395,7 @@ func TestWaitWakesOnAppend(t *testing.T) {
 		done <- result{r: resp{code: res.StatusCode, body: b}, err: err, at: time.Now()}
 	}()
 	waitFor(t, 10*time.Second, func() error {
-		if g := gauge(t, e.reg, "edge_api_long_polls_waiting"); g != 1 {
+		if g := gauge(t, e.reg, "outpost_api_long_polls_waiting"); g != 1 {
 			return fmt.Errorf("%v long-polls waiting, want 1", g)
 		}
 		return nil
@@ -417,7 +417,7 @@ func TestWaitWakesOnAppend(t *testing.T) {
 	if len(recs) != 1 || recs[0].(map[string]any)["value_text"] != "late" || m["next_offset"] != 6.0 {
 		t.Fatalf("long-poll answer %s", res.r.body)
 	}
-	if g := gauge(t, e.reg, "edge_api_long_polls_waiting"); g != 0 {
+	if g := gauge(t, e.reg, "outpost_api_long_polls_waiting"); g != 0 {
 		t.Fatalf("%v long-polls still counted as waiting", g)
 	}
 }
@@ -450,7 +450,7 @@ func TestTooManyWaiters(t *testing.T) {
 		}
 	}()
 	waitFor(t, 10*time.Second, func() error {
-		if g := gauge(t, e.reg, "edge_api_long_polls_waiting"); g != 1 {
+		if g := gauge(t, e.reg, "outpost_api_long_polls_waiting"); g != 1 {
 			return fmt.Errorf("%v waiting", g)
 		}
 		return nil
@@ -465,7 +465,7 @@ func TestTooManyWaiters(t *testing.T) {
 	}
 	cancel() // the client leaves: the waiter is released
 	waitFor(t, 10*time.Second, func() error {
-		if g := gauge(t, e.reg, "edge_api_long_polls_waiting"); g != 0 {
+		if g := gauge(t, e.reg, "outpost_api_long_polls_waiting"); g != 0 {
 			return fmt.Errorf("%v waiting after the client left", g)
 		}
 		return nil
@@ -564,7 +564,7 @@ func TestToken(t *testing.T) {
 	if r.code != 200 {
 		t.Fatalf("metrics with token: %d", r.code)
 	}
-	if !strings.Contains(string(r.body), `edge_api_requests_total{code="401",route="unauthorized"}`) {
+	if !strings.Contains(string(r.body), `outpost_api_requests_total{code="401",route="unauthorized"}`) {
 		t.Fatalf("refused requests are not counted")
 	}
 }
@@ -577,7 +577,7 @@ func TestMetrics(t *testing.T) {
 	if r.code != 200 {
 		t.Fatalf("%d %s", r.code, r.body)
 	}
-	for _, want := range []string{"edge_log_appended_records_total 3", "edge_log_fsync_seconds_bucket", `edge_api_requests_total{code="200",route="GET /v1/topics"} 1`} {
+	for _, want := range []string{"outpost_log_appended_records_total 3", "outpost_log_fsync_seconds_bucket", `outpost_api_requests_total{code="200",route="GET /v1/topics"} 1`} {
 		if !strings.Contains(string(r.body), want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
@@ -684,7 +684,7 @@ func TestWaitLogClosed(t *testing.T) {
 		done <- resp{code: res.StatusCode, body: b}
 	}()
 	waitFor(t, 10*time.Second, func() error {
-		if g := gauge(t, e.reg, "edge_api_long_polls_waiting"); g != 1 {
+		if g := gauge(t, e.reg, "outpost_api_long_polls_waiting"); g != 1 {
 			return fmt.Errorf("%v waiting", g)
 		}
 		return nil
@@ -740,7 +740,7 @@ func TestWaitServerShutdown(t *testing.T) {
 		done <- resp{code: res.StatusCode, body: b}
 	}()
 	waitFor(t, 10*time.Second, func() error {
-		if g := gauge(t, reg, "edge_api_long_polls_waiting"); g != 1 {
+		if g := gauge(t, reg, "outpost_api_long_polls_waiting"); g != 1 {
 			return fmt.Errorf("%v waiting", g)
 		}
 		return nil

@@ -64,9 +64,9 @@
 //
 // # Metrics
 //
-// With Config.Registerer: edge_api_requests_total{route, code} (route is
+// With Config.Registerer: outpost_api_requests_total{route, code} (route is
 // the mux pattern, or "unauthorized" / "unknown" for requests refused
-// before routing) and edge_api_long_polls_waiting.
+// before routing) and outpost_api_long_polls_waiting.
 //
 // # Server settings
 //

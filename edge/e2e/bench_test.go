@@ -169,9 +169,9 @@ func startNode(t testing.TB) broker {
 		mfs, _ := n.Registry().Gather()
 		for _, mf := range mfs {
 			switch mf.GetName() {
-			case "edge_log_appended_records_total":
+			case "outpost_log_appended_records_total":
 				recs = mf.GetMetric()[0].GetCounter().GetValue()
-			case "edge_log_fsync_seconds":
+			case "outpost_log_fsync_seconds":
 				syncs = float64(mf.GetMetric()[0].GetHistogram().GetSampleCount())
 			}
 		}

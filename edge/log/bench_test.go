@@ -28,7 +28,7 @@ func fsyncCount(b *testing.B, reg *prometheus.Registry) uint64 {
 		b.Fatal(err)
 	}
 	for _, mf := range mfs {
-		if mf.GetName() == "edge_log_fsync_seconds" {
+		if mf.GetName() == "outpost_log_fsync_seconds" {
 			return mf.GetMetric()[0].GetHistogram().GetSampleCount()
 		}
 	}

@@ -23,48 +23,48 @@ type metrics struct {
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		fsyncSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "edge_log_fsync_seconds",
+			Name:    "outpost_log_fsync_seconds",
 			Help:    "Latency of fdatasync on log segments; SD cards show wear here first.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2.5, 12),
 		}),
 		appendedRecords: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "edge_log_appended_records_total",
+			Name: "outpost_log_appended_records_total",
 			Help: "Records appended and durable under the sync policy.",
 		}),
 		bytes: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "edge_log_bytes",
+			Name: "outpost_log_bytes",
 			Help: "Bytes of all segments and indexes of the log (what the disk budget counts).",
 		}),
 		tornTails: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "edge_log_torn_tails_total",
+			Name: "outpost_log_torn_tails_total",
 			Help: "Damaged segment tails cut back at open.",
 		}),
 		tornBytes: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "edge_log_torn_bytes_total",
+			Name: "outpost_log_torn_bytes_total",
 			Help: "Bytes cut from damaged segment tails at open.",
 		}),
 		indexRebuilds: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "edge_log_index_rebuilds_total",
+			Name: "outpost_log_index_rebuilds_total",
 			Help: "Indexes rebuilt from their segment because they were missing or invalid.",
 		}),
 		segmentsRolled: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "edge_log_segments_rolled_total",
+			Name: "outpost_log_segments_rolled_total",
 			Help: "Segments sealed and replaced by a new active segment.",
 		}),
 		segmentsDeleted: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "edge_log_segments_deleted_total",
+			Name: "outpost_log_segments_deleted_total",
 			Help: "Segments deleted, by reason: retention_bytes, retention_age, budget (already forwarded), budget_unforwarded (data lost to the disk budget).",
 		}, []string{"reason"}),
 		budgetRefused: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "edge_log_budget_refused_appends_total",
+			Name: "outpost_log_budget_refused_appends_total",
 			Help: "Appends refused because the node-wide disk budget was reached.",
 		}),
 		partitionFailures: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "edge_log_partition_failures_total",
+			Name: "outpost_log_partition_failures_total",
 			Help: "Partitions that failed a write or fsync and refuse appends until restart.",
 		}),
 		readErrors: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "edge_log_read_errors_total",
+			Name: "outpost_log_read_errors_total",
 			Help: "Reads that found a damaged frame.",
 		}),
 	}

@@ -111,7 +111,7 @@ func TestDiskBudgetRefuse(t *testing.T) {
 	if p.EndOffset() != int64(acked) {
 		t.Fatalf("refused record became visible: end %d, acked %d", p.EndOffset(), acked)
 	}
-	if got := metricValue(t, reg, "edge_log_budget_refused_appends_total", ""); got < 1 {
+	if got := metricValue(t, reg, "outpost_log_budget_refused_appends_total", ""); got < 1 {
 		t.Fatalf("refusal not counted: %v", got)
 	}
 	// Retention frees space; appends work again.
@@ -153,7 +153,7 @@ func TestDiskBudgetDeleteOldestForwardedFirst(t *testing.T) {
 	if p1.StartOffset() == 0 {
 		t.Fatalf("forwarded partition kept its oldest segment")
 	}
-	fwd := metricValue(t, reg, "edge_log_segments_deleted_total", "budget")
+	fwd := metricValue(t, reg, "outpost_log_segments_deleted_total", "budget")
 	if fwd < 1 {
 		t.Fatalf("budget deletions of forwarded data not counted")
 	}
@@ -162,7 +162,7 @@ func TestDiskBudgetDeleteOldestForwardedFirst(t *testing.T) {
 	if p0.StartOffset() == 0 {
 		t.Fatalf("delete-oldest never deleted unforwarded data")
 	}
-	if got := metricValue(t, reg, "edge_log_segments_deleted_total", "budget_unforwarded"); got < 1 {
+	if got := metricValue(t, reg, "outpost_log_segments_deleted_total", "budget_unforwarded"); got < 1 {
 		t.Fatalf("unforwarded deletions not counted")
 	}
 }

@@ -49,9 +49,9 @@ func newPartitionCollector(l *log.Log) *partitionCollector {
 	labels := []string{"topic", "partition"}
 	return &partitionCollector{
 		log:   l,
-		end:   prometheus.NewDesc("edge_log_end_offset", "Next offset to be written (log end offset) of a partition.", labels, nil),
-		start: prometheus.NewDesc("edge_log_start_offset", "First readable offset of a partition (below it, deleted by retention).", labels, nil),
-		bytes: prometheus.NewDesc("edge_log_partition_bytes", "Bytes of a partition's segments and indexes.", labels, nil),
+		end:   prometheus.NewDesc("outpost_log_end_offset", "Next offset to be written (log end offset) of a partition.", labels, nil),
+		start: prometheus.NewDesc("outpost_log_start_offset", "First readable offset of a partition (below it, deleted by retention).", labels, nil),
+		bytes: prometheus.NewDesc("outpost_log_partition_bytes", "Bytes of a partition's segments and indexes.", labels, nil),
 	}
 }
 

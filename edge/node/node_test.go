@@ -79,8 +79,8 @@ func TestNodeIngestAndHTTPAPI(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, m := range []string{`outpost_mqtt_acks_total{reason="success"} 3`, `outpost_mqtt_ingest_messages_total{qos="1"} 3`, "edge_log_fsync_seconds_bucket", "outpost_mqtt_connections 1", "edge_log_bytes", "outpost_mqtt_clients_connected 1", "outpost_mqtt_messages_dropped_total 0",
-		fmt.Sprintf(`edge_log_end_offset{partition="%d",topic="telemetry"} 3`, p)} {
+	for _, m := range []string{`outpost_mqtt_acks_total{reason="success"} 3`, `outpost_mqtt_ingest_messages_total{qos="1"} 3`, "outpost_log_fsync_seconds_bucket", "outpost_mqtt_connections 1", "outpost_log_bytes", "outpost_mqtt_clients_connected 1", "outpost_mqtt_messages_dropped_total 0",
+		fmt.Sprintf(`outpost_log_end_offset{partition="%d",topic="telemetry"} 3`, p)} {
 		if !strings.Contains(string(body), m) {
 			t.Errorf("/metrics lacks %q", m)
 		}
