@@ -40,4 +40,3 @@ func avroRule(detail string) string {
 	}
 	return "TYPE_MISMATCH"
 }
-

@@ -231,7 +231,7 @@ func TestAPI(t *testing.T) {
 	// Removing unit from the closed model: not FULL compatible (v2's data
 	// has unit). 409, and the check endpoint says why.
 	expect(t, "POST", u+"/subjects/temps-value/versions", sch(tempV1+" "), 200, `{"id":1}`) // v1 text, but v1 is not the latest...
-	expect(t, "GET", u+"/subjects/temps-value/versions", nil, 200, `[1,2]`)                   // ...it is still a live version: reused
+	expect(t, "GET", u+"/subjects/temps-value/versions", nil, 200, `[1,2]`)                 // ...it is still a live version: reused
 	v3 := `{"type":"object","properties":{"c":{"type":"integer"}},"additionalProperties":false}`
 	expect(t, "POST", u+"/subjects/temps-value/versions", sch(v3), 409, "error_code:409")
 	expect(t, "POST", u+"/compatibility/subjects/temps-value/versions/latest", sch(v3), 200, `{"is_compatible":false}`)
