@@ -11,7 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/outpost-edge/outpost/core/natstest"
 	"github.com/outpost-edge/outpost/internal/polltest"
@@ -100,7 +101,7 @@ func TestConcurrentRegistries(t *testing.T) {
 		return
 	}
 	t.Logf("%d registrations, %.0f + %.0f compare-and-set conflicts retried", len(results),
-		testutil.ToFloat64(a.m.casConflicts), testutil.ToFloat64(b.m.casConflicts))
+		counterValue(a.m.casConflicts), counterValue(b.m.casConflicts))
 
 	idOf := map[int]int{} // schema -> ID
 	schemaOf := map[int]int{}
@@ -193,4 +194,12 @@ func TestRegistrySurvivesNATSRestart(t *testing.T) {
 	_, js2 := srv.Connect()
 	r2 := startRegistry(t, js2, Config{})
 	expect(t, "GET", r2.url+"/subjects/s/versions", nil, 200, `[1,2]`)
+}
+
+func counterValue(c prometheus.Counter) float64 {
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		return -1
+	}
+	return m.GetCounter().GetValue()
 }
