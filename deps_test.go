@@ -56,6 +56,7 @@ var policy = map[string][]string{
 	"core/provision": {"core/wire"},
 	"core/sites":     {"core/wire"},
 	"core/tail":      {"core/wire"},
+	"core/schema":    {"core/wire"},
 	"core/natstest":  {"core/wire", "internal/polltest"},
 
 	// Composition roots wire across steps; nothing imports them but their
@@ -66,7 +67,7 @@ var policy = map[string][]string{
 		"internal/httpauth", "internal/netaddr",
 	},
 	"core/service": {
-		"core/wire", "core/provision", "core/sites",
+		"core/wire", "core/provision", "core/sites", "core/schema",
 		"internal/httpauth", "internal/netaddr",
 	},
 

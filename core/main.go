@@ -39,6 +39,9 @@ By default core embeds a single-node NATS server with JetStream (client port
   GET /readyz     NATS connected and configured streams provisioned
   GET /metrics    Prometheus metrics
   GET /v1/sites   every site and node seen, last contact, forwarding lag
+  /subjects, /schemas, /config, /compatibility, /mode
+                  a Confluent-compatible schema registry (schema.registry.url
+                  is this address), kept in KV bucket OUTPOST-SCHEMAS
 With -nats URL it uses an existing NATS cluster instead and keeps no state
 outside JetStream (the sites view is kept in stream OUTPOST-STATUS, so
 /v1/sites lists silent nodes after a restart too).

@@ -14,6 +14,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/outpost-edge/outpost/core/provision"
+	"github.com/outpost-edge/outpost/core/schema"
 	"github.com/outpost-edge/outpost/core/sites"
 	"github.com/outpost-edge/outpost/core/wire"
 )
@@ -32,6 +33,9 @@ type Config struct {
 	// Sites bounds the sites view and shapes the status stream that keeps
 	// it across core restarts.
 	Sites sites.Config `yaml:"sites"`
+	// SchemaRegistry bounds the schema registry served on the HTTP
+	// listener (KV bucket <PREFIX>-SCHEMAS).
+	SchemaRegistry schema.Config `yaml:"schema_registry"`
 }
 
 // NATSConfig selects and reaches the NATS server.
@@ -106,6 +110,11 @@ func DefaultConfig() Config {
 		HTTP:    HTTPConfig{Listen: "127.0.0.1:8081"},
 		Streams: provision.DefaultConfig(),
 		Sites:   sites.DefaultConfig(),
+		SchemaRegistry: func() schema.Config {
+			c := schema.DefaultConfig()
+			c.Replicas = 0 // as streams.defaults.replicas
+			return c
+		}(),
 	}
 }
 
@@ -131,6 +140,7 @@ func (c *Config) Validate() error {
 	}
 	c.Streams.Prefix = c.Prefix
 	c.Sites.Prefix = c.Prefix
+	c.SchemaRegistry.Prefix = c.Prefix
 	if c.Embedded() {
 		e := c.NATS.Embedded
 		if _, _, err := net.SplitHostPort(e.Listen); err != nil {
@@ -156,6 +166,9 @@ func (c *Config) Validate() error {
 		if c.Sites.Replicas > 1 {
 			return fmt.Errorf("sites.replicas: %d needs a NATS cluster; the embedded server is a single node (set nats.url, or replicas: 1)", c.Sites.Replicas)
 		}
+		if c.SchemaRegistry.Replicas > 1 {
+			return fmt.Errorf("schema_registry.replicas: %d needs a NATS cluster; the embedded server is a single node (set nats.url, or replicas: 1)", c.SchemaRegistry.Replicas)
+		}
 	} else {
 		for _, u := range strings.Split(c.NATS.URL, ",") {
 			if !strings.Contains(u, "://") {
@@ -178,7 +191,24 @@ func (c *Config) Validate() error {
 	if err := c.Streams.Validate(); err != nil {
 		return err
 	}
+	if err := c.SchemaRegistryConfig().Validate(); err != nil {
+		return err
+	}
 	return c.Sites.Validate()
+}
+
+// SchemaRegistryConfig is schema_registry with its replicas defaulted to
+// streams.defaults.replicas.
+func (c *Config) SchemaRegistryConfig() schema.Config {
+	sc := c.SchemaRegistry
+	sc.Prefix = c.Prefix
+	if sc.Replicas == 0 {
+		sc.Replicas = c.Streams.Defaults.Replicas
+	}
+	if sc.Replicas == 0 {
+		sc.Replicas = wire.DefaultTopicConfig().Replicas
+	}
+	return sc
 }
 
 // StatusStream is the shape of the status stream for c: max age

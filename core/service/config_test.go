@@ -58,6 +58,9 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		"bad_duration":      {"streams:\n  defaults:\n    max_age: forever\n", "max_age"},
 		"bad_http":          {"http:\n  listen: 8081\n", "http.listen:"},
 		"sites_max":         {"sites:\n  max_nodes: 0\n", "sites.max_nodes:"},
+		"schema_size":       {"schema_registry:\n  max_schema_bytes: 10\n", "schema_registry.max_schema_bytes:"},
+		"schema_replicas":   {"schema_registry:\n  replicas: 3\n", "schema_registry.replicas:"},
+		"schema_unknown":    {"schema_registry:\n  max_schemas: 3\n", "max_schemas"},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -1,6 +1,7 @@
 // Package service wires the core binary: it starts (or connects to) NATS,
 // provisions streams, subscribes to edge status reports and provision
-// requests, and serves the HTTP API.
+// requests, runs the schema registry (core/schema) and serves the HTTP
+// API, the registry's Confluent REST API included at its root paths.
 //
 // Lifecycle: New validates and starts nothing; Run blocks until its
 // context ends and owns every goroutine it starts (HTTP server, the
@@ -11,8 +12,9 @@
 // the only thing on disk. The sites view is served from memory and
 // restored at start from the status stream (see package sites), which
 // core creates next to the topic streams; core is ready once that restore
-// is done. If core cannot have the status stream, it logs what to allow,
-// serves the view from live reports only, and keeps trying.
+// is done and the schema registry has loaded its KV bucket. If core
+// cannot have the status stream, it logs what to allow, serves the view
+// from live reports only, and keeps trying.
 //
 // Availability: a NATS cluster that is down at start or goes away later
 // does not stop core; the client reconnects forever, subscriptions are

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/outpost-edge/outpost/core/provision"
+	"github.com/outpost-edge/outpost/core/schema"
 	"github.com/outpost-edge/outpost/core/sites"
 	"github.com/outpost-edge/outpost/core/wire"
 	"github.com/outpost-edge/outpost/internal/httpauth"
@@ -178,6 +179,10 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	registry, err := schema.New(js, s.cfg.SchemaRegistryConfig(), s.log.With("component", "schema"), reg)
+	if err != nil {
+		return err
+	}
 	// Subscriptions are made while disconnected too (RetryOnFailedConnect)
 	// and resent by the client on every reconnect.
 	statusSub, err := nc.Subscribe(wire.StatusSubscription(s.cfg.Prefix), view.HandleStatus)
@@ -197,7 +202,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	s.httpAddr = ln.Addr()
 	hs := &http.Server{
-		Handler:           s.handler(nc, view, token),
+		Handler:           s.handler(nc, view, registry, token),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
@@ -216,9 +221,14 @@ func (s *Service) Run(ctx context.Context) error {
 		defer close(provDone)
 		s.provisionLoop(ctx, prov, view)
 	}()
+	regDone := make(chan error, 1)
+	go func() { regDone <- registry.Run(ctx) }()
 	defer func() {
 		cancel()
 		<-provDone
+		if err := <-regDone; err != nil {
+			s.log.Error("schema registry stopped", "err", err)
+		}
 	}()
 
 	select {
@@ -409,7 +419,7 @@ func (s *Service) readToken() (string, error) {
 	return tok, nil
 }
 
-func (s *Service) handler(nc *nats.Conn, view *sites.Registry, token string) http.Handler {
+func (s *Service) handler(nc *nats.Conn, view *sites.Registry, registry *schema.Registry, token string) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "ok\n")
@@ -423,12 +433,22 @@ func (s *Service) handler(nc *nats.Conn, view *sites.Registry, token string) htt
 			http.Error(w, "not ready: "+*s.notReady.Load(), http.StatusServiceUnavailable)
 			return
 		}
+		if !registry.Ready() {
+			http.Error(w, "not ready: loading the schema registry from KV bucket "+registry.Bucket(), http.StatusServiceUnavailable)
+			return
+		}
 		_, _ = io.WriteString(w, "ready\n")
 	})
 	if s.reg != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}))
 	}
 	mux.Handle("/v1/sites", view)
+	// The schema registry at the root paths of the Confluent API, so this
+	// listener's address is itself a schema.registry.url.
+	api := registry.Handler()
+	for _, p := range schema.MountPaths {
+		mux.Handle(p, api)
+	}
 	// Everything but the probes needs the token, unknown paths included
 	// (fail closed), as on the edge.
 	return httpauth.New(token, "outpost-core", "the token in core's http.token_file", "/healthz", "/readyz").Wrap(mux, nil)
