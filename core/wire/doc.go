@@ -80,5 +80,11 @@
 // Forwarders should keep one Encoder per partition: it validates the origin
 // and builds the subject and origin headers once.
 //
+// # Schema registry bucket
+//
+// Core's schema registry keeps its state in KV bucket SchemaBucket(prefix)
+// (OUTPOST-SCHEMAS); schema.go gives its keys and JSON values, which edges
+// watch (SchemaWatchSubjects, SchemaWatchIDs) to validate offline.
+//
 // The package keeps no state and starts no goroutines.
 package wire
