@@ -125,12 +125,19 @@ func (r *Registry) version(subject string, n int, deleted bool) (wire.SubjectVer
 	return wire.SubjectVersion{}, rec, errorf(ErrVersionNotFound, "Version %d not found.", n)
 }
 
-// liveVersions parses the subject's live versions, oldest first.
-func (r *Registry) liveVersions(ctx context.Context, s *store, rec wire.SubjectRecord) ([]version, error) {
+// liveVersions parses the subject's live versions, oldest first; all of
+// them, or only the latest unless all is set. A transitive check parses
+// every live version, so its CPU grows with them; the request timeout
+// bounds it (50002).
+func (r *Registry) liveVersions(ctx context.Context, s *store, rec wire.SubjectRecord, all bool) ([]version, error) {
 	var out []version
-	for _, v := range rec.Versions {
-		if v.Deleted {
-			continue
+	live := visible(rec.Versions, false, false)
+	if !all && len(live) > 1 {
+		live = live[len(live)-1:]
+	}
+	for _, v := range live {
+		if err := ctx.Err(); err != nil {
+			return nil, errorf(ErrTimeout, "parsing the versions of subject %q took too long: %v", rec.Subject, err)
 		}
 		sr, err := s.record(ctx, v.ID)
 		if err != nil {
@@ -188,7 +195,7 @@ func (r *Registry) register(ctx context.Context, subject string, req schemaReque
 		}
 		live := visible(cur.Versions, false, false)
 		if mode != ModeImport && level != LevelNone && (!checkedOnce || !slices.Equal(live, checked)) {
-			vs, err := r.liveVersions(ctx, s, cur)
+			vs, err := r.liveVersions(ctx, s, cur, level.transitive())
 			if err != nil {
 				return cur, false, err
 			}
@@ -296,19 +303,20 @@ func (r *Registry) checkAgainst(ctx context.Context, subject string, n int, req 
 		return nil, err
 	}
 	level := r.st.level(subject)
-	vs, err := r.liveVersions(ctx, s, rec)
-	if err != nil {
-		return nil, err
-	}
-	if n != 0 {
+	var vs []version
+	if n == 0 {
+		if vs, err = r.liveVersions(ctx, s, rec, level.transitive()); err != nil {
+			return nil, err
+		}
+	} else {
 		v, _, err := r.version(subject, n, false)
 		if err != nil {
 			return nil, err
 		}
-		for _, lv := range vs {
-			if lv.version == v.Version {
-				vs = []version{lv}
-			}
+		one := rec
+		one.Versions = []wire.SubjectVersion{v}
+		if vs, err = r.liveVersions(ctx, s, one, false); err != nil {
+			return nil, err
 		}
 		// Against one version: the level's direction, not its reach.
 		switch level {
