@@ -123,32 +123,6 @@ func BenchmarkAppendAlways(b *testing.B) {
 	}
 }
 
-// BenchmarkCommitScope compares one committer per partition with one for
-// the whole log, 16 partitions with 4 appenders each.
-func BenchmarkCommitScope(b *testing.B) {
-	for _, scope := range []struct {
-		name  string
-		scope elog.CommitScope
-	}{{"per-partition", elog.CommitPerPartition}, {"per-log", elog.CommitPerLog}} {
-		b.Run(scope.name, func(b *testing.B) {
-			reg := prometheus.NewRegistry()
-			l, err := elog.Open(b.TempDir(), elog.Config{Registerer: reg, CommitScope: scope.scope})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer l.Close()
-			l.CreateTopic("b", elog.TopicConfig{Partitions: 16})
-			var parts []*elog.Partition
-			for i := int32(0); i < 16; i++ {
-				p, _ := l.Partition("b", i)
-				parts = append(parts, p)
-			}
-			b.SetBytes(int64(frameBytesPerRecord(1)))
-			b.ReportMetric(runAppenders(b, l, reg, parts, 64, 1), "recs/fsync")
-		})
-	}
-}
-
 // BenchmarkAppendNone measures the write path without fsync.
 func BenchmarkAppendNone(b *testing.B) {
 	for _, c := range []struct{ appenders, perAppend int }{{1, 1}, {16, 1}, {1, 100}} {

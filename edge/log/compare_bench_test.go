@@ -83,47 +83,6 @@ func BenchmarkAlwaysVsRaw(b *testing.B) {
 	}
 }
 
-// BenchmarkCommitScopeInterleaved compares per-partition and per-log group
-// commit (16 partitions, 64 appenders) in alternating trials.
-func BenchmarkCommitScopeInterleaved(b *testing.B) {
-	open := func(scope elog.CommitScope) (*elog.Log, []*elog.Partition) {
-		l, err := elog.Open(b.TempDir(), elog.Config{CommitScope: scope})
-		if err != nil {
-			b.Fatal(err)
-		}
-		l.CreateTopic("b", elog.TopicConfig{Partitions: 16})
-		var ps []*elog.Partition
-		for i := int32(0); i < 16; i++ {
-			p, _ := l.Partition("b", i)
-			ps = append(ps, p)
-		}
-		return l, ps
-	}
-	lp, pp := open(elog.CommitPerPartition)
-	defer lp.Close()
-	ll, pl := open(elog.CommitPerLog)
-	defer ll.Close()
-	const k = 8000
-	var perPart, perLog, ratio []float64
-	for i := 0; i < b.N; i++ {
-		run := func(ps []*elog.Partition) float64 {
-			t0 := time.Now()
-			appendConcurrently(b, ps, 64, k)
-			return k / time.Since(t0).Seconds()
-		}
-		var a, c float64
-		if i%2 == 0 {
-			a, c = run(pp), run(pl)
-		} else {
-			c, a = run(pl), run(pp)
-		}
-		perPart, perLog, ratio = append(perPart, a), append(perLog, c), append(ratio, c/a)
-	}
-	b.ReportMetric(median(perPart), "per-partition-rec/s")
-	b.ReportMetric(median(perLog), "per-log-rec/s")
-	b.ReportMetric(median(ratio), "per-log/per-partition")
-}
-
 func appendConcurrently(b *testing.B, ps []*elog.Partition, n, k int) {
 	var next atomic.Int64
 	var wg sync.WaitGroup

@@ -100,26 +100,12 @@ const (
 	RecoveryTruncate
 )
 
-// CommitScope says which appends share an fdatasync round.
-type CommitScope int
-
-const (
-	// CommitPerPartition runs one committer per partition; partitions sync
-	// in parallel. The default: see FORMAT.md, "Group commit", for the figures.
-	CommitPerPartition CommitScope = iota
-	// CommitPerLog runs one committer for the whole log: each round writes
-	// every partition with pending appends, then syncs them one after another.
-	CommitPerLog
-)
-
 // Config configures a Log. Zero fields take the defaults of DefaultConfig.
 type Config struct {
 	// Sync is the sync policy; see SyncPolicy for what each value promises.
 	Sync SyncPolicy
 	// SyncInterval is the fdatasync period under SyncInterval.
 	SyncInterval time.Duration
-	// CommitScope chooses per-partition or log-wide group commit.
-	CommitScope CommitScope
 	// CommitDelayMax caps how long a group commit waits for more appends
 	// when the previous round carried several records (see FORMAT.md,
 	// "Group commit"). Zero takes the default; a negative value disables it.
@@ -166,7 +152,6 @@ func DefaultConfig() Config {
 	return Config{
 		Sync:                   SyncAlways,
 		SyncInterval:           100 * time.Millisecond,
-		CommitScope:            CommitPerPartition,
 		CommitDelayMax:         time.Millisecond,
 		SegmentMaxBytes:        64 << 20,
 		IndexIntervalBytes:     16 << 10,

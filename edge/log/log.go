@@ -44,10 +44,6 @@ type Log struct {
 	topics map[string]*topic // mu
 	closed bool              // mu
 
-	commitKick chan struct{} // CommitPerLog: partitions with work
-	pendingMu  sync.Mutex
-	pendingSet map[*Partition]struct{} // pendingMu; CommitPerLog only
-
 	budgetMu      sync.Mutex   // serializes segment deletion (retention, budget)
 	bytes         atomic.Int64 // bytes of every segment and index
 	lastBudgetLog atomic.Int64
@@ -96,14 +92,12 @@ func Open(dir string, cfg Config) (*Log, error) {
 		return nil, err
 	}
 	l := &Log{
-		dir:        dir,
-		cfg:        cfg,
-		metrics:    newMetrics(cfg.Registerer),
-		lock:       lock,
-		topics:     make(map[string]*topic),
-		commitKick: make(chan struct{}, 1),
-		pendingSet: make(map[*Partition]struct{}),
-		stop:       make(chan struct{}),
+		dir:     dir,
+		cfg:     cfg,
+		metrics: newMetrics(cfg.Registerer),
+		lock:    lock,
+		topics:  make(map[string]*topic),
+		stop:    make(chan struct{}),
 	}
 	if cfg.Sync == SyncNone {
 		cfg.Logger.Warn("log: sync policy is none: UNSAFE, a power cut may lose every record since the last segment roll", "dir", dir)
@@ -112,10 +106,6 @@ func Open(dir string, cfg Config) (*Log, error) {
 		l.closeAll()
 		lock.Close()
 		return nil, err
-	}
-	if cfg.CommitScope == CommitPerLog {
-		l.wg.Add(1)
-		go l.logCommitter()
 	}
 	l.wg.Add(1)
 	go l.housekeeping()
@@ -304,9 +294,6 @@ func (l *Log) allPartitions() []*Partition {
 	}
 	return ps
 }
-
-// Dir returns the log's directory.
-func (l *Log) Dir() string { return l.dir }
 
 // Close waits for pending appends to finish (they are synced), syncs and
 // closes every file. It is idempotent.

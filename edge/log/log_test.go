@@ -85,66 +85,64 @@ func mustPartition(tb testing.TB, l *elog.Log, topic string, n int32) *elog.Part
 
 func TestAppendReadReopen(t *testing.T) {
 	for _, sync := range []elog.SyncPolicy{elog.SyncAlways, elog.SyncInterval, elog.SyncNone} {
-		for _, scope := range []elog.CommitScope{elog.CommitPerPartition, elog.CommitPerLog} {
-			t.Run(fmt.Sprintf("%v/scope%d", sync, scope), func(t *testing.T) {
-				dir := t.TempDir()
-				cfg := elog.Config{Sync: sync, CommitScope: scope, SegmentMaxBytes: 8 << 10, IndexIntervalBytes: 512, MaxBatchBytes: 4 << 10}
-				l, err := elog.Open(dir, cfg)
+		t.Run(sync.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			cfg := elog.Config{Sync: sync, SegmentMaxBytes: 8 << 10, IndexIntervalBytes: 512, MaxBatchBytes: 4 << 10}
+			l, err := elog.Open(dir, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := mustPartition(t, l, "t", 0)
+			ctx := context.Background()
+			const n = 500
+			for i := 0; i < n; i++ {
+				off, err := p.Append(ctx, []elog.Record{rec(i)})
 				if err != nil {
 					t.Fatal(err)
 				}
-				p := mustPartition(t, l, "t", 0)
-				ctx := context.Background()
-				const n = 500
-				for i := 0; i < n; i++ {
-					off, err := p.Append(ctx, []elog.Record{rec(i)})
-					if err != nil {
-						t.Fatal(err)
-					}
-					if off != int64(i) {
-						t.Fatalf("append %d got offset %d", i, off)
-					}
+				if off != int64(i) {
+					t.Fatalf("append %d got offset %d", i, off)
 				}
-				check := func(l *elog.Log) {
-					p, err := l.Partition("t", 0)
-					if err != nil {
-						t.Fatal(err)
-					}
-					if p.EndOffset() != n {
-						t.Fatalf("end %d, want %d", p.EndOffset(), n)
-					}
-					for _, from := range []int64{0, 1, 137, 250, 499} {
-						recs, err := p.Read(ctx, from, 300)
-						if err != nil {
-							t.Fatal(err)
-						}
-						if len(recs) == 0 || recs[0].Offset != from {
-							t.Fatalf("read from %d: %d recs, first %v", from, len(recs), recs)
-						}
-						want := rec(int(from))
-						if string(recs[0].Value) != string(want.Value) || string(recs[0].Key) != string(want.Key) || recs[0].Timestamp != want.Timestamp {
-							t.Fatalf("read from %d: got %q want %q", from, recs[0].Value, want.Value)
-						}
-						if v, _ := recs[0].Header("mqtt.topic"); string(v) != "sensors/a" {
-							t.Fatalf("header lost: %q", v)
-						}
-					}
-					off, err := p.OffsetForTime(ctx, 250*int64(time.Millisecond))
-					if err != nil || off != 250 {
-						t.Fatalf("OffsetForTime = %d, %v; want 250", off, err)
-					}
-				}
-				check(l)
-				if err := l.Close(); err != nil {
+			}
+			check := func(l *elog.Log) {
+				p, err := l.Partition("t", 0)
+				if err != nil {
 					t.Fatal(err)
 				}
-				l2 := openLog(t, dir, cfg)
-				check(l2)
-				if got := l2.Topics()[0].Partitions[0].Segments; got < 3 {
-					t.Fatalf("expected several segments, got %d", got)
+				if p.EndOffset() != n {
+					t.Fatalf("end %d, want %d", p.EndOffset(), n)
 				}
-			})
-		}
+				for _, from := range []int64{0, 1, 137, 250, 499} {
+					recs, err := p.Read(ctx, from, 300)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if len(recs) == 0 || recs[0].Offset != from {
+						t.Fatalf("read from %d: %d recs, first %v", from, len(recs), recs)
+					}
+					want := rec(int(from))
+					if string(recs[0].Value) != string(want.Value) || string(recs[0].Key) != string(want.Key) || recs[0].Timestamp != want.Timestamp {
+						t.Fatalf("read from %d: got %q want %q", from, recs[0].Value, want.Value)
+					}
+					if v, _ := recs[0].Header("mqtt.topic"); string(v) != "sensors/a" {
+						t.Fatalf("header lost: %q", v)
+					}
+				}
+				off, err := p.OffsetForTime(ctx, 250*int64(time.Millisecond))
+				if err != nil || off != 250 {
+					t.Fatalf("OffsetForTime = %d, %v; want 250", off, err)
+				}
+			}
+			check(l)
+			if err := l.Close(); err != nil {
+				t.Fatal(err)
+			}
+			l2 := openLog(t, dir, cfg)
+			check(l2)
+			if got := l2.Topics()[0].Partitions[0].Segments; got < 3 {
+				t.Fatalf("expected several segments, got %d", got)
+			}
+		})
 	}
 }
 

@@ -50,7 +50,7 @@ type Partition struct {
 	bytes      atomic.Int64 // bytes of every .log and .idx
 	useTick    atomic.Int64
 
-	wake chan struct{} // CommitPerPartition: work is pending
+	wake chan struct{} // work is pending for the committer
 	stop chan struct{} // closed by close
 	done chan struct{} // closed when the committer goroutine exits
 
@@ -92,11 +92,7 @@ func openPartition(l *Log, topicName string, id int32) (*Partition, error) {
 		p.addBytes(-p.bytes.Load())
 		return nil, fmt.Errorf("log: open %s/%d: %w", topicName, id, err)
 	}
-	if l.cfg.CommitScope == CommitPerPartition {
-		go p.committer()
-	} else {
-		close(p.done)
-	}
+	go p.committer()
 	return p, nil
 }
 
@@ -209,24 +205,17 @@ func (p *Partition) AppendAsync(ctx context.Context, recs []Record, done func(fi
 }
 
 func (p *Partition) kick() {
-	if p.log.cfg.CommitScope == CommitPerLog {
-		p.log.pendingMu.Lock()
-		p.log.pendingSet[p] = struct{}{}
-		p.log.pendingMu.Unlock()
-		select {
-		case p.log.commitKick <- struct{}{}:
-		default:
-		}
-		return
-	}
 	select {
 	case p.wake <- struct{}{}:
 	default:
 	}
 }
 
-// committer is the partition's single writer under CommitPerPartition:
-// appends that arrive while one fdatasync runs share the next one.
+// committer is the partition's single writer: appends that arrive while
+// one fdatasync runs share the next one. One committer per partition, not
+// one per log: separate files need separate fdatasyncs either way, so a
+// log-wide committer saves none and makes every partition wait for the
+// slowest (measured; FORMAT.md, "Group commit").
 func (p *Partition) committer() {
 	defer close(p.done)
 	for {
@@ -291,37 +280,6 @@ func (p *Partition) gather() {
 // waits: below it the load is a few sequential appenders, whose latency
 // matters more than the fdatasyncs saved.
 const commitDelayMinRecords = 4
-
-// logCommitter is the single writer of every partition under CommitPerLog.
-func (l *Log) logCommitter() {
-	defer l.wg.Done()
-	for {
-		select {
-		case <-l.stop:
-			return
-		case <-l.commitKick:
-		}
-		l.pendingMu.Lock()
-		ps := make([]*Partition, 0, len(l.pendingSet))
-		for p := range l.pendingSet {
-			ps = append(ps, p)
-		}
-		clear(l.pendingSet)
-		l.pendingMu.Unlock()
-		rounds := make([]*round, len(ps))
-		for i, p := range ps {
-			p.roundMu.Lock()
-			rounds[i] = p.prepare()
-		}
-		for i, p := range ps {
-			p.syncRound(rounds[i])
-		}
-		for i, p := range ps {
-			p.publish(rounds[i])
-			p.roundMu.Unlock()
-		}
-	}
-}
 
 // round is one commit: what prepare wrote and what publish will release.
 type round struct {
