@@ -39,7 +39,7 @@ type Partition struct {
 	pendingBytes  int           // mu
 	pendingRecs   int           // mu
 	spaceFreed    chan struct{} // mu; closed when pending is taken
-	notify        chan struct{} // mu; closed when end moves
+	notify        chan struct{} // mu; closed and replaced when end moves, and at close
 	syncRequested bool          // mu
 	closed        bool          // mu
 	failed        error         // mu; sticky
@@ -50,9 +50,10 @@ type Partition struct {
 	bytes      atomic.Int64 // bytes of every .log and .idx
 	useTick    atomic.Int64
 
-	wake chan struct{} // work is pending for the committer
-	stop chan struct{} // closed by close
-	done chan struct{} // closed when the committer goroutine exits
+	ready chan struct{} // closed at open: what Notify returns when there is no need to wait
+	wake  chan struct{} // work is pending for the committer
+	stop  chan struct{} // closed by close
+	done  chan struct{} // closed when the committer goroutine exits
 
 	// roundMu makes the holder the partition's only writer. Committer-owned
 	// state below is guarded by it.
@@ -84,10 +85,12 @@ func openPartition(l *Log, topicName string, id int32) (*Partition, error) {
 		dir:        dir,
 		spaceFreed: make(chan struct{}),
 		notify:     make(chan struct{}),
+		ready:      make(chan struct{}),
 		wake:       make(chan struct{}, 1),
 		stop:       make(chan struct{}),
 		done:       make(chan struct{}),
 	}
+	close(p.ready)
 	if err := p.recover(); err != nil {
 		p.addBytes(-p.bytes.Load())
 		return nil, fmt.Errorf("log: open %s/%d: %w", topicName, id, err)
@@ -689,22 +692,14 @@ func (p *Partition) syncIfDirty() {
 // Wait blocks until the partition's end offset is beyond offset, ctx ends or
 // the partition closes. It is woken by the commit, not by polling.
 func (p *Partition) Wait(ctx context.Context, offset int64) error {
-	for {
-		p.mu.Lock()
-		ch := p.notify
-		closed := p.closed
-		p.mu.Unlock()
+	select {
+	case <-p.Notify(offset):
 		if p.end.Load() > offset {
 			return nil
 		}
-		if closed {
-			return ErrClosed
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

@@ -17,7 +17,7 @@ const maxReadChunk = 4 << 20
 // records but always at least one record if any is readable. It returns an
 // empty slice at the end of the partition, and ErrOffsetOutOfRange below the
 // start or beyond the end. Under SyncAlways it returns only durable records.
-// It reads with pread and never blocks on appends; use Wait to wait.
+// It reads with pread and never blocks on appends; use Notify to wait.
 // The records' byte slices share read buffers of about 64 KiB: they are
 // never overwritten, but a record kept long keeps its buffer alive, so copy
 // what you keep.
@@ -58,6 +58,39 @@ func (p *Partition) Read(ctx context.Context, from int64, maxBytes int) ([]Recor
 		}
 		return recs, err
 	}
+}
+
+// Notify returns a channel that is closed once a record at offset is
+// readable (EndOffset() > offset) or the partition closes; if either is
+// already so, the channel is closed when returned. A reader selects on it
+// beside its own shutdown and timers, so waiting costs no goroutine:
+//
+//	for {
+//		recs, err := p.Read(ctx, next, maxBytes) // ErrClosed once closed
+//		...
+//		select {
+//		case <-p.Notify(next):
+//		case <-timer.C:
+//		case <-ctx.Done():
+//		}
+//	}
+//
+// The channel is the one the committer closes and replaces at every commit
+// that moves the end (liftbridge NotifyLEO, nats-server kickFlusher): any
+// number of readers share it, and a wake-up may find more than one new
+// record. Under SyncAlways it is closed only once the records are durable.
+// Call Notify again after each wake-up: a channel is closed once, for one
+// commit.
+func (p *Partition) Notify(offset int64) <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	// end is stored under mu before notify is closed and replaced
+	// (publish), so a reader cannot read an old end and then take a
+	// channel that was already replaced: it would miss the commit.
+	if p.closed || p.end.Load() > offset {
+		return p.ready
+	}
+	return p.notify
 }
 
 func (p *Partition) isClosed() bool {
