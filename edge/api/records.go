@@ -128,22 +128,29 @@ func (h *handler) wait(w http.ResponseWriter, r *http.Request, p *elog.Partition
 		writeError(w, http.StatusTooManyRequests, fmt.Sprintf("%d long-polls are already waiting (the node's limit); retry shortly, or read without wait", h.cfg.MaxWaiters))
 		return false
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), q.wait)
-	err := p.Wait(ctx, q.offset)
-	cancel()
+	timer := time.NewTimer(q.wait)
+	var closed, cut bool
+	select {
+	case <-p.Notify(q.offset):
+		closed = p.EndOffset() <= q.offset // woken by the close, not by a record
+	case <-timer.C: // an empty answer at the end of the wait
+	case <-r.Context().Done():
+		cut = true
+	}
+	timer.Stop()
 	h.waiters.Add(-1)
 	switch {
-	case err == nil, errors.Is(err, context.DeadlineExceeded) && r.Context().Err() == nil:
-		return true // a record, or an empty answer at the end of the wait
-	case errors.Is(err, elog.ErrClosed):
+	case closed:
 		writeError(w, http.StatusServiceUnavailable, "the log closed while waiting (the node is shutting down); retry once it is back")
 		return false
+	case cut:
+		// The client left (the answer goes nowhere) or the server is
+		// shutting down (http.Server.BaseContext canceled), and then the
+		// client should hear why.
+		writeError(w, http.StatusServiceUnavailable, "the wait was cut short (the node is shutting down); retry once it is back")
+		return false
 	}
-	// The request's context ended: the client left (the answer goes
-	// nowhere) or the server is shutting down (http.Server.BaseContext
-	// canceled), and then the client should hear why.
-	writeError(w, http.StatusServiceUnavailable, "the wait was cut short (the node is shutting down); retry once it is back")
-	return false
+	return true
 }
 
 // readPage reads up to q.limit records and about q.maxBytes of encoded
