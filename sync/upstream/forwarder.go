@@ -25,7 +25,9 @@ import (
 // satisfies it.
 type source interface {
 	Read(ctx context.Context, from int64, maxBytes int) ([]log.Record, error)
-	Wait(ctx context.Context, offset int64) error
+	// Notify returns a channel closed once a record at offset is readable
+	// or the source closes.
+	Notify(offset int64) <-chan struct{}
 	StartOffset() int64
 	EndOffset() int64
 }

@@ -395,25 +395,19 @@ func (p *partition) pump(ctx context.Context, ln *link, epoch uint64, next int64
 	f := p.f
 	cfg := &f.cfg
 	var (
-		q        []inflight
-		qBytes   int
-		buf      []log.Record // read ahead, not yet published
-		sent     = next
-		inLive   bool
-		wasLive  bool
-		woke     bool  // an ack woke the wait: harvest whatever else is in
-		waitOff  int64 = -1
-		waitCh   <-chan struct{}
-		waitStop context.CancelFunc
+		q       []inflight
+		qBytes  int
+		buf     []log.Record // read ahead, not yet published
+		sent    = next
+		inLive  bool
+		wasLive bool
+		woke    bool // an ack woke the wait: harvest whatever else is in
 	)
 	defer func() {
 		// Whatever is still in q is acknowledged, failed or abandoned now.
 		f.sched.release(qBytes)
 		if inLive {
 			f.sched.exitLive()
-		}
-		if waitStop != nil {
-			waitStop()
 		}
 	}()
 	maxPayload := int(ln.nc.MaxPayload())
@@ -566,20 +560,7 @@ func (p *partition) pump(ctx context.Context, ln *link, epoch uint64, next int64
 		}
 		var grow <-chan struct{}
 		if room && sent >= end {
-			if waitOff != sent {
-				if waitStop != nil {
-					waitStop()
-				}
-				wctx, cancel := context.WithCancel(ctx)
-				ch := make(chan struct{})
-				src, off := p.src, sent
-				go func() {
-					defer close(ch)
-					_ = src.Wait(wctx, off)
-				}()
-				waitOff, waitCh, waitStop = sent, ch, cancel
-			}
-			grow = waitCh
+			grow = p.src.Notify(sent)
 		}
 		changed := f.changed.wait()
 		select {
@@ -596,7 +577,6 @@ func (p *partition) pump(ctx context.Context, ln *link, epoch uint64, next int64
 		case err := <-errCh:
 			return progressed, p.abort(ctx, q, true, err)
 		case <-grow:
-			waitOff = -1
 		case <-changed:
 			if ln.epoch() != epoch || !ln.up() {
 				return progressed, p.abort(ctx, q, false, ErrNotConnected)
