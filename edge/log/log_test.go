@@ -168,7 +168,7 @@ func TestConcurrentAppendersAndReaders(t *testing.T) {
 			}
 		}()
 	}
-	// Readers follow each partition with Wait until they have seen everything.
+	// Readers follow each partition with Notify until they have seen everything.
 	total := make([]int, 3)
 	for part := 0; part < 3; part++ {
 		wg.Add(1)
@@ -185,8 +185,10 @@ func TestConcurrentAppendersAndReaders(t *testing.T) {
 			wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			defer cancel()
 			for next < int64(want) {
-				if err := p.Wait(wctx, next); err != nil {
-					t.Errorf("wait: %v", err)
+				select {
+				case <-p.Notify(next):
+				case <-wctx.Done():
+					t.Errorf("wait at %d: %v", next, wctx.Err())
 					return
 				}
 				recs, err := p.Read(ctx, next, 4096)

@@ -689,20 +689,6 @@ func (p *Partition) syncIfDirty() {
 	p.kick()
 }
 
-// Wait blocks until the partition's end offset is beyond offset, ctx ends or
-// the partition closes. It is woken by the commit, not by polling.
-func (p *Partition) Wait(ctx context.Context, offset int64) error {
-	select {
-	case <-p.Notify(offset):
-		if p.end.Load() > offset {
-			return nil
-		}
-		return ErrClosed
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
 // close stops the committer, commits what is pending, syncs and closes the
 // files. Appends after close fail with ErrClosed.
 func (p *Partition) close() error {
