@@ -3,6 +3,7 @@ package log
 import (
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -135,6 +136,14 @@ type Config struct {
 	// must keep (for example the forwarding cursor). The disk budget's
 	// delete-oldest policy may still go below it, counted and logged.
 	Protect func(topic string, partition int32) int64
+	// Holders names the readers that hold every partition from Open on,
+	// before their owners start: each partition, including those of topics
+	// created later, gets a Hold of each name at offset 0 (everything), which
+	// its owner moves with Partition.Hold(name) and Hold.Set. Without it,
+	// retention could delete what a reader needs between Open and the
+	// moment its owner sets its holds. The edge node declares the forwarder
+	// here when upstream is configured.
+	Holders []string
 	// OpenFile opens files; nil means the operating system. Tests inject
 	// faults here.
 	OpenFile OpenFileFunc
@@ -232,6 +241,14 @@ func (c Config) Validate() error {
 		return fmt.Errorf("log: MaxBrokenBytes: %d is negative", c.MaxBrokenBytes)
 	case c.OpenSealedMax < 1:
 		return fmt.Errorf("log: OpenSealedMax: %d is below 1", c.OpenSealedMax)
+	}
+	for i, name := range c.Holders {
+		if !validHoldName(name) {
+			return fmt.Errorf("log: Holders[%d]: %q is not a holder name (1-128 of A-Z a-z 0-9 . _ : / -)", i, name)
+		}
+		if slices.Contains(c.Holders[:i], name) {
+			return fmt.Errorf("log: Holders[%d]: %q is listed twice", i, name)
+		}
 	}
 	return nil
 }

@@ -53,6 +53,8 @@ var (
 	ErrTopicExists = errors.New("log: topic exists with another partition count")
 	// ErrBadTopicName: topic names are 1–200 of [A-Za-z0-9._-], not "." or "..".
 	ErrBadTopicName = errors.New("log: bad topic name")
+	// ErrBadHoldName: holder names are 1–128 of [A-Za-z0-9._:/-].
+	ErrBadHoldName = errors.New("log: bad holder name")
 	// ErrClosed: the log or partition is closed.
 	ErrClosed = errors.New("log: closed")
 )

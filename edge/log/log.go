@@ -44,8 +44,9 @@ type Log struct {
 	topics map[string]*topic // mu
 	closed bool              // mu
 
-	budgetMu      sync.Mutex   // serializes segment deletion (retention, budget)
-	bytes         atomic.Int64 // bytes of every segment and index
+	budgetMu      sync.Mutex          // serializes segment deletion (retention, budget)
+	holdGauges    map[string]struct{} // budgetMu; holders with an outpost_log_hold_retained_bytes series
+	bytes         atomic.Int64        // bytes of every segment and index
 	lastBudgetLog atomic.Int64
 
 	stop chan struct{}
@@ -92,12 +93,13 @@ func Open(dir string, cfg Config) (*Log, error) {
 		return nil, err
 	}
 	l := &Log{
-		dir:     dir,
-		cfg:     cfg,
-		metrics: newMetrics(cfg.Registerer),
-		lock:    lock,
-		topics:  make(map[string]*topic),
-		stop:    make(chan struct{}),
+		dir:        dir,
+		cfg:        cfg,
+		metrics:    newMetrics(cfg.Registerer),
+		lock:       lock,
+		topics:     make(map[string]*topic),
+		holdGauges: make(map[string]struct{}),
+		stop:       make(chan struct{}),
 	}
 	if cfg.Sync == SyncNone {
 		cfg.Logger.Warn("log: sync policy is none: UNSAFE, a power cut may lose every record since the last segment roll", "dir", dir)

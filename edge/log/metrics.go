@@ -18,6 +18,8 @@ type metrics struct {
 	budgetRefused     prometheus.Counter
 	partitionFailures prometheus.Counter
 	readErrors        prometheus.Counter
+	holdRetained      *prometheus.GaugeVec
+	holdOverridden    *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -53,7 +55,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		segmentsDeleted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "outpost_log_segments_deleted_total",
-			Help: "Segments deleted, by reason: retention_bytes, retention_age, budget (already forwarded), budget_unforwarded (data lost to the disk budget).",
+			Help: "Segments deleted, by reason: retention_bytes, retention_age, budget (no reader held it: already forwarded), budget_unforwarded (a reader still held it: data lost to the disk budget).",
 		}, []string{"reason"}),
 		budgetRefused: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "outpost_log_budget_refused_appends_total",
@@ -67,11 +69,19 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "outpost_log_read_errors_total",
 			Help: "Reads that found a damaged frame.",
 		}),
+		holdRetained: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "outpost_log_hold_retained_bytes",
+			Help: "Bytes that retention by bytes or age would have deleted but keeps because this holder still needs them, as of the last retention run (a segment two holders need counts for both).",
+		}, []string{"holder"}),
+		holdOverridden: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "outpost_log_hold_overridden_records_total",
+			Help: "Records this holder still needed that the disk budget's delete-oldest policy deleted.",
+		}, []string{"holder"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.fsyncSeconds, m.appendedRecords, m.bytes, m.tornTails, m.tornBytes,
 			m.indexRebuilds, m.segmentsRolled, m.segmentsDeleted, m.budgetRefused,
-			m.partitionFailures, m.readErrors)
+			m.partitionFailures, m.readErrors, m.holdRetained, m.holdOverridden)
 	}
 	return m
 }

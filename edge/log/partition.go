@@ -44,6 +44,9 @@ type Partition struct {
 	closed        bool          // mu
 	failed        error         // mu; sticky
 
+	// holds is copy-on-write: replaced under mu, read without it.
+	holds atomic.Pointer[[]*Hold]
+
 	failedFlag atomic.Bool
 	start      atomic.Int64 // first readable offset
 	end        atomic.Int64 // next offset to be written, as visible to readers
@@ -91,6 +94,11 @@ func openPartition(l *Log, topicName string, id int32) (*Partition, error) {
 		done:       make(chan struct{}),
 	}
 	close(p.ready)
+	p.mu.Lock()
+	for _, name := range l.cfg.Holders {
+		p.holdLocked(name)
+	}
+	p.mu.Unlock()
 	if err := p.recover(); err != nil {
 		p.addBytes(-p.bytes.Load())
 		return nil, fmt.Errorf("log: open %s/%d: %w", topicName, id, err)

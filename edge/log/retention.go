@@ -7,9 +7,10 @@ import (
 )
 
 // EnforceRetention deletes sealed segments that retention by bytes or age no
-// longer keeps, never the active segment and never a segment holding offsets
-// at or above Config.Protect. It runs every RetentionCheckInterval; tests and
-// tools may call it directly. It returns the number of segments deleted.
+// longer keeps, never the active segment and never a segment holding an
+// offset some Hold still needs. It runs every RetentionCheckInterval; tests
+// and tools may call it directly. It returns the number of segments deleted
+// and sets outpost_log_hold_retained_bytes for every holder.
 func (l *Log) EnforceRetention(ctx context.Context) int {
 	l.budgetMu.Lock()
 	defer l.budgetMu.Unlock()
@@ -25,54 +26,85 @@ func (l *Log) EnforceRetention(ctx context.Context) int {
 	l.mu.RUnlock()
 	now := l.cfg.Now()
 	deleted := 0
+	retained := make(map[string]int64) // holder -> bytes kept for it
 	for _, w := range work {
-		if w.cfg.RetentionBytes == 0 && w.cfg.RetentionAge == 0 {
-			continue
-		}
 		for _, p := range w.ps {
 			if ctx.Err() != nil {
 				return deleted
 			}
-			deleted += p.retain(w.cfg, now)
+			for _, h := range p.holdList() {
+				retained[h.name] += 0 // every holder gets a value, 0 if it keeps nothing
+			}
+			if w.cfg.RetentionBytes == 0 && w.cfg.RetentionAge == 0 {
+				continue
+			}
+			deleted += p.retain(w.cfg, now, retained)
 		}
 	}
+	l.setHoldRetained(retained)
 	return deleted
 }
 
-// retain deletes the oldest sealed segments retention allows. budgetMu must
-// be held.
-func (p *Partition) retain(tc TopicConfig, now time.Time) int {
+// setHoldRetained publishes the bytes kept per holder and drops the series
+// of holders no partition has any more. budgetMu must be held.
+func (l *Log) setHoldRetained(retained map[string]int64) {
+	for name := range l.holdGauges {
+		if _, ok := retained[name]; !ok {
+			l.metrics.holdRetained.DeleteLabelValues(name)
+			delete(l.holdGauges, name)
+		}
+	}
+	for name, n := range retained {
+		l.metrics.holdRetained.WithLabelValues(name).Set(float64(n))
+		l.holdGauges[name] = struct{}{}
+	}
+}
+
+// retain deletes the oldest sealed segments retention allows and no hold
+// needs, and adds to retained, per holder, the bytes of the segments
+// retention would delete but holds keep. budgetMu must be held.
+func (p *Partition) retain(tc TopicConfig, now time.Time, retained map[string]int64) int {
 	p.mu.Lock()
 	segs := append([]*segment(nil), p.segments[:len(p.segments)-1]...)
 	p.mu.Unlock()
-	protect := p.protectedFrom()
+	holds, heldFrom := p.holdPoints()
+	heldFrom = min(heldFrom, p.protectedFrom())
 	remaining := p.bytes.Load()
 	n := 0
-	reason := ""
+	// Held segments found at open may be opened to learn their newest
+	// timestamp: close them again, so that open files do not grow with the
+	// backlog a holder keeps.
+	defer p.trimOpen()
 	for _, s := range segs {
-		if s.end.Load() > protect {
-			break
-		}
 		size := s.size.Load() + indexHeaderSize + s.idxEntries.Load()*indexEntrySize
+		var reason string
 		switch {
 		case tc.RetentionBytes > 0 && remaining > tc.RetentionBytes:
 			reason = "retention_bytes"
 		case tc.RetentionAge > 0 && p.segmentMaxTs(s) < now.Add(-tc.RetentionAge).UnixNano():
 			reason = "retention_age"
-		default:
-			reason = ""
 		}
 		if reason == "" {
 			break
 		}
 		remaining -= size
+		if end := s.end.Load(); end > heldFrom {
+			// Held, and so is every later segment (they end later): keep
+			// walking only to say how much each holder keeps.
+			for _, h := range holds {
+				if h.offset < end {
+					retained[h.name] += size
+				}
+			}
+			continue
+		}
 		n++
 		p.deleteOldest(1, reason)
 	}
 	return n
 }
 
-// protectedFrom returns the lowest offset retention must keep.
+// protectedFrom returns the lowest offset Config.Protect keeps.
 func (p *Partition) protectedFrom() int64 {
 	if p.log.cfg.Protect == nil {
 		return 1<<63 - 1
@@ -147,14 +179,17 @@ func (p *Partition) deleteOldest(n int, reason string) int {
 	return n
 }
 
-// makeRoom deletes the node's oldest sealed segments, already-forwarded ones
+// makeRoom deletes the node's oldest sealed segments, those no hold needs
 // first, until need more bytes fit in the budget or nothing sealed is left.
+// Records a holder still needed are counted and logged per holder.
 func (l *Log) makeRoom(need int64, _ *Partition) {
 	l.budgetMu.Lock()
 	defer l.budgetMu.Unlock()
 	for l.bytes.Load()+need > l.cfg.DiskBudgetBytes {
 		var best *Partition
-		bestTs, bestForwarded := int64(0), false
+		var bestSeg *segment
+		var bestHolds []holdPoint
+		bestTs, bestFree := int64(0), false
 		for _, p := range l.allPartitions() {
 			p.mu.Lock()
 			if len(p.segments) < 2 {
@@ -163,22 +198,43 @@ func (l *Log) makeRoom(need int64, _ *Partition) {
 			}
 			s := p.segments[0]
 			p.mu.Unlock()
-			forwarded := s.end.Load() <= p.protectedFrom()
+			holds, heldFrom := p.holdPoints()
+			free := s.end.Load() <= min(heldFrom, p.protectedFrom())
 			ts := p.segmentMaxTs(s)
-			if best == nil || forwarded && !bestForwarded || forwarded == bestForwarded && ts < bestTs {
-				best, bestTs, bestForwarded = p, ts, forwarded
+			if best == nil || free && !bestFree || free == bestFree && ts < bestTs {
+				best, bestSeg, bestHolds, bestTs, bestFree = p, s, holds, ts, free
 			}
 		}
 		if best == nil {
 			return
 		}
 		reason := "budget"
-		if !bestForwarded {
+		if !bestFree {
 			reason = "budget_unforwarded"
-			l.cfg.Logger.Warn("log: disk budget reached: deleting data that was not forwarded yet (policy delete-oldest)",
-				"topic", best.topic, "partition", best.id)
+			l.overrideHolds(best, bestSeg, bestHolds)
 		}
 		best.deleteOldest(1, reason)
+	}
+}
+
+// overrideHolds counts and logs, per holder, the records of s it still
+// needed and the disk budget is about to delete.
+func (l *Log) overrideHolds(p *Partition, s *segment, holds []holdPoint) {
+	end := s.end.Load()
+	if len(holds) == 0 {
+		// Only Config.Protect held it.
+		l.cfg.Logger.Warn("log: disk budget reached: deleting data that was not forwarded yet (policy delete-oldest)",
+			"topic", p.topic, "partition", p.id)
+		return
+	}
+	for _, h := range holds {
+		if h.offset >= end {
+			continue
+		}
+		from := max(h.offset, s.base)
+		l.metrics.holdOverridden.WithLabelValues(h.name).Add(float64(end - from))
+		l.cfg.Logger.Warn("log: disk budget reached: deleting records a reader still needs (policy delete-oldest)",
+			"holder", h.name, "topic", p.topic, "partition", p.id, "from_offset", from, "end_offset", end, "records", end-from)
 	}
 }
 
