@@ -32,6 +32,13 @@ type source interface {
 	EndOffset() int64
 }
 
+// holder is an optional extra of a source: a retention hold named after
+// the cursor, kept at the first offset not yet acknowledged by the stream
+// (edge/log's Partition.Hold).
+type holder interface {
+	Hold(name string) (*log.Hold, error)
+}
+
 // sizer is an optional extra of a source: its bytes on disk, for the lag in
 // bytes estimate.
 type sizer interface{ Bytes() int64 }
@@ -197,9 +204,10 @@ func (f *Forwarder) Run(ctx context.Context) error {
 }
 
 // Protect returns the lowest offset of the partition not yet acknowledged
-// by the stream; edge/log's Config.Protect uses it so retention never
-// deletes unforwarded records. Before Run has resolved the partition it
-// answers from the cursor store, and 0 (keep everything) if that fails.
+// by the stream: where the forwarder's retention hold on the partition
+// (edge/log Hold, named after CursorName) stands once Run has resolved it.
+// Before that it answers from the cursor store, and 0 (keep everything) if
+// that fails.
 func (f *Forwarder) Protect(topic string, partition int32) int64 {
 	f.mu.Lock()
 	p := f.parts[partKey{topic, partition}]
@@ -501,6 +509,7 @@ func (f *Forwarder) scanLoop(ctx context.Context, wg *sync.WaitGroup) {
 					f.log.Error("upstream: partition cannot be forwarded", "topic", k.topic, "partition", k.part, "err", err)
 					continue
 				}
+				p.holdFromCursor(ctx)
 				f.mu.Lock()
 				f.parts[k] = p
 				f.mu.Unlock()
@@ -635,4 +644,7 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 	}
 }
 
-var _ source = (*log.Partition)(nil)
+var (
+	_ source = (*log.Partition)(nil)
+	_ holder = (*log.Partition)(nil)
+)

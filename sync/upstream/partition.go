@@ -33,8 +33,11 @@ type partition struct {
 	running bool // a run goroutine is active; guarded by Forwarder.mu
 
 	// acked is the next offset to forward: every record below it is in the
-	// stream. -1 until the first resolve.
+	// stream. -1 until the first resolve. Set it with setAcked.
 	acked atomic.Int64
+	// hold keeps retention off the records not yet forwarded (nil if the
+	// source keeps no holds); setAcked moves it with acked.
+	hold *log.Hold
 	// committed is the last value written to the cursor store, -1 none.
 	committed atomic.Int64
 
@@ -100,7 +103,34 @@ func newPartition(f *Forwarder, k partKey, src source) (*partition, error) {
 		stream: wire.StreamName(f.cfg.Prefix, k.topic), pkey: strconv.FormatInt(int64(k.part), 10), headOff: -1}
 	p.acked.Store(-1)
 	p.committed.Store(-1)
+	if h, ok := src.(holder); ok {
+		if p.hold, err = h.Hold(f.cfg.CursorName); err != nil {
+			return nil, err
+		}
+	}
 	return p, nil
+}
+
+// setAcked moves acked, and the retention hold with it.
+func (p *partition) setAcked(next int64) {
+	p.acked.Store(next)
+	if p.hold != nil {
+		p.hold.Set(next)
+	}
+}
+
+// holdFromCursor sets the retention hold from the cursor store before the
+// first resolve, so that retention keeps what was not forwarded before a
+// restart but may delete what was (the hold starts at 0, everything, and
+// stays there if the store cannot say).
+func (p *partition) holdFromCursor(ctx context.Context) {
+	if p.hold == nil {
+		return
+	}
+	off, ok, err := p.f.cursors.Cursor(ctx, p.f.cfg.CursorName, p.key.topic, p.key.part)
+	if err == nil && ok {
+		p.hold.Set(off)
+	}
 }
 
 func sortPartitions(ps []*partition) {
@@ -320,7 +350,7 @@ func (p *partition) resolve(ctx context.Context, ln *link) (next int64, cuts []s
 	}
 	f.m.resumes.WithLabelValues(from).Inc()
 	lg.Debug("upstream: resuming", "from", next, "source", from)
-	p.acked.Store(next)
+	p.setAcked(next)
 	if !curOK || cur != next {
 		if err := p.commitCursor(ctx, next); err != nil {
 			return 0, nil, 0, err
@@ -418,7 +448,7 @@ func (p *partition) pump(ctx context.Context, ln *link, epoch uint64, next int64
 	window := 1
 	conditional := true
 	ack := func(h inflight) {
-		p.acked.Store(h.last + 1)
+		p.setAcked(h.last + 1)
 		if p.redoSaved && h.last >= p.redoUntil {
 			p.clearRedo(ctx)
 		}
@@ -615,7 +645,7 @@ func (p *partition) abort(ctx context.Context, q []inflight, headFailed bool, er
 		select {
 		case <-q[i].fut.Ok():
 			if failedAt < 0 {
-				p.acked.Store(q[i].last + 1)
+				p.setAcked(q[i].last + 1)
 				p.f.m.forwardedRecords.WithLabelValues(p.key.topic, p.pkey).Add(float64(q[i].records))
 				p.f.m.forwardedBytes.WithLabelValues(p.key.topic, p.pkey).Add(float64(q[i].bytes))
 			} else {
