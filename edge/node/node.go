@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	mochi "github.com/mochi-mqtt/server/v2"
@@ -92,17 +91,14 @@ func Open(ctx context.Context, cfg Config, opts Options) (_ *Node, err error) {
 	lc.Logger = logger.With("component", "log")
 	lc.Registerer = n.reg
 	lc.OpenFile = opts.OpenFile
-	// Retention never deletes what is not forwarded yet (G5). The forwarder
-	// needs the open log, so it comes later; until then everything counts
-	// as unforwarded.
-	var fwd atomic.Pointer[upstream.Forwarder]
+	// Retention never deletes what is not forwarded yet (G5): the forwarder
+	// holds every partition from the log's open on, whole until it sets its
+	// holds from its cursors (its first scan) and then at what the stream
+	// has not acknowledged.
 	if cfg.Upstream.URL != "" {
-		lc.Protect = func(topic string, partition int32) int64 {
-			if f := fwd.Load(); f != nil {
-				return f.Protect(topic, partition)
-			}
-			return 0
-		}
+		// The forwarder names its holds after its cursor (openUpstream
+		// keeps the default).
+		lc.Holders = append(lc.Holders, upstream.DefaultConfig().CursorName)
 	}
 	if n.log, err = log.Open(filepath.Join(cfg.DataDir, "log"), lc); err != nil {
 		return nil, fmt.Errorf("node: %w", err)
@@ -139,7 +135,7 @@ func Open(ctx context.Context, cfg Config, opts Options) (_ *Node, err error) {
 	}
 
 	if cfg.Upstream.URL != "" {
-		if err := n.openUpstream(ctx, &fwd); err != nil {
+		if err := n.openUpstream(ctx); err != nil {
 			return nil, err
 		}
 	}

@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"fmt"
-	"sync/atomic"
 	"time"
 
 	"github.com/outpost-edge/outpost/core/wire"
@@ -83,9 +82,8 @@ const (
 )
 
 // openUpstream creates the forwarder (not yet running) and pins its
-// origin names. fwd receives it, so that the log's retention, set up
-// before, can ask it what is not forwarded yet.
-func (n *Node) openUpstream(ctx context.Context, fwd *atomic.Pointer[upstream.Forwarder]) error {
+// origin names.
+func (n *Node) openUpstream(ctx context.Context) error {
 	u := n.cfg.Upstream
 	nodeName := u.Node
 	if nodeName == "" {
@@ -124,7 +122,6 @@ func (n *Node) openUpstream(ctx context.Context, fwd *atomic.Pointer[upstream.Fo
 	if err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
-	fwd.Store(f)
 	n.forwarder = f
 	n.services = append(n.services, func(ctx context.Context, _ *Node) error { return f.Run(ctx) })
 	n.logger.Info("node: forwarding upstream", "url", u.URL, "site", u.Site, "node", nodeName, "mode", u.Mode)
