@@ -62,7 +62,8 @@ const (
 	// space; callers turn it into back-pressure so devices keep their data.
 	BudgetRefuse BudgetPolicy = iota
 	// BudgetDeleteOldest deletes the oldest sealed segments of the node,
-	// segments below Config.Protect first, until the append fits.
+	// segments no Hold needs first, until the append fits; records a
+	// holder still needed are counted and logged per holder.
 	BudgetDeleteOldest
 )
 
@@ -132,10 +133,6 @@ type Config struct {
 	// OpenSealedMax caps how many sealed segment files a partition keeps
 	// open for reading; older ones are closed and reopened on demand.
 	OpenSealedMax int
-	// Protect, if set, returns for a partition the lowest offset retention
-	// must keep (for example the forwarding cursor). The disk budget's
-	// delete-oldest policy may still go below it, counted and logged.
-	Protect func(topic string, partition int32) int64
 	// Holders names the readers that hold every partition from Open on,
 	// before their owners start: each partition, including those of topics
 	// created later, gets a Hold of each name at offset 0 (everything), which

@@ -68,7 +68,6 @@ func (p *Partition) retain(tc TopicConfig, now time.Time, retained map[string]in
 	segs := append([]*segment(nil), p.segments[:len(p.segments)-1]...)
 	p.mu.Unlock()
 	holds, heldFrom := p.holdPoints()
-	heldFrom = min(heldFrom, p.protectedFrom())
 	remaining := p.bytes.Load()
 	n := 0
 	// Held segments found at open may be opened to learn their newest
@@ -102,14 +101,6 @@ func (p *Partition) retain(tc TopicConfig, now time.Time, retained map[string]in
 		p.deleteOldest(1, reason)
 	}
 	return n
-}
-
-// protectedFrom returns the lowest offset Config.Protect keeps.
-func (p *Partition) protectedFrom() int64 {
-	if p.log.cfg.Protect == nil {
-		return 1<<63 - 1
-	}
-	return p.log.cfg.Protect(p.topic, p.id)
 }
 
 // segmentMaxTs returns a sealed segment's largest record timestamp,
@@ -199,7 +190,7 @@ func (l *Log) makeRoom(need int64, _ *Partition) {
 			s := p.segments[0]
 			p.mu.Unlock()
 			holds, heldFrom := p.holdPoints()
-			free := s.end.Load() <= min(heldFrom, p.protectedFrom())
+			free := s.end.Load() <= heldFrom
 			ts := p.segmentMaxTs(s)
 			if best == nil || free && !bestFree || free == bestFree && ts < bestTs {
 				best, bestSeg, bestHolds, bestTs, bestFree = p, s, holds, ts, free
@@ -221,12 +212,6 @@ func (l *Log) makeRoom(need int64, _ *Partition) {
 // needed and the disk budget is about to delete.
 func (l *Log) overrideHolds(p *Partition, s *segment, holds []holdPoint) {
 	end := s.end.Load()
-	if len(holds) == 0 {
-		// Only Config.Protect held it.
-		l.cfg.Logger.Warn("log: disk budget reached: deleting data that was not forwarded yet (policy delete-oldest)",
-			"topic", p.topic, "partition", p.id)
-		return
-	}
 	for _, h := range holds {
 		if h.offset >= end {
 			continue

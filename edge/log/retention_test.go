@@ -48,29 +48,28 @@ func TestRetentionByBytes(t *testing.T) {
 	}
 }
 
-func TestRetentionByAgeAndProtect(t *testing.T) {
+func TestRetentionByAgeAndHold(t *testing.T) {
 	var now atomic.Int64
 	now.Store(int64(time.Hour))
-	var protect atomic.Int64
-	protect.Store(100)
 	cfg := elog.Config{
 		SegmentMaxBytes: 8 << 10,
 		Now:             func() time.Time { return time.Unix(0, now.Load()) },
-		Protect:         func(string, int32) int64 { return protect.Load() },
 	}
 	l := openLog(t, t.TempDir(), cfg)
 	if err := l.CreateTopic("t", elog.TopicConfig{Partitions: 1, RetentionAge: time.Minute}); err != nil {
 		t.Fatal(err)
 	}
 	p, _ := l.Partition("t", 0)
+	hold := mustHold(t, p, "upstream")
+	hold.Set(100)
 	appendN(t, p, 0, 400) // timestamps 0..399 ms
 	if n := l.EnforceRetention(context.Background()); n == 0 {
 		t.Fatal("old segments were kept")
 	}
 	if p.StartOffset() > 100 {
-		t.Fatalf("retention deleted protected offsets: start %d > protect 100", p.StartOffset())
+		t.Fatalf("retention deleted held offsets: start %d > hold 100", p.StartOffset())
 	}
-	protect.Store(1 << 62)
+	hold.Set(1 << 62)
 	l.EnforceRetention(context.Background())
 	info := l.Topics()[0].Partitions[0]
 	if info.Segments != 1 {
@@ -130,13 +129,7 @@ func TestDiskBudgetDeleteOldestForwardedFirst(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	cfg := elog.Config{
 		SegmentMaxBytes: 8 << 10, DiskBudgetBytes: 40 << 10, BudgetPolicy: elog.BudgetDeleteOldest, Registerer: reg,
-		// Partition 1 is fully forwarded, partition 0 not at all.
-		Protect: func(_ string, part int32) int64 {
-			if part == 1 {
-				return 1 << 62
-			}
-			return 0
-		},
+		Holders: []string{"upstream"},
 	}
 	l := openLog(t, t.TempDir(), cfg)
 	if err := l.CreateTopic("t", elog.TopicConfig{Partitions: 2}); err != nil {
@@ -144,6 +137,8 @@ func TestDiskBudgetDeleteOldestForwardedFirst(t *testing.T) {
 	}
 	p0, _ := l.Partition("t", 0)
 	p1, _ := l.Partition("t", 1)
+	// Partition 1 is fully forwarded, partition 0 not at all.
+	mustHold(t, p1, "upstream").Set(1 << 62)
 	appendN(t, p0, 0, 100)
 	appendN(t, p1, 0, 100)
 	appendN(t, p0, 100, 300) // over budget: forwarded data (p1) goes first
