@@ -13,7 +13,6 @@ import (
 // Value versions (doc.go, "Value format").
 const (
 	cursorV1   = 1
-	topicV1    = 1
 	identityV1 = 1
 )
 
@@ -86,14 +85,6 @@ func decodeVersionedJSON(b []byte, version byte, what string, v any) error {
 		return fmt.Errorf("%w: %s value: %v", ErrCorrupt, what, err)
 	}
 	return nil
-}
-
-type topicValue struct {
-	Partitions     int32     `json:"partitions"`
-	RetentionBytes int64     `json:"retention_bytes,omitempty"`
-	RetentionAgeNs int64     `json:"retention_age_ns,omitempty"`
-	Schema         string    `json:"schema,omitempty"`
-	Updated        time.Time `json:"updated"`
 }
 
 type identityValue struct {

@@ -22,7 +22,7 @@ func makeStore(t *testing.T) string {
 		t.Fatal(err)
 	}
 	for i := range 50 {
-		if err := s.PutTopic(ctx, meta.Topic{Name: "telemetry-" + strings.Repeat("x", i), Partitions: 2}); err != nil {
+		if err := s.Put(ctx, "schemas", "telemetry-"+strings.Repeat("x", i), []byte(`{"type":"object"}`)); err != nil {
 			t.Fatal(err)
 		}
 		if err := s.SetCursor(ctx, "upstream", "telemetry", int32(i), int64(i)); err != nil {
@@ -66,7 +66,7 @@ func TestCorruptFile(t *testing.T) {
 			writeFile(t, path, b[:len(b)/2])
 		}, meta.ErrCorrupt},
 		{"trashed_data_pages", func(t *testing.T, path string) {
-			// Overwrite the header of every page that holds a topic key
+			// Overwrite the header of every page that holds a kv key
 			// (live and freed copies): flags and element count become nonsense.
 			b := readFile(t, path)
 			hits := 0
@@ -79,7 +79,7 @@ func TestCorruptFile(t *testing.T) {
 				}
 			}
 			if hits == 0 {
-				t.Fatal("no page holds a topic key")
+				t.Fatal("no page holds a kv key")
 			}
 			writeFile(t, path, b)
 		}, meta.ErrCorrupt},
@@ -111,10 +111,10 @@ func TestCorruptFile(t *testing.T) {
 // not misread.
 func TestUnknownValueVersion(t *testing.T) {
 	path := makeStore(t)
-	boltPut(t, path, "topics", "future", append([]byte{9}, `{"partitions":1}`...))
+	boltPut(t, path, "outpost", "identity", append([]byte{9}, `{"node_id":"abcdefghijklmnop"}`...))
 	s := openStore(t, path, meta.Config{})
-	if _, err := s.Topics(ctx); !errors.Is(err, meta.ErrFormat) {
-		t.Fatalf("Topics = %v, want ErrFormat", err)
+	if id, err := s.Identity(ctx); !errors.Is(err, meta.ErrFormat) {
+		t.Fatalf("Identity = %+v, %v; want ErrFormat", id, err)
 	}
 	// Other reads still work.
 	if off, ok, err := s.Cursor(ctx, "upstream", "telemetry", 3); err != nil || !ok || off != 3 {

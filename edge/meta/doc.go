@@ -1,6 +1,14 @@
 // Package meta is the edge node's metadata store: one bbolt file holding
-// topic configs, cursors (consumer and forwarder positions), the node's
-// identity and small key/value buckets for later users (the schema cache).
+// cursors (consumer and forwarder positions), the node's identity and small
+// key/value buckets for their owners (the forwarder's armed resends and
+// origin pin; later the schema cache).
+//
+// It holds no topic configuration. The node's config file owns that (see
+// edge/node): the routes name the topics and their partition counts, the
+// log section their retention, and edge/node derives edge/log's
+// TopicConfig from them at every start. A copy here would be one more place
+// to disagree; the topics bucket an earlier layout kept (written at every
+// start, read by nothing) is deleted by Open.
 //
 // The log (edge/log) is the source of truth for records; meta only points
 // into it. At node open, after the log has recovered, ClampCursors moves
@@ -27,7 +35,6 @@
 // Buckets (bbolt names):
 //
 //	outpost     "format" → 1 byte: layout version (1); "identity" → identity value
-//	topics      topic name → topic value
 //	cursors     cursor name → nested bucket: topic "\x00" partition (uint32 BE) → cursor value
 //	kv          bucket name → nested bucket: key → the caller's bytes, as given
 //
@@ -39,12 +46,14 @@
 // refused with ErrFormat instead of being misread.
 //
 //	cursor   v1: 0x01 | offset int64 big-endian              (9 bytes)
-//	topic    v1: 0x01 | JSON {"partitions":N,"retention_bytes":N,
-//	                          "retention_age_ns":N,"schema":"…","updated":"RFC 3339"}
 //	identity v1: 0x01 | JSON {"node_id":"…","site":"…","created":"RFC 3339"}
 //
-// JSON carries the configs because fields will be added; cursors are
+// JSON carries the identity because fields will be added; cursors are
 // fixed-size binary because they are written thousands of times a second.
+//
+// Retention holds (edge/log) are not stored here: each reader persists its
+// own position (the forwarder's is its cursor) and sets its hold from it
+// when it starts.
 //
 // # Lifecycle
 //

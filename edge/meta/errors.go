@@ -23,10 +23,7 @@ var (
 	// ErrBadName: a topic, cursor, bucket, key or site name is empty, too
 	// long or has characters it may not have.
 	ErrBadName = errors.New("meta: bad name")
-	// ErrBadValue: a field is out of range (negative offset, partition count
-	// below 1, ...).
+	// ErrBadValue: a field is out of range (negative offset or partition,
+	// site name, ...).
 	ErrBadValue = errors.New("meta: bad value")
-	// ErrPartitionCount: PutTopic asked to change an existing topic's
-	// partition count, which is fixed at creation (as in the log).
-	ErrPartitionCount = errors.New("meta: a topic's partition count cannot change")
 )

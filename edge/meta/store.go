@@ -21,12 +21,15 @@ const layoutVersion = 1
 // Bucket and key names. They are part of the on-disk format.
 var (
 	bucketOutpost  = []byte("outpost")
-	bucketTopics   = []byte("topics")
 	bucketCursors  = []byte("cursors")
 	bucketKV       = []byte("kv")
 	keyFormat      = []byte("format")
 	keyIdentity    = []byte("identity")
-	topLevelBucket = [][]byte{bucketOutpost, bucketTopics, bucketCursors, bucketKV}
+	topLevelBucket = [][]byte{bucketOutpost, bucketCursors, bucketKV}
+	// bucketTopicsGone held topic configs that were written at every node
+	// start and read by nothing (the node's config owns them, doc.go);
+	// init deletes it from files that have it.
+	bucketTopicsGone = []byte("topics")
 )
 
 // Store is the metadata store. It is safe for concurrent use.
@@ -160,8 +163,10 @@ func walk(c *bolt.Cursor, depth int) error {
 	return nil
 }
 
-// init creates the buckets and checks the layout version.
+// init creates the buckets, checks the layout version and removes the
+// buckets nothing reads any more.
 func (s *Store) init() error {
+	removed := -1 // topic configs deleted, -1 if there was no bucket
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		for _, name := range topLevelBucket {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
@@ -172,11 +177,17 @@ func (s *Store) init() error {
 		v := b.Get(keyFormat)
 		switch {
 		case v == nil:
-			return b.Put(keyFormat, []byte{layoutVersion})
+			if err := b.Put(keyFormat, []byte{layoutVersion}); err != nil {
+				return err
+			}
 		case len(v) != 1:
 			return corruptErr(s.path, fmt.Errorf("layout version has %d bytes, want 1", len(v)))
 		case v[0] > layoutVersion:
 			return fmt.Errorf("%w: %s has layout version %d, this build knows up to %d; run a newer Outpost", ErrFormat, s.path, v[0], layoutVersion)
+		}
+		if old := tx.Bucket(bucketTopicsGone); old != nil {
+			removed = old.Stats().KeyN
+			return tx.DeleteBucket(bucketTopicsGone)
 		}
 		return nil
 	})
@@ -185,6 +196,10 @@ func (s *Store) init() error {
 			return err
 		}
 		return fmt.Errorf("meta: initialize %s: %w", s.path, err)
+	}
+	if removed >= 0 {
+		s.log.Info("meta: removed the topics bucket: topic configs were written at every start and read by nothing (the node's config owns them)",
+			"file", s.path, "topics", removed)
 	}
 	return nil
 }

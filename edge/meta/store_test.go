@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/outpost-edge/outpost/edge/meta"
 )
 
@@ -47,15 +49,6 @@ func TestReopenPersistence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	topics := []meta.Topic{
-		{Name: "telemetry", Partitions: 4, RetentionBytes: 1 << 30, RetentionAge: 72 * time.Hour, Schema: "telemetry-value"},
-		{Name: "alarms", Partitions: 1},
-	}
-	for _, tp := range topics {
-		if err := s.PutTopic(ctx, tp); err != nil {
-			t.Fatal(err)
-		}
-	}
 	if err := s.SetCursor(ctx, "upstream", "telemetry", 3, 42); err != nil {
 		t.Fatal(err)
 	}
@@ -77,17 +70,6 @@ func TestReopenPersistence(t *testing.T) {
 	}
 
 	s = openStore(t, path, meta.Config{})
-	got, err := s.Topics(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != 2 || got[0].Name != "alarms" || got[1].Name != "telemetry" {
-		t.Fatalf("topics after reopen: %+v", got)
-	}
-	tel := got[1]
-	if tel.Partitions != 4 || tel.RetentionBytes != 1<<30 || tel.RetentionAge != 72*time.Hour || tel.Schema != "telemetry-value" || tel.Updated.IsZero() {
-		t.Fatalf("telemetry after reopen: %+v", tel)
-	}
 	if off, ok, err := s.Cursor(ctx, "upstream", "telemetry", 3); err != nil || !ok || off != 42 {
 		t.Fatalf("cursor upstream telemetry/3 = %d, %v, %v; want 42", off, ok, err)
 	}
@@ -115,50 +97,64 @@ func TestReopenPersistence(t *testing.T) {
 	}
 }
 
-func TestTopics(t *testing.T) {
-	s := openStore(t, filepath.Join(t.TempDir(), "meta.db"), meta.Config{})
-	if err := s.PutTopic(ctx, meta.Topic{Name: "t", Partitions: 3}); err != nil {
+// TestTopicsBucketRemoved: Open deletes the topics bucket of files written
+// before topic configs left the store (nothing read them), says so, and
+// keeps everything else.
+func TestTopicsBucketRemoved(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "meta.db")
+	s := openStore(t, path, meta.Config{})
+	if err := s.SetCursor(ctx, "upstream", "telemetry", 0, 42); err != nil {
 		t.Fatal(err)
 	}
-	// Retention may change; the partition count may not.
-	if err := s.PutTopic(ctx, meta.Topic{Name: "t", Partitions: 3, RetentionBytes: 100}); err != nil {
+	s.Close()
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
 		t.Fatal(err)
 	}
-	err := s.PutTopic(ctx, meta.Topic{Name: "t", Partitions: 4})
-	if !errors.Is(err, meta.ErrPartitionCount) || !strings.Contains(err.Error(), "has 3 partitions, asked for 4") {
-		t.Fatalf("changing partitions: %v", err)
-	}
-	tp, ok, err := s.Topic(ctx, "t")
-	if err != nil || !ok || tp.RetentionBytes != 100 || tp.Partitions != 3 {
-		t.Fatalf("topic t = %+v %v %v", tp, ok, err)
-	}
-	for name, bad := range map[string]meta.Topic{
-		"empty name":       {Name: "", Partitions: 1},
-		"slash in name":    {Name: "a/b", Partitions: 1},
-		"dotdot":           {Name: "..", Partitions: 1},
-		"zero partitions":  {Name: "x", Partitions: 0},
-		"negative bytes":   {Name: "x", Partitions: 1, RetentionBytes: -1},
-		"negative age":     {Name: "x", Partitions: 1, RetentionAge: -time.Second},
-		"too many":         {Name: "x", Partitions: 5000},
-		"huge schema name": {Name: "x", Partitions: 1, Schema: strings.Repeat("s", 2000)},
-	} {
-		err := s.PutTopic(ctx, bad)
-		if !errors.Is(err, meta.ErrBadName) && !errors.Is(err, meta.ErrBadValue) {
-			t.Errorf("%s: PutTopic(%+v) = %v, want ErrBadName or ErrBadValue", name, bad, err)
+	err = db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucket([]byte("topics"))
+		if err != nil {
+			return err
 		}
-	}
-	if err := s.DeleteTopic(ctx, "t"); err != nil {
+		for _, name := range []string{"telemetry", "alarms"} {
+			if err := b.Put([]byte(name), append([]byte{1}, `{"partitions":4,"updated":"2025-01-01T00:00:00Z"}`...)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	db.Close()
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.DeleteTopic(ctx, "t"); err != nil {
-		t.Fatalf("deleting a missing topic: %v", err)
+
+	var logs bytes.Buffer
+	s = openStore(t, path, meta.Config{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if !strings.Contains(logs.String(), "removed the topics bucket") || !strings.Contains(logs.String(), "topics=2") {
+		t.Fatalf("removal not logged with its count:\n%s", logs.String())
 	}
-	if ts, err := s.Topics(ctx); err != nil || len(ts) != 0 {
-		t.Fatalf("topics after delete: %v %v", ts, err)
+	if off, ok, err := s.Cursor(ctx, "upstream", "telemetry", 0); err != nil || !ok || off != 42 {
+		t.Fatalf("cursor after the removal = %d %v %v, want 42", off, ok, err)
 	}
-	// After delete the partition count is free again.
-	if err := s.PutTopic(ctx, meta.Topic{Name: "t", Partitions: 4}); err != nil {
+	s.Close()
+	db, err = bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
+	if err != nil {
 		t.Fatal(err)
+	}
+	err = db.View(func(tx *bolt.Tx) error {
+		if tx.Bucket([]byte("topics")) != nil {
+			return errors.New("the topics bucket is still there")
+		}
+		return nil
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs.Reset()
+	openStore(t, path, meta.Config{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if strings.Contains(logs.String(), "removed") {
+		t.Fatalf("a store without the bucket reports a removal:\n%s", logs.String())
 	}
 }
 
@@ -382,12 +378,11 @@ func TestClosed(t *testing.T) {
 	}
 	checks := map[string]error{
 		"SetCursor": s.SetCursor(ctx, "c", "t", 0, 1),
-		"PutTopic":  s.PutTopic(ctx, meta.Topic{Name: "t", Partitions: 1}),
 		"Put":       s.Put(ctx, "b", "k", nil),
 	}
 	_, _, checks["Cursor"] = s.Cursor(ctx, "c", "t", 0)
 	_, checks["Identity"] = s.Identity(ctx)
-	_, checks["Topics"] = s.Topics(ctx)
+	_, _, checks["Get"] = s.Get(ctx, "b", "k")
 	for name, err := range checks {
 		if !errors.Is(err, meta.ErrClosed) {
 			t.Errorf("%s after Close = %v, want ErrClosed", name, err)

@@ -129,9 +129,6 @@ func Open(ctx context.Context, cfg Config, opts Options) (_ *Node, err error) {
 			}
 			return nil, fmt.Errorf("node: %w", err)
 		}
-		if err := n.meta.PutTopic(ctx, meta.Topic{Name: t.Name, Partitions: t.Partitions, RetentionBytes: tc.RetentionBytes, RetentionAge: tc.RetentionAge}); err != nil {
-			return nil, fmt.Errorf("node: %w", err)
-		}
 	}
 
 	if cfg.Upstream.URL != "" {
