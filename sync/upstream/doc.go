@@ -33,7 +33,7 @@
 //     every CursorInterval, the cursor) advances only along their contiguous
 //     prefix. A duplicate ack counts as success. The cursor may lag the
 //     position: it is what resuming falls back to when the stream holds
-//     nothing, and what Protect answers before the first resolve.
+//     nothing, and where the retention hold stands before the first resolve.
 //  4. On any error: stop sending, wait for the outcome of what is in flight,
 //     back off with full jitter, and go to 1. Nothing is skipped or reordered
 //     (but see the resend case below).
@@ -116,8 +116,9 @@
 // timeout or a disconnect pauses the partition: logged once per change of
 // kind, counted in outpost_upstream_publish_errors_total{kind}, reported in
 // the status, retried with backoff, and forwarding resumes by itself once the
-// cause is fixed. Records wait in the log; Protect tells retention not to
-// delete them.
+// cause is fixed. Records wait in the log: the forwarder holds each
+// partition (an edge/log Hold named after Config.CursorName) at its first
+// unacknowledged offset, so retention does not delete them.
 //
 // # Status
 //
