@@ -12,18 +12,80 @@
 //   - Durability (G1): under SyncAlways, Append returns nil only after an
 //     fdatasync that covers its records; concurrent appends share that
 //     fdatasync (group commit). SyncInterval and SyncNone state what they lose.
+//     Readers (Read, Notify) see a record only once Append may return it.
 //   - Recovery: Open cuts a torn tail back to the last valid batch, fsyncs,
 //     logs and counts what it dropped and keeps the cut bytes as a .broken
 //     file (capped). Damage followed by valid data is refused with a
 //     *CorruptionError unless Config.Recovery asks for truncation.
 //   - Sticky failure: after a failed write or fsync a partition refuses
 //     appends until the log is reopened; an fsync is never retried.
+//   - Retention keeps what readers hold: it never deletes a record at or
+//     above a partition's lowest Hold. Only the disk budget's delete-oldest
+//     policy goes below a hold, last, counted and logged per holder.
 //   - Bounded resources: reads use pread, never mmap; memory per partition
-//     is a fixed few KiB plus the pending batch, independent of its size.
+//     is a fixed few KiB plus the pending batch, independent of its size;
+//     a hold costs one small struct per holder and partition.
 //
 // Indexes are caches: a missing or invalid .idx is rebuilt from its segment.
 //
-// Lock order: Log.mu, then Partition.mu. The committer goroutine of a
-// partition takes Partition.mu only to swap the pending queue and to publish
-// a new end; file I/O happens outside it.
+// # Readers
+//
+// Any number of readers read a partition with Read (pread, never blocking
+// on appends) and wait for new records by selecting on Notify(offset)
+// beside their own timers and shutdown: the channel is the one the
+// committer closes and replaces at every commit, so waiting costs no
+// goroutine. A reader that needs records kept registers a Hold (name, per
+// partition: the lowest offset it still needs) and moves it with Set. The
+// forwarder holds as "upstream"; site replicas, downlink and local consumers
+// are meant to hold under their own names (a replica under one name per
+// replica node, since the owner's high watermark and retention both follow
+// the slowest in-sync replica).
+//
+// Holds are not persisted by the log. Every reader already persists its
+// own position where its truth lives (the forwarder's cursor in edge/meta,
+// checked against the central stream; a replica's own log end; a consumer's
+// committed offset), and sets its hold from it when it starts. A second
+// copy here would need its own fsyncs on every move, on SD cards, and could
+// disagree with the owner's. Config.Holders closes the gap at start: a
+// declared holder holds every partition whole from Open until its owner
+// sets its holds, so nothing it needs is deleted before it runs.
+//
+// # Topic configuration
+//
+// The node's config file owns topic configuration; the log keeps none of
+// its own beyond what its directories are. bridge/route derives the topics
+// and their partition counts from the routes (TopicSpec), edge/node derives
+// each TopicConfig from those and the log section (retention) and calls
+// CreateTopic at every start. A topic's partition count is fixed once its
+// directories exist: CreateTopic refuses another (ErrTopicExists); topics
+// found on disk and not created again keep their partitions and no
+// retention. Per-topic settings to come (a schema subject, per-topic
+// retention) belong in the config next to the routes, not here and not in
+// edge/meta; the central stream's shape (core/wire TopicConfig) is core's.
+//
+// # Files
+//
+//	log.go        Log: open, topics, close, housekeeping (retention, interval syncs)
+//	partition.go  Partition: appends, the committer (group commit), roll, close
+//	reader.go     Read, Notify, OffsetForTime, Check
+//	hold.go       Hold: retention holds per reader and partition
+//	retention.go  retention by bytes and age, the disk budget's delete-oldest
+//	segment.go    segment files, frames, the sparse index
+//	recover.go    recovery at open (torn tails, index rebuilds)
+//	repair.go     offline repair (cut at the first damage, keep evidence)
+//	config.go     Config, TopicConfig, SyncPolicy, BudgetPolicy, Recovery
+//	file.go       the File seam (fault injection), fdatasync, directory syncs
+//	record.go     Record, Header, Batch (msgp, record_gen.go)
+//	decode.go     batch decoding without copying (the read hot path)
+//	metrics.go    outpost_log_* metrics (docs/metrics.md)
+//	errors.go     sentinels and CorruptionError
+//
+// # Locks
+//
+// Lock order: Partition.roundMu (the committer's round, which may apply
+// the disk budget), then Log.budgetMu (segment deletion), then Log.mu, then
+// Partition.mu, then segment.fmu. The committer takes Partition.mu only to
+// swap the pending queue and to publish a new end; file I/O happens outside
+// it. A partition's holds are a copy-on-write list: changed under
+// Partition.mu, read by retention without it.
 package log

@@ -12,6 +12,20 @@
 // cancelled and awaited, and the log and metadata store are closed. Close
 // releases everything and is idempotent; it is safe without Run.
 //
+// Topic configuration has one owner, the config: routes name the log
+// topics and their partition counts (bridge/route's TopicSpec), log.* their
+// retention, and Open derives each edge/log TopicConfig from both and
+// creates or updates the topic. Neither the log nor edge/meta keeps a copy
+// of its own to reconcile; a topic's partition count is fixed once its
+// directories exist, and Open refuses a config that changes it, naming
+// routes.
+//
+// Retention holds: with upstream configured, Open declares the forwarder
+// as a holder of every log partition (log.Config.Holders, under its cursor
+// name), so retention and the disk budget treat everything as unforwarded
+// until the forwarder sets its holds from its cursors, then keep what the
+// central stream has not acknowledged.
+//
 // Configuration comes from a YAML file (unknown fields are errors) over
 // DefaultConfig, then OUTPOST_* environment variables (see EnvPrefix), then
 // command-line flags (edge/main.go); Validate names the offending field.
