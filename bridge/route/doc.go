@@ -14,5 +14,11 @@
 // missing topic level, a payload that is not JSON or lacks the field) falls
 // back to the client id, so that no publish is refused for its key.
 //
+// The rules are where the node's log topics come from: Router.Topics lists
+// each topic with its partition count, and edge/node creates the log's
+// topics from it. Per-topic settings to come (the schema subject a topic's
+// payloads must match) belong on the rule that names the topic, so that the
+// node's config stays the one owner of topic configuration (edge/log doc).
+//
 // A Router is immutable after New and safe for concurrent use.
 package route
