@@ -113,6 +113,11 @@ type Config struct {
 	// cursor store. The stream, not the cursor, is what forwarding resumes
 	// from, so a cursor that lags costs nothing but retention headroom.
 	CursorInterval time.Duration
+	// Link is a connection to the centre shared with other components and
+	// run by its owner (see Link); URL, CredsFile and TLS must then be
+	// empty. Nil: New makes the forwarder's own link from URL, CredsFile,
+	// TLS, ReconnectMin/Max and AckTimeout, and Run runs it.
+	Link *Link
 	// CreateStreams lets the forwarder get a missing stream: it asks core
 	// (wire.RequestProvision) and, if no core answers, creates it itself
 	// with core's default shape. Off, a missing stream pauses forwarding of
@@ -193,7 +198,10 @@ func (c Config) withDefaults() Config {
 
 // Validate checks c after defaults are filled in. Errors name the field.
 func (c Config) Validate() error {
-	if c.URL == "" {
+	switch {
+	case c.Link != nil && (c.URL != "" || c.CredsFile != "" || c.TLS != TLSConfig{}):
+		return errors.New("upstream: Link: a shared link brings its own URL, CredsFile and TLS; leave them empty here")
+	case c.Link == nil && c.URL == "":
 		return errors.New("upstream: URL: required (the NATS server of the central cluster, e.g. nats://core:4222)")
 	}
 	if err := wire.ValidateName("Site", c.Site); err != nil {

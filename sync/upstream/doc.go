@@ -1,15 +1,17 @@
 // Package upstream forwards a node's log to the central NATS JetStream
 // cluster, exactly once and in order per partition (G3), after outages of any
-// length (G5). It owns the forwarding cursors (name Config.CursorName in the
-// metadata store) and nothing on disk besides them; the log stays the source
-// of truth and the stream is what forwarding resumes from.
+// length (G5). It owns its metadata in the node's store: the forwarding
+// cursors (name Config.CursorName) and the resends armed but not yet done.
+// The log stays the source of truth and the stream is what forwarding
+// resumes from.
 //
 // # How a partition is forwarded
 //
 // One goroutine per log partition (topics created later are picked up within
 // a second) loops:
 //
-//  1. Resolve the resume point, on start, after every reconnect and after any
+//  1. Resolve the resume point (decided by the pure function decideResume,
+//     resume.go; its table test has a row for every case below), on start, after every reconnect and after any
 //     error: the origin offset of the last message the stream holds on the
 //     partition's subject, plus one (wire.LastOffset); if the stream holds
 //     nothing there, the cursor; if there is none, the log start. The duplicate
@@ -105,6 +107,11 @@
 //
 // # Failures
 //
+// The connection is a Link (link.go), a type of its own so that other
+// components of the node (downlink, schema sync) can share it: Config.Link
+// hands the forwarder a link its owner runs; without one, New makes the
+// forwarder's own and Run runs it.
+//
 // A reconnect whose TLS handshake fails (a server certificate the node no
 // longer trusts after a rotation) is reported with the TLS error and
 // counted as a connect error, although nats.go tells no handler about it.
@@ -130,9 +137,30 @@
 //
 // # Lifecycle and locks
 //
-// New starts nothing; Run starts the connection, one goroutine per partition,
-// the status and cursor loops, and returns when its context ends, after
-// committing the cursors and closing the connection. Locks are leaves: no
-// goroutine holds two of Forwarder.mu, Forwarder.connMu, partition.mu and
+// New starts nothing; Run starts the
+// connection (unless it is a shared Link), one goroutine per partition, the
+// status and cursor loops, and returns when its context ends, after
+// committing the cursors and closing its own connection. Locks are leaves:
+// no goroutine holds two of Forwarder.mu, Link.mu, partition.mu and
 // scheduler.mu at once.
+//
+// # Files
+//
+//	forwarder.go  Forwarder: New, Run, the partition scan and cursor loops, Protect
+//	config.go     Config, Mode, TLSConfig, DefaultConfig, Validate
+//	link.go       Link, Conn: the connection to the centre, reusable by other components
+//	gate.go       the dialer that keeps a window of publishes on one connection
+//	backoff.go    exponential backoff with full jitter
+//	partition.go  one partition: its loop (resolve, pump, back off) and pause state
+//	resume.go     decideResume: where to resume, pure
+//	resolve.go    resolve: the I/O around decideResume (stream, provisioning, cursor, reports)
+//	pump.go       pump: read ahead, publish in order, take acks, wait
+//	window.go     window: the published, unacknowledged messages of one pump
+//	resend.go     abort and the resends it arms, saved in the store
+//	message.go    log records to NATS messages (record or batch)
+//	sched.go      scheduler: bandwidth cap, in-flight budget, live first
+//	status.go     Lag and the status reports to core
+//	source.go     what the forwarder needs of the log and the store
+//	metrics.go    the forwarder's and the link's metrics
+//	errors.go     sentinels, error kinds and the advice logged with them
 package upstream

@@ -29,6 +29,18 @@ var (
 	ErrRecordTooLarge = errors.New("upstream: record larger than the server's max_payload")
 )
 
+// Errors the package handles itself; never returned by an exported method.
+var (
+	// errStreamMoved: the conditional first message after a resume was
+	// refused because the subject's last message is no longer the one
+	// resolve read.
+	errStreamMoved = errors.New("upstream: the stream moved since the resume point was read")
+	// errDialBusy is what the gate's dialer returns when a publish is
+	// between its fence and nats.go's write; nats.go counts it as a failed
+	// connect attempt and dials again after its reconnect delay.
+	errDialBusy = errors.New("upstream: dial deferred: a publish is in progress")
+)
+
 // errKind classifies errors for metrics, the status report and "log once
 // per state change".
 type errKind string

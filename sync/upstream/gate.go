@@ -1,17 +1,11 @@
 package upstream
 
 import (
-	"errors"
 	"net"
 	"runtime"
 	"sync/atomic"
 	"time"
 )
-
-// errDialBusy is what the gate's dialer returns when a publish is between
-// its fence and nats.go's write; nats.go counts it as a failed connect
-// attempt and dials again after its reconnect delay.
-var errDialBusy = errors.New("upstream: dial deferred: a publish is in progress")
 
 // gate makes "check the connection, then publish" atomic with respect to
 // nats.go's reconnects. Without it a whole reconnect can complete between a

@@ -293,4 +293,4 @@ func longTests() bool { return os.Getenv("OUTPOST_LONG") == "1" }
 
 var errNotYet = errors.New("not yet")
 
-var _ cursorStore = (*meta.Store)(nil)
+var _ metaStore = (*meta.Store)(nil)

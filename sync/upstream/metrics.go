@@ -13,13 +13,9 @@ type metrics struct {
 	forwardedRecords *prometheus.CounterVec
 	forwardedBytes   *prometheus.CounterVec
 	publishErrors    *prometheus.CounterVec
-	reconnects       prometheus.Counter
 	resumes          *prometheus.CounterVec
 	gapRecords       *prometheus.CounterVec
 	lateResends      prometheus.Counter
-	connected        prometheus.Gauge
-	connectErrors    *prometheus.CounterVec
-	dialsDeferred    prometheus.Counter
 	redoPersisted    prometheus.Counter
 }
 
@@ -37,10 +33,6 @@ func newMetrics(f *Forwarder, reg prometheus.Registerer) (*metrics, error) {
 			Name: "outpost_upstream_publish_errors_total",
 			Help: "Publish and resume failures by kind (timeout, stream_missing, stream_full, permission, disconnected, other); each pauses the partition and retries with backoff.",
 		}, []string{"kind"}),
-		reconnects: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "outpost_upstream_reconnects_total",
-			Help: "Reconnections of the uplink to NATS.",
-		}),
 		resumes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "outpost_upstream_resumes_total",
 			Help: "Resume points resolved (on start, after reconnects and errors), by source: stream (after its last message), cursor, log_start, resend (same-window resend after a suspected hole).",
@@ -53,6 +45,41 @@ func newMetrics(f *Forwarder, reg prometheus.Registerer) (*metrics, error) {
 			Name: "outpost_upstream_gap_records_total",
 			Help: "Records that will never be forwarded, by reason: retention (deleted at the edge before being forwarded), stream_ahead (the stream holds offsets beyond the log: restored disk), stream_behind (the stream lost records it had acknowledged; not resent).",
 		}, []string{"reason"}),
+		redoPersisted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "outpost_upstream_resends_armed_total",
+			Help: "Resends armed and saved in the meta store because the server refused a publish, or a publish succeeded after one failed: forwarding restarts from the first unacknowledged record, also after a restart.",
+		}),
+	}
+	for _, k := range errKinds {
+		m.publishErrors.WithLabelValues(string(k))
+	}
+	if reg == nil {
+		return m, nil
+	}
+	for _, c := range []prometheus.Collector{m.forwardedRecords, m.forwardedBytes, m.publishErrors,
+		m.resumes, m.gapRecords, m.lateResends, m.redoPersisted, lagCollector{f}} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("upstream: register metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+// linkMetrics are a Link's; like metrics, always created, and registered
+// only when LinkConfig.Registerer is set.
+type linkMetrics struct {
+	reconnects    prometheus.Counter
+	connected     prometheus.Gauge
+	connectErrors *prometheus.CounterVec
+	dialsDeferred prometheus.Counter
+}
+
+func newLinkMetrics(reg prometheus.Registerer) (*linkMetrics, error) {
+	m := &linkMetrics{
+		reconnects: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "outpost_upstream_reconnects_total",
+			Help: "Reconnections of the uplink to NATS.",
+		}),
 		connectErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "outpost_upstream_connect_errors_total",
 			Help: "Failed connection attempts to NATS that nats.go reports, by kind: auth (credentials refused), other (unreachable, TLS, ...). nats.go reports a refused login once per run of refusals, a failed dial every time.",
@@ -61,25 +88,17 @@ func newMetrics(f *Forwarder, reg prometheus.Registerer) (*metrics, error) {
 			Name: "outpost_upstream_dials_deferred_total",
 			Help: "Reconnect dials put off because a publish was leaving at that moment (so that no window of publishes spans two connections); nats.go dials again after its reconnect delay.",
 		}),
-		redoPersisted: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "outpost_upstream_resends_armed_total",
-			Help: "Resends armed and saved in the meta store because the server refused a publish, or a publish succeeded after one failed: forwarding restarts from the first unacknowledged record, also after a restart.",
-		}),
 		connected: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "outpost_upstream_connected",
 			Help: "1 while the uplink to NATS is connected.",
 		}),
-	}
-	for _, k := range errKinds {
-		m.publishErrors.WithLabelValues(string(k))
 	}
 	m.connectErrors.WithLabelValues("auth")
 	m.connectErrors.WithLabelValues("other")
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.forwardedRecords, m.forwardedBytes, m.publishErrors,
-		m.reconnects, m.resumes, m.gapRecords, m.lateResends, m.connected, m.connectErrors, m.dialsDeferred, m.redoPersisted, lagCollector{f}} {
+	for _, c := range []prometheus.Collector{m.reconnects, m.connected, m.connectErrors, m.dialsDeferred} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("upstream: register metrics: %w", err)
 		}

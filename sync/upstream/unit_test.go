@@ -79,14 +79,14 @@ func TestAbortArmsResend(t *testing.T) {
 			dir := t.TempDir()
 			st := openMeta(t, metaPath(dir))
 			lg, _ := newLogger(t)
-			f := &Forwarder{cfg: DefaultConfig(), cursors: st, log: lg}
+			f := &Forwarder{cfg: DefaultConfig(), store: st, log: lg}
 			f.cfg.Mode = c.mode
 			m, err := newMetrics(f, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
 			f.m = m
-			p := &partition{f: f, key: partKey{"t", 0}, pkey: "0"}
+			p := &partition{f: f, origin: wire.Origin{Topic: "t"}, pkey: "0"}
 			p.acked.Store(10)
 			var q []inflight
 			for i, fu := range c.futures {
@@ -115,7 +115,7 @@ func TestAbortArmsResend(t *testing.T) {
 				t.Errorf("resend %+v, want from %d cuts %v suspect %v", p.redo, c.wantRedo, c.wantCuts, c.suspect)
 			}
 			// What a restarted partition finds in the store.
-			p2 := &partition{f: f, key: partKey{"t", 0}, pkey: "0"}
+			p2 := &partition{f: f, origin: wire.Origin{Topic: "t"}, pkey: "0"}
 			saved, err := p2.loadRedo(context.Background())
 			if err != nil {
 				t.Fatal(err)
@@ -178,7 +178,7 @@ func testResendKeepsEveryOffsetOnce(t *testing.T, age time.Duration, restarted b
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	p, err := newPartition(f, partKey{"t", 0}, src)
+	p, err := newPartition(f, wire.Origin{Site: testSite, Node: testNode, Topic: "t"}, src)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +203,7 @@ func testResendKeepsEveryOffsetOnce(t *testing.T, age time.Duration, restarted b
 	} else {
 		p.acked.Store(10)
 		p.redo = r
-		f.parts[p.key] = p
+		f.parts[partKey{"t", 0}] = p
 	}
 	runForwarder(t, f)
 	waitForwarded(t, f, 10*time.Second, 1)
@@ -253,6 +253,7 @@ func TestConfigValidate(t *testing.T) {
 		"ReconnectMax":         func(c *Config) { c.ReconnectMax = c.ReconnectMin / 2 },
 		"AckTimeout":           func(c *Config) { c.AckTimeout = time.Millisecond },
 		"TLS.CertFile":         func(c *Config) { c.TLS.CertFile = "cert.pem" },
+		"Link":                 func(c *Config) { c.Link = &Link{} },
 	}
 	for field, mutate := range cases {
 		c := good
@@ -396,7 +397,7 @@ func TestLateMessagesOfPredecessorNotDuplicated(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	cfg.Registerer = reg
 	probe := &Forwarder{cfg: cfg.withDefaults()}
-	pp, err := newPartition(probe, partKey{"t", 0}, src)
+	pp, err := newPartition(probe, wire.Origin{Site: testSite, Node: testNode, Topic: "t"}, src)
 	if err != nil {
 		t.Fatal(err)
 	}
