@@ -118,7 +118,7 @@ func (n *Node) openUpstream(ctx context.Context) error {
 	}
 	uc.Logger = n.logger // the forwarder names itself
 	uc.Registerer = n.reg
-	f, err := upstream.New(uc, n.log, n.meta)
+	f, err := upstream.New(ctx, uc, n.log, n.meta)
 	if err != nil {
 		return fmt.Errorf("node: %w", err)
 	}

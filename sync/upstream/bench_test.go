@@ -102,7 +102,7 @@ func drainForwarder(b *testing.B, mode Mode, opts ...natstest.Option) float64 {
 	cfg := testConfig(srv.URL(), nil)
 	cfg.AckTimeout = 30 * time.Second
 	cfg.Mode = mode
-	f, err := New(cfg, l, st)
+	f, err := New(b.Context(), cfg, l, st)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -92,7 +92,7 @@ func crashHelper() int {
 	}
 	cfg := testConfig(url, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	cfg.Window = 64
-	f, err := New(cfg, l, st)
+	f, err := New(context.Background(), cfg, l, st)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "helper:", err)
 		return 2
@@ -178,7 +178,7 @@ func TestCrashForwarder(t *testing.T) {
 	l := openLog(t, dir)
 	st := openMeta(t, metaPath(dir))
 	lg, logs := newLogger(t)
-	f, err := New(testConfig(srv.URL(), lg), l, st)
+	f, err := New(t.Context(), testConfig(srv.URL(), lg), l, st)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,9 +1,10 @@
 // Package upstream forwards a node's log to the central NATS JetStream
 // cluster, exactly once and in order per partition (G3), after outages of any
 // length (G5). It owns its metadata in the node's store: the forwarding
-// cursors (name Config.CursorName) and the resends armed but not yet done.
-// The log stays the source of truth and the stream is what forwarding
-// resumes from.
+// cursors (name Config.CursorName), the resends armed but not yet done, and
+// the origin pin (the site/node the cursors were made under; New refuses
+// another, see ErrOriginChanged). The log stays the source of truth and the
+// stream is what forwarding resumes from.
 //
 // # How a partition is forwarded
 //
@@ -137,7 +138,7 @@
 //
 // # Lifecycle and locks
 //
-// New starts nothing; Run starts the
+// New starts nothing (it reads and writes the origin pin); Run starts the
 // connection (unless it is a shared Link), one goroutine per partition, the
 // status and cursor loops, and returns when its context ends, after
 // committing the cursors and closing its own connection. Locks are leaves:
@@ -160,6 +161,7 @@
 //	message.go    log records to NATS messages (record or batch)
 //	sched.go      scheduler: bandwidth cap, in-flight budget, live first
 //	status.go     Lag and the status reports to core
+//	origin.go     the origin pin
 //	source.go     what the forwarder needs of the log and the store
 //	metrics.go    the forwarder's and the link's metrics
 //	errors.go     sentinels, error kinds and the advice logged with them

@@ -29,6 +29,11 @@ var (
 	ErrRecordTooLarge = errors.New("upstream: record larger than the server's max_payload")
 )
 
+// ErrOriginChanged: New found the forwarding cursors made under another
+// Site or Node than configured. Forwarding under new names would send
+// every record again; the node refuses to start instead.
+var ErrOriginChanged = errors.New("upstream: Site/Node changed")
+
 // Errors the package handles itself; never returned by an exported method.
 var (
 	// errStreamMoved: the conditional first message after a resume was

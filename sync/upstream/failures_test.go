@@ -49,7 +49,7 @@ func TestStreamMissing(t *testing.T) {
 	cfg := testConfig(srv.URL(), lg)
 	reg := prometheus.NewRegistry()
 	cfg.Registerer = reg
-	f, err := New(cfg, l, st)
+	f, err := New(t.Context(), cfg, l, st)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +83,7 @@ func TestCreateStreams(t *testing.T) {
 		lg, logs := newLogger(t)
 		cfg := testConfig(srv.URL(), lg)
 		cfg.CreateStreams = true
-		f, err := New(cfg, l, st)
+		f, err := New(t.Context(), cfg, l, st)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -126,7 +126,7 @@ func TestCreateStreams(t *testing.T) {
 		lg, _ := newLogger(t)
 		cfg := testConfig(srv.URL(), lg)
 		cfg.CreateStreams = true
-		f, err := New(cfg, l, st)
+		f, err := New(t.Context(), cfg, l, st)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -166,7 +166,7 @@ func TestStreamFull(t *testing.T) {
 	cfg := testConfig(srv.URL(), lg)
 	reg := prometheus.NewRegistry()
 	cfg.Registerer = reg
-	f, err := New(cfg, l, st)
+	f, err := New(t.Context(), cfg, l, st)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +222,7 @@ func TestPermissionDenied(t *testing.T) {
 	cfg.AckTimeout = 300 * time.Millisecond
 	reg := prometheus.NewRegistry()
 	cfg.Registerer = reg
-	f, err := New(cfg, l, st)
+	f, err := New(t.Context(), cfg, l, st)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +241,7 @@ func TestPermissionDenied(t *testing.T) {
 	// Fixed: the node restarts with a user that may publish.
 	cfg.URL = withUser(srv.URL(), "admin", "admin-pw")
 	cfg.Registerer = nil
-	f2, err := New(cfg, l, st)
+	f2, err := New(t.Context(), cfg, l, st)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,7 +263,7 @@ func TestWrongCredentials(t *testing.T) {
 	cfg := testConfig(withUser(srv.URL(), "admin", "wrong"), lg)
 	reg := prometheus.NewRegistry()
 	cfg.Registerer = reg
-	f, err := New(cfg, l, st)
+	f, err := New(t.Context(), cfg, l, st)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,7 +297,7 @@ func TestWrongCredentials(t *testing.T) {
 	stop()
 	cfg.URL = withUser(srv.URL(), "admin", "admin-pw")
 	cfg.Registerer = nil
-	f2, err := New(cfg, l, st)
+	f2, err := New(t.Context(), cfg, l, st)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -324,7 +324,7 @@ func TestCredentialsFixedOnServer(t *testing.T) {
 	lg, logs := newLogger(t)
 	cfg := testConfig(withUser(srv.URL(), "edge", "new"), lg)
 	cfg.CreateStreams = true
-	f, err := New(cfg, l, st)
+	f, err := New(t.Context(), cfg, l, st)
 	if err != nil {
 		t.Fatal(err)
 	}

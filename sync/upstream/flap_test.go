@@ -112,7 +112,7 @@ func testLinkFlaps(t *testing.T, mode Mode) {
 	cfg.MaxBatchRecords = 40
 	reg := prometheus.NewRegistry()
 	cfg.Registerer = reg
-	f, err := New(cfg, l, st)
+	f, err := New(t.Context(), cfg, l, st)
 	if err != nil {
 		t.Fatal(err)
 	}

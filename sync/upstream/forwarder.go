@@ -37,21 +37,27 @@ type Forwarder struct {
 	parts map[partKey]*partition
 }
 
-// New returns a Forwarder for lg's partitions, keeping its cursors and
-// saved resends in store (an *meta.Store). It starts nothing; Run does.
-func New(cfg Config, lg *log.Log, store metaStore) (*Forwarder, error) {
+// New returns a Forwarder for lg's partitions, keeping its cursors, saved
+// resends and origin in store (an *meta.Store). It pins the origin: if the
+// cursors named Config.CursorName were made under another Site or Node, it
+// returns an error wrapping ErrOriginChanged, since forwarding under the
+// new names would send every record again. It starts nothing; Run does.
+func New(ctx context.Context, cfg Config, lg *log.Log, store metaStore) (*Forwarder, error) {
 	if lg == nil {
 		return nil, errors.New("upstream: New: log is nil")
 	}
-	return newForwarder(cfg, logLister{lg}, store)
+	return newForwarder(ctx, cfg, logLister{lg}, store)
 }
 
-func newForwarder(cfg Config, src lister, store metaStore) (*Forwarder, error) {
+func newForwarder(ctx context.Context, cfg Config, src lister, store metaStore) (*Forwarder, error) {
 	if store == nil {
 		return nil, errors.New("upstream: New: cursor store is nil")
 	}
 	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := pinOrigin(ctx, store, cfg.CursorName, cfg.Site, cfg.Node); err != nil {
 		return nil, err
 	}
 	lg := cfg.Logger

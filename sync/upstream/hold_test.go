@@ -55,7 +55,7 @@ func TestRetentionHold(t *testing.T) {
 	cfg := testConfig(srv.URL(), nil)
 	reg := prometheus.NewRegistry()
 	cfg.Registerer = reg
-	f, err := New(cfg, l, st)
+	f, err := New(t.Context(), cfg, l, st)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -60,7 +60,7 @@ func TestLinkShared(t *testing.T) {
 	cfg := testConfig("", lg)
 	cfg.Link = link
 	cfg.Registerer = reg
-	f, err := New(cfg, l, st)
+	f, err := New(t.Context(), cfg, l, st)
 	if err != nil {
 		t.Fatal(err)
 	}

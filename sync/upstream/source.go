@@ -52,8 +52,8 @@ func (ll logLister) open(topic string, partition int32) (source, error) {
 }
 
 // metaStore keeps what the forwarder owns besides the log: the forwarding
-// cursors and the resends armed but not yet done (in a small key/value
-// bucket); *meta.Store satisfies it.
+// cursors, the resends armed but not yet done and the origin pin (small
+// key/value buckets); *meta.Store satisfies it.
 type metaStore interface {
 	SetCursor(ctx context.Context, name, topic string, partition int32, offset int64) error
 	Cursor(ctx context.Context, name, topic string, partition int32) (int64, bool, error)

@@ -330,7 +330,7 @@ func runTLSForwarder(t *testing.T, url string, tc TLSConfig, parts int32, fill f
 	cfg.TLS = tc
 	reg := prometheus.NewRegistry()
 	cfg.Registerer = reg
-	f, err := New(cfg, l, st)
+	f, err := New(t.Context(), cfg, l, st)
 	if err != nil {
 		t.Fatal(err)
 	}

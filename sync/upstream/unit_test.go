@@ -166,7 +166,7 @@ func testResendKeepsEveryOffsetOnce(t *testing.T, age time.Duration, restarted b
 	createStream(t, js, "t", wire.TopicConfig{})
 	appendN(t, l, "t", 0, 20, 50)
 	lg, logs := newLogger(t)
-	f, err := New(testConfig(srv.URL(), lg), l, st)
+	f, err := New(t.Context(), testConfig(srv.URL(), lg), l, st)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -416,7 +416,7 @@ func TestLateMessagesOfPredecessorNotDuplicated(t *testing.T) {
 	}
 	publish(0, 9)
 	ll := &lateLister{lister: logLister{l}, late: func() { publish(10, 14) }, delay: 300 * time.Millisecond}
-	f, err := newForwarder(cfg, ll, st)
+	f, err := newForwarder(t.Context(), cfg, ll, st)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -51,7 +51,7 @@ func TestHappyPath(t *testing.T) {
 			cfg.MaxBatchRecords = 64
 			reg := prometheus.NewRegistry()
 			cfg.Registerer = reg
-			f, err := New(cfg, l, st)
+			f, err := New(t.Context(), cfg, l, st)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -156,7 +156,7 @@ func TestLiveAppendsAndRestart(t *testing.T) {
 	createTopic(t, l, "t", 2)
 	createStream(t, js, "t", wire.TopicConfig{})
 	lg, _ := newLogger(t)
-	f, err := New(testConfig(srv.URL(), lg), l, st)
+	f, err := New(t.Context(), testConfig(srv.URL(), lg), l, st)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +168,7 @@ func TestLiveAppendsAndRestart(t *testing.T) {
 	waitForwarded(t, f, 20*time.Second, 2)
 	stop()
 	appendN(t, l, "t", 0, 100, 64)
-	f2, err := New(testConfig(srv.URL(), lg), l, st)
+	f2, err := New(t.Context(), testConfig(srv.URL(), lg), l, st)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +201,7 @@ func testOutage(t *testing.T, mode Mode) {
 	cfg.MaxBatchRecords = 30
 	reg := prometheus.NewRegistry()
 	cfg.Registerer = reg
-	f, err := New(cfg, l, st)
+	f, err := New(t.Context(), cfg, l, st)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,7 +257,7 @@ func TestTopicCreatedLater(t *testing.T) {
 	lg, _ := newLogger(t)
 	cfg := testConfig(srv.URL(), lg)
 	cfg.CreateStreams = true
-	f, err := New(cfg, l, st)
+	f, err := New(t.Context(), cfg, l, st)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -304,7 +304,7 @@ func TestLiveFirst(t *testing.T) {
 			lg, _ := newLogger(t)
 			cfg := testConfig(srv.URL(), lg)
 			cfg.BandwidthBytesPerSec = bw
-			f, err := New(cfg, l, st)
+			f, err := New(t.Context(), cfg, l, st)
 			if err != nil {
 				t.Fatal(err)
 			}
