@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -73,35 +74,14 @@ func (u UpstreamConfig) validate() error {
 	return nil
 }
 
-// upstreamNameKey is where the metadata store remembers the names a node
-// forwarded under, so that a changed -site or -node is caught at start
-// instead of re-sending every record under a new origin.
-const (
-	upstreamBucket  = "upstream"
-	upstreamNameKey = "origin"
-)
-
-// openUpstream creates the forwarder (not yet running) and pins its
-// origin names.
+// openUpstream creates the forwarder (not yet running); the forwarder pins
+// its origin names in the metadata store, so a changed site or node fails
+// here.
 func (n *Node) openUpstream(ctx context.Context) error {
 	u := n.cfg.Upstream
 	nodeName := u.Node
 	if nodeName == "" {
 		nodeName = n.identity.NodeID
-	}
-	origin := u.Site + "/" + nodeName
-	prev, ok, err := n.meta.Get(ctx, upstreamBucket, upstreamNameKey)
-	if err != nil {
-		return fmt.Errorf("node: upstream: %w", err)
-	}
-	if ok && string(prev) != origin {
-		return fmt.Errorf("config: upstream.site/upstream.node: this data directory forwarded as %q, now configured as %q; "+
-			"changing it would send every record again under a new origin. Restore the old names, or start with a new data directory", prev, origin)
-	}
-	if !ok {
-		if err := n.meta.Put(ctx, upstreamBucket, upstreamNameKey, []byte(origin)); err != nil {
-			return fmt.Errorf("node: upstream: %w", err)
-		}
 	}
 	uc := upstream.DefaultConfig()
 	uc.URL = u.URL
@@ -119,6 +99,9 @@ func (n *Node) openUpstream(ctx context.Context) error {
 	uc.Logger = n.logger // the forwarder names itself
 	uc.Registerer = n.reg
 	f, err := upstream.New(ctx, uc, n.log, n.meta)
+	if errors.Is(err, upstream.ErrOriginChanged) {
+		return fmt.Errorf("config: upstream.site/upstream.node: %w", err)
+	}
 	if err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
