@@ -11,13 +11,14 @@
 // One goroutine per log partition (topics created later are picked up within
 // a second) loops:
 //
-//  1. Resolve the resume point (decided by the pure function decideResume,
-//     resume.go; its table test has a row for every case below), on start, after every reconnect and after any
-//     error: the origin offset of the last message the stream holds on the
-//     partition's subject, plus one (wire.LastOffset); if the stream holds
-//     nothing there, the cursor; if there is none, the log start. The duplicate
-//     window alone would only be at-least-once after a long outage; the stream's
-//     last message is exact for an outage of any length.
+//  1. Resolve the resume point, on start, after every reconnect and after any
+//     error (the pure function decideResume decides, with a table-test row
+//     for every case of steps 1 and 2 and of the resend below): the origin
+//     offset of the last message the stream holds on the partition's
+//     subject, plus one (wire.LastOffset); if the stream holds nothing
+//     there, the cursor; if there is none, the log start. The duplicate
+//     window alone would only be at-least-once after a long outage; the
+//     stream's last message is exact for an outage of any length.
 //  2. Keep it within the log: below the log start (records deleted at the edge
 //     under the disk budget's delete-oldest policy before being forwarded) it
 //     moves up, counted and logged. Beyond the log end (the stream holds offsets

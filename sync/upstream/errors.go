@@ -34,7 +34,7 @@ var (
 // every record again; the node refuses to start instead.
 var ErrOriginChanged = errors.New("upstream: Site/Node changed")
 
-// Errors the package handles itself; never returned by an exported method.
+// Errors the package handles itself; they never reach its callers.
 var (
 	// errStreamMoved: the conditional first message after a resume was
 	// refused because the subject's last message is no longer the one
