@@ -36,6 +36,11 @@ func TestStatusOverNATSReachesView(t *testing.T) {
 	if _, err := nc.Subscribe(wire.StatusSubscription(wire.DefaultPrefix), r.HandleStatus); err != nil {
 		t.Fatal(err)
 	}
+	// The server must know the subscription before another connection
+	// publishes, or core NATS drops the first reports (flaked 1 in ~20).
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	edge, _ := srv.Connect()
 	if err := wire.PublishStatus(edge, wire.DefaultPrefix, status("farm-1", "pi-a", 7)); err != nil {
 		t.Fatal(err)
