@@ -106,11 +106,12 @@ func drainForwarder(b *testing.B, mode Mode, opts ...natstest.Option) float64 {
 	if err != nil {
 		b.Fatal(err)
 	}
+	hold := holdOf(b, l, "bench", 0)
 	start := time.Now()
 	stop := runForwarder(b, f)
 	natstest.WaitFor(b, 30*time.Minute, func() error {
-		// Protect is the acknowledged position, and cheap (Lag reads the log).
-		if f.Protect("bench", 0) == int64(b.N) {
+		// The hold is the acknowledged position, and cheap (Lag reads the log).
+		if hold.Offset() == int64(b.N) {
 			return nil
 		}
 		return errNotYet

@@ -148,7 +148,7 @@
 //
 // # Files
 //
-//	forwarder.go  Forwarder: New, Run, the partition scan and cursor loops, Protect
+//	forwarder.go  Forwarder: New, Run, the partition scan and cursor loops
 //	config.go     Config, Mode, TLSConfig, DefaultConfig, Validate
 //	link.go       Link, Conn: the connection to the centre, reusable by other components
 //	gate.go       the dialer that keeps a window of publishes on one connection

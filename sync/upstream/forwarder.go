@@ -131,29 +131,6 @@ func (f *Forwarder) Run(ctx context.Context) error {
 	return nil
 }
 
-// Protect returns the lowest offset of the partition not yet acknowledged
-// by the stream: where the forwarder's retention hold on the partition
-// (edge/log Hold, named after CursorName) stands once Run has resolved it.
-// Before that it answers from the cursor store, and 0 (keep everything) if
-// that fails.
-func (f *Forwarder) Protect(topic string, partition int32) int64 {
-	f.mu.Lock()
-	p := f.parts[partKey{topic, partition}]
-	f.mu.Unlock()
-	if p != nil {
-		if a := p.acked.Load(); a >= 0 {
-			return a
-		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	off, ok, err := f.store.Cursor(ctx, f.cfg.CursorName, topic, partition)
-	if err != nil || !ok {
-		return 0
-	}
-	return off
-}
-
 // scanLoop starts a goroutine (owned by wg) for every partition of the
 // log, and looks again every partitionScanInterval for new ones.
 func (f *Forwarder) scanLoop(ctx context.Context, wg *sync.WaitGroup) {

@@ -294,3 +294,18 @@ func longTests() bool { return os.Getenv("OUTPOST_LONG") == "1" }
 var errNotYet = errors.New("not yet")
 
 var _ metaStore = (*meta.Store)(nil)
+
+// holdOf returns the forwarder's retention hold on a partition (the hold is
+// named after Config.CursorName, "upstream" in these tests).
+func holdOf(tb testing.TB, l *log.Log, topic string, partition int32) *log.Hold {
+	tb.Helper()
+	p, err := l.Partition(topic, partition)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	h, err := p.Hold("upstream")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return h
+}

@@ -16,7 +16,7 @@ import (
 )
 
 // partition forwards one log partition. Only its run goroutine sends; the
-// fields below mu are read by Lag and Protect from other goroutines.
+// fields below mu are read by Lag from other goroutines.
 type partition struct {
 	f *Forwarder
 	// origin names the partition upstream (site, node, topic, partition):

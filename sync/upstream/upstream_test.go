@@ -112,8 +112,10 @@ func TestHappyPath(t *testing.T) {
 				}
 				return nil
 			})
-			if p := f.Protect("telemetry", 1); p != 400 {
-				t.Errorf("Protect = %d, want 400", p)
+			// Retention is held back exactly to what the stream has not
+			// acknowledged.
+			if h := holdOf(t, l, "telemetry", 1); h.Offset() != 400 {
+				t.Errorf("retention hold at %d, want 400", h.Offset())
 			}
 
 			// A status report reaches core's subject with the lag.
