@@ -196,6 +196,9 @@ func newEnv(tb testing.TB, o envOpts) *env {
 			tb.Errorf("drain: %v", err)
 		}
 		srv.Close()
+		if err := h.Close(); err != nil {
+			tb.Errorf("hook close: %v", err)
+		}
 		l.Close()
 	})
 	return &env{log: l, srv: srv, hook: h, router: r, gate: g, addr: tcp.Address(), reg: reg}

@@ -26,7 +26,7 @@ func FuzzFirstPacket(f *testing.F) {
 		if max < 0 {
 			max = -max
 		}
-		fp := &firstPacket{max: max}
+		fp := &clientConn{max: max}
 		err := fp.scan(b)
 		if err != nil || !fp.done {
 			return
@@ -84,7 +84,7 @@ func TestReadAhead(t *testing.T) {
 		want := make([]byte, rnd.Intn(300<<10))
 		rnd.Read(want)
 		conn := &scriptedConn{data: want, rnd: rnd, eofWithData: round%2 == 0}
-		fp := &firstPacket{Conn: conn, done: true, pool: &pool}
+		fp := &clientConn{Conn: conn, done: true, pool: &pool}
 		br := bufio.NewReaderSize(fp, 2048) // as mochi reads
 		var got []byte
 		for {

@@ -433,6 +433,10 @@ func (n *Node) Close() error {
 	if n.server != nil {
 		waitGroup(&n.server.Listeners.ClientsWg, 5*time.Second)
 	}
+	if n.ingest != nil {
+		// Its ack drainers and refusals end before the log closes.
+		_ = n.ingest.Close()
+	}
 	var errs []error
 	if n.log != nil {
 		if err := n.log.Close(); err != nil {
