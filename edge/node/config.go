@@ -120,6 +120,12 @@ type LimitsConfig struct {
 	ConnectBurst int `yaml:"connect_burst"`
 	// ConnectTimeout is how long a new connection has to complete CONNECT.
 	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+	// KeepaliveMax caps the keepalive a client may ask for (as mosquitto's
+	// max_keepalive); 0 (the default) is no cap. MQTT 5 clients asking for
+	// more, or for none, are told this value in CONNACK (Server Keep
+	// Alive); MQTT 3.1.1 clients cannot be told and are refused (CONNACK
+	// 0x02) with a log line.
+	KeepaliveMax time.Duration `yaml:"keepalive_max"`
 }
 
 // HTTPConfig configures the HTTP API.
@@ -339,6 +345,8 @@ func (c Config) Validate() error {
 		return bad("mqtt.limits.connect_burst", "%d is below 1", l.ConnectBurst)
 	case l.ConnectTimeout <= 0:
 		return bad("mqtt.limits.connect_timeout", "%v is not positive", l.ConnectTimeout)
+	case l.KeepaliveMax < 0 || l.KeepaliveMax > 65535*time.Second || l.KeepaliveMax%time.Second != 0:
+		return bad("mqtt.limits.keepalive_max", "%v is not 0 (off) or a whole number of seconds up to 65535s", l.KeepaliveMax)
 	case c.MQTT.AckTimeout < 10*time.Millisecond:
 		return bad("mqtt.ack_timeout", "%v is below 10ms", c.MQTT.AckTimeout)
 	}

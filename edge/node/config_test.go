@@ -111,6 +111,7 @@ func TestValidationNamesTheField(t *testing.T) {
 		{"route", func(c *node.Config) { c.Routes.DefaultPartitions = -2 }, "routes: default_partitions"},
 		{"user", func(c *node.Config) { c.Auth.Users = []auth.User{{Username: ""}} }, "auth: users[0].username"},
 		{"log level", func(c *node.Config) { c.LogLevel = "loud" }, "log_level"},
+		{"keepalive max", func(c *node.Config) { c.MQTT.Limits.KeepaliveMax = 1500 * time.Millisecond }, "mqtt.limits.keepalive_max"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

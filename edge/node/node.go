@@ -221,6 +221,7 @@ func (n *Node) openBroker(router *route.Router) error {
 	n.ingest, err = bmqtt.New(bmqtt.Config{
 		Log: n.log, Router: router, Server: n.server,
 		MaxInflight: l.MaxInflight, MaxPayloadBytes: l.MaxPayloadBytes, AckTimeout: cfg.MQTT.AckTimeout,
+		KeepaliveMax: l.KeepaliveMax,
 		Logger: n.logger.With("component", "ingest"), Registerer: n.reg,
 	})
 	if err != nil {
