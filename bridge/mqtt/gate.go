@@ -14,7 +14,7 @@ import (
 // length the first packet announces.
 type Limits struct {
 	// MaxConnections caps open connections, counting those that have not
-	// sent CONNECT yet; more are closed at accept.
+	// sent CONNECT yet; more are refused at accept (see refuse.go).
 	MaxConnections int
 	// ConnectRate is the sustained rate of new connections per second
 	// (token bucket); 0 means unlimited.
@@ -53,6 +53,9 @@ type Gate struct {
 	open    atomic.Int64
 	gauge   prometheus.Gauge
 	refused *prometheus.CounterVec
+	// refusing holds a token per refused connection being answered with a
+	// CONNACK (refuse.go): beyond it, refused connections are just closed.
+	refusing chan struct{}
 }
 
 // NewGate returns a gate; reg receives its metrics (nil registers nothing).
@@ -67,8 +70,9 @@ func NewGate(l Limits, reg prometheus.Registerer) *Gate {
 		}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "outpost_mqtt_connections_refused_total",
-			Help: "Connections closed by the limits, by reason: max_connections, connect_rate, first_packet (not a CONNECT, or longer than the limit).",
+			Help: "Connections refused by the limits, by reason: max_connections, connect_rate (both answered with a CONNACK refusal when the CONNECT arrives in time), first_packet (not a CONNECT, or longer than the limit).",
 		}, []string{"reason"}),
+		refusing: make(chan struct{}, maxRefusing),
 	}
 	if reg != nil {
 		reg.MustRegister(g.gauge, g.refused)
@@ -105,6 +109,9 @@ func (g *Gate) admit() string {
 type gatedListener struct {
 	net.Listener
 	g *Gate
+	// refuse answers a refused connection, or reports false and leaves it
+	// to be closed; nil closes every refused connection.
+	refuse func(c net.Conn, reason string) bool
 }
 
 func (l *gatedListener) Accept() (net.Conn, error) {
@@ -115,7 +122,9 @@ func (l *gatedListener) Accept() (net.Conn, error) {
 		}
 		if reason := l.g.admit(); reason != "" {
 			l.g.refused.WithLabelValues(reason).Inc()
-			c.Close()
+			if l.refuse == nil || !l.refuse(c, reason) {
+				c.Close()
+			}
 			continue
 		}
 		l.g.open.Add(1)

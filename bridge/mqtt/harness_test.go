@@ -112,6 +112,8 @@ type envOpts struct {
 	// listener serves through the package's Listener, as the node does
 	// (QoS 0 bursts), instead of mochi's TCP listener.
 	listener bool
+	// limits are the Listener's gate limits; nil means DefaultLimits.
+	limits *mqtt.Limits
 }
 
 func testLogger(tb testing.TB) *slog.Logger {
@@ -169,7 +171,11 @@ func newEnv(tb testing.TB, o envOpts) *env {
 		Address() string
 	}
 	if o.listener {
-		ln, err := mqtt.NewListener(mqtt.ListenerConfig{ID: "t1", Type: mqtt.TypeTCP, Address: "127.0.0.1:0", Gate: mqtt.NewGate(mqtt.DefaultLimits(), nil)})
+		limits := mqtt.DefaultLimits()
+		if o.limits != nil {
+			limits = *o.limits
+		}
+		ln, err := mqtt.NewListener(mqtt.ListenerConfig{ID: "t1", Type: mqtt.TypeTCP, Address: "127.0.0.1:0", Gate: mqtt.NewGate(limits, nil)})
 		if err != nil {
 			tb.Fatal(err)
 		}

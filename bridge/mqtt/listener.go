@@ -49,6 +49,9 @@ type Listener struct {
 	log  *slog.Logger
 	end  atomic.Bool
 	wg   sync.WaitGroup
+	// refusers are the goroutines answering refused connections
+	// (refuse.go); Close waits for them.
+	refusers sync.WaitGroup
 }
 
 var _ listeners.Listener = (*Listener)(nil)
@@ -96,7 +99,11 @@ func (l *Listener) Init(log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("mqtt: listener %s: %w", l.cfg.ID, err)
 	}
-	l.ln = &gatedListener{Listener: ln, g: l.cfg.Gate}
+	gl := &gatedListener{Listener: ln, g: l.cfg.Gate}
+	if l.cfg.Type == TypeTCP || l.cfg.Type == TypeTLS {
+		gl.refuse = l.refuse
+	}
+	l.ln = gl
 	return nil
 }
 
@@ -194,4 +201,5 @@ func (l *Listener) Close(closeClients listeners.CloseFn) {
 		cancel()
 	}
 	closeClients(l.cfg.ID)
+	l.refusers.Wait() // each within refuseWait
 }

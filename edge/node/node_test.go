@@ -308,7 +308,14 @@ func TestConnectRateLimit(t *testing.T) {
 		c.SetReadDeadline(time.Now().Add(3 * time.Second))
 		b := make([]byte, 4)
 		if _, err := io.ReadFull(c, b); err != nil {
+			t.Fatalf("connection %d: no CONNACK: %v", i, err)
+		}
+		switch {
+		case b[0] == 0x20 && b[3] == 0x03:
+			// Refused with 0x03 (server unavailable), not a reset.
 			refused++
+		case b[0] != 0x20 || b[3] != 0:
+			t.Fatalf("connection %d: CONNACK %x", i, b)
 		}
 		c.Close()
 	}
