@@ -114,6 +114,8 @@ type envOpts struct {
 	listener bool
 	// limits are the Listener's gate limits; nil means DefaultLimits.
 	limits *mqtt.Limits
+	// brokerLog is mochi's logger; nil means testLogger.
+	brokerLog *slog.Logger
 }
 
 func testLogger(tb testing.TB) *slog.Logger {
@@ -150,7 +152,11 @@ func newEnv(tb testing.TB, o envOpts) *env {
 	if o.caps != nil {
 		o.caps(caps)
 	}
-	srv := mochi.New(&mochi.Options{InlineClient: true, Logger: testLogger(tb), Capabilities: caps})
+	brokerLog := o.brokerLog
+	if brokerLog == nil {
+		brokerLog = testLogger(tb)
+	}
+	srv := mochi.New(&mochi.Options{InlineClient: true, Logger: brokerLog, Capabilities: caps})
 	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
 		tb.Fatal(err)
 	}

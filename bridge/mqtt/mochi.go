@@ -38,6 +38,9 @@ package mqtt
 //     codes (packets.V5CodesToV3) for a 3.1.1 client and writes CONNACK;
 //     Client.State.Keepalive and ServerKeepalive are read after OnConnect
 //     (deadline, CONNACK Server Keep Alive).
+//  9. receivePacket logs a packet it failed to process at WARN with the
+//     attributes error, client, listener and the packet as "pk"
+//     (BrokerLogger, brokerlog.go, shortens that line).
 
 import (
 	"log/slog"

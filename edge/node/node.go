@@ -181,7 +181,7 @@ func (n *Node) openBroker(router *route.Router) error {
 	n.server = mochi.New(&mochi.Options{
 		InlineClient:           true,
 		Capabilities:           caps,
-		Logger:                 n.logger.With("component", "mqtt"),
+		Logger:                 bmqtt.BrokerLogger(n.logger.With("component", "mqtt")),
 		SysTopicResendInterval: 10,
 	})
 	registerBrokerMetrics(n.reg, n.server)
@@ -222,7 +222,7 @@ func (n *Node) openBroker(router *route.Router) error {
 		Log: n.log, Router: router, Server: n.server,
 		MaxInflight: l.MaxInflight, MaxPayloadBytes: l.MaxPayloadBytes, AckTimeout: cfg.MQTT.AckTimeout,
 		KeepaliveMax: l.KeepaliveMax,
-		Logger: n.logger.With("component", "ingest"), Registerer: n.reg,
+		Logger:       n.logger.With("component", "ingest"), Registerer: n.reg,
 	})
 	if err != nil {
 		return fmt.Errorf("node: %w", err)
