@@ -16,9 +16,13 @@
 //
 // The rules are where the node's log topics come from: Router.Topics lists
 // each topic with its partition count, and edge/node creates the log's
-// topics from it. Per-topic settings to come (the schema subject a topic's
-// payloads must match) belong on the rule that names the topic, so that the
-// node's config stays the one owner of topic configuration (edge/log doc).
+// topics from it. Per-topic settings (the schema subject a topic's
+// payloads must match, schema_subject and schema_version) sit on the rules
+// that name the topic, so that the node's config stays the one owner of
+// topic configuration (edge/log doc). A topic requires one schema: rules
+// routing to the same topic must name the same subject and version. A
+// topic with a schema has a dead-letter topic T.dead (DeadLetterSuffix)
+// with the same partition count, which edge/node creates.
 //
 // A Router is immutable after New and safe for concurrent use.
 package route

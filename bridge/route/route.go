@@ -45,6 +45,12 @@ type Rule struct {
 	KeyLevel int `yaml:"key_level"`
 	// KeyField is the JSON path used by key: json_field.
 	KeyField string `yaml:"key_field"`
+	// SchemaSubject names the registry subject the payloads routed here
+	// must match; "" means no check. Rules naming the same log topic must
+	// name the same subject and version: a topic requires one schema.
+	SchemaSubject string `yaml:"schema_subject"`
+	// SchemaVersion pins a version of SchemaSubject; 0 means its latest.
+	SchemaVersion int `yaml:"schema_version"`
 }
 
 // Config configures a Router. The zero value routes everything to
@@ -58,6 +64,10 @@ type Config struct {
 	// DefaultPartitions is the default topic's partition count; 0 means
 	// DefaultPartitions.
 	DefaultPartitions int32 `yaml:"default_partitions"`
+	// DefaultSchemaSubject and DefaultSchemaVersion are the default
+	// route's schema_subject and schema_version (see Rule).
+	DefaultSchemaSubject string `yaml:"default_schema_subject"`
+	DefaultSchemaVersion int    `yaml:"default_schema_version"`
 }
 
 // DefaultConfig returns the defaults as a fresh value.
@@ -69,7 +79,16 @@ func DefaultConfig() Config {
 type TopicSpec struct {
 	Name       string
 	Partitions int32
+	// SchemaSubject and SchemaVersion are the schema the topic's payloads
+	// must match ("" for none; version 0 for the subject's latest).
+	SchemaSubject string
+	SchemaVersion int
 }
+
+// DeadLetterSuffix names a topic's dead-letter topic: payloads routed to
+// topic T that fail T's schema check and cannot be refused (MQTT 3.1.1,
+// QoS 0) are appended to T + DeadLetterSuffix instead.
+const DeadLetterSuffix = ".dead"
 
 // Target is where one publish goes.
 type Target struct {
@@ -125,8 +144,14 @@ func New(cfg Config) (*Router, error) {
 	if cfg.DefaultPartitions < 1 || cfg.DefaultPartitions > 4096 {
 		return nil, fmt.Errorf("route: default_partitions: %d is not between 1 and 4096", cfg.DefaultPartitions)
 	}
-	r := &Router{def: compiled{Rule: Rule{Filter: "#", Topic: cfg.DefaultTopic, Partitions: cfg.DefaultPartitions, Key: KeyClientID}}}
+	def := Rule{Filter: "#", Topic: cfg.DefaultTopic, Partitions: cfg.DefaultPartitions, Key: KeyClientID,
+		SchemaSubject: cfg.DefaultSchemaSubject, SchemaVersion: cfg.DefaultSchemaVersion}
+	if err := validSchema(def, "route: default_schema_subject", "route: default_schema_version"); err != nil {
+		return nil, err
+	}
+	r := &Router{def: compiled{Rule: def}}
 	parts := map[string]int32{cfg.DefaultTopic: cfg.DefaultPartitions}
+	schemas := map[string]schemaOf{cfg.DefaultTopic: {def.SchemaSubject, def.SchemaVersion, "default_schema_subject"}}
 	order := []string{cfg.DefaultTopic}
 	for i, rule := range cfg.Rules {
 		field := fmt.Sprintf("route: rules[%d]", i)
@@ -148,6 +173,16 @@ func New(cfg Config) (*Router, error) {
 			parts[rule.Topic] = rule.Partitions
 			order = append(order, rule.Topic)
 		}
+		if err := validSchema(rule, field+".schema_subject", field+".schema_version"); err != nil {
+			return nil, err
+		}
+		want := schemaOf{rule.SchemaSubject, rule.SchemaVersion, strings.TrimPrefix(field, "route: ") + ".schema_subject"}
+		if have, ok := schemas[rule.Topic]; ok && (have.subject != want.subject || have.version != want.version) {
+			return nil, fmt.Errorf("%s.schema_subject: %q version %d, but %s names %q version %d for the same topic %q; a topic requires one schema: make them agree or route to another topic",
+				field, want.subject, want.version, have.field, have.subject, have.version, rule.Topic)
+		} else if !ok {
+			schemas[rule.Topic] = want
+		}
 		c := compiled{Rule: rule, levels: strings.Split(rule.Filter, "/")}
 		switch rule.Key {
 		case "", KeyClientID:
@@ -167,9 +202,51 @@ func New(cfg Config) (*Router, error) {
 		r.rules = append(r.rules, c)
 	}
 	for _, name := range order {
-		r.topics = append(r.topics, TopicSpec{Name: name, Partitions: parts[name]})
+		sc := schemas[name]
+		r.topics = append(r.topics, TopicSpec{Name: name, Partitions: parts[name], SchemaSubject: sc.subject, SchemaVersion: sc.version})
+	}
+	for _, t := range r.topics {
+		if t.SchemaSubject == "" {
+			continue
+		}
+		dead := t.Name + DeadLetterSuffix
+		if !validTopic(dead) {
+			return nil, fmt.Errorf("route: %s: topic %q is too long for its dead-letter topic %q (at most 200 bytes)", schemas[t.Name].field, t.Name, dead)
+		}
+		if n, ok := parts[dead]; ok && n != t.Partitions {
+			return nil, fmt.Errorf("route: %s: topic %q has %d partitions, but its dead-letter topic %q is routed with %d; they must agree (a dead letter keeps its partition)", schemas[t.Name].field, t.Name, t.Partitions, dead, n)
+		}
 	}
 	return r, nil
+}
+
+// schemaOf is the schema a topic requires and the config field that said so.
+type schemaOf struct {
+	subject string
+	version int
+	field   string
+}
+
+// validSchema checks a rule's schema_subject and schema_version.
+func validSchema(r Rule, subjectField, versionField string) error {
+	if r.SchemaVersion < 0 {
+		return fmt.Errorf("%s: %d is negative (0 means the subject's latest version)", versionField, r.SchemaVersion)
+	}
+	if r.SchemaSubject == "" {
+		if r.SchemaVersion != 0 {
+			return fmt.Errorf("%s: %d, but no schema_subject is named", versionField, r.SchemaVersion)
+		}
+		return nil
+	}
+	if len(r.SchemaSubject) > 255 {
+		return fmt.Errorf("%s: %d bytes long; at most 255", subjectField, len(r.SchemaSubject))
+	}
+	for _, c := range r.SchemaSubject {
+		if c < 0x20 || c == 0x7f {
+			return fmt.Errorf("%s: %q holds a control character", subjectField, r.SchemaSubject)
+		}
+	}
+	return nil
 }
 
 var errFilter = errors.New("not a valid MQTT topic filter")

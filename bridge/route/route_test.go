@@ -80,7 +80,7 @@ func TestRules(t *testing.T) {
 			}
 		})
 	}
-	want := []route.TopicSpec{{"telemetry", 8}, {"lines", 4}, {"meters", 2}, {"exact", 1}}
+	want := []route.TopicSpec{{Name: "telemetry", Partitions: 8}, {Name: "lines", Partitions: 4}, {Name: "meters", Partitions: 2}, {Name: "exact", Partitions: 1}}
 	got := r.Topics()
 	if len(got) != len(want) {
 		t.Fatalf("topics %+v", got)
@@ -104,6 +104,16 @@ func TestValidateNamesField(t *testing.T) {
 		{"bad key", route.Config{Rules: []route.Rule{{Filter: "a", Topic: "t", Key: "payload"}}}, "rules[0].key"},
 		{"json without field", route.Config{Rules: []route.Rule{{Filter: "a", Topic: "t", Key: route.KeyJSONField}}}, "rules[0].key_field"},
 		{"default partitions", route.Config{DefaultPartitions: -1}, "default_partitions"},
+		{"negative schema version", route.Config{Rules: []route.Rule{{Filter: "a", Topic: "t", SchemaSubject: "s", SchemaVersion: -1}}}, "rules[0].schema_version"},
+		{"version without subject", route.Config{Rules: []route.Rule{{Filter: "a", Topic: "t", SchemaVersion: 2}}}, "rules[0].schema_version"},
+		{"subject with control char", route.Config{Rules: []route.Rule{{Filter: "a", Topic: "t", SchemaSubject: "a\nb"}}}, "rules[0].schema_subject"},
+		{"default version without subject", route.Config{DefaultSchemaVersion: 1}, "default_schema_version"},
+		{"topic with two schemas", route.Config{Rules: []route.Rule{
+			{Filter: "a", Topic: "t", SchemaSubject: "s1"}, {Filter: "b", Topic: "t", SchemaSubject: "s2"}}}, "rules[1].schema_subject"},
+		{"topic with and without schema", route.Config{Rules: []route.Rule{
+			{Filter: "a", Topic: "telemetry", SchemaSubject: "s1"}}}, "rules[0].schema_subject"},
+		{"dead-letter partitions differ", route.Config{Rules: []route.Rule{
+			{Filter: "a", Topic: "t", Partitions: 2, SchemaSubject: "s"}, {Filter: "b", Topic: "t.dead", Partitions: 3}}}, "rules[0].schema_subject"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -112,6 +122,34 @@ func TestValidateNamesField(t *testing.T) {
 				t.Fatalf("Validate() = %v, want mention of %s", err, c.want)
 			}
 		})
+	}
+}
+
+func TestSchemaPerTopic(t *testing.T) {
+	r, err := route.New(route.Config{
+		DefaultSchemaSubject: "readings-value",
+		Rules: []route.Rule{
+			{Filter: "plant/+/temp", Topic: "temps", Partitions: 2, SchemaSubject: "temps-value", SchemaVersion: 3},
+			{Filter: "plant/+/temp2", Topic: "temps", Partitions: 2, SchemaSubject: "temps-value", SchemaVersion: 3},
+			{Filter: "raw/#", Topic: "raw"},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []route.TopicSpec{
+		{Name: "telemetry", Partitions: 8, SchemaSubject: "readings-value"},
+		{Name: "temps", Partitions: 2, SchemaSubject: "temps-value", SchemaVersion: 3},
+		{Name: "raw", Partitions: 8},
+	}
+	got := r.Topics()
+	if len(got) != len(want) {
+		t.Fatalf("topics %+v, want %+v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("topics %+v, want %+v", got, want)
+		}
 	}
 }
 

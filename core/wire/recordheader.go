@@ -16,4 +16,16 @@ const (
 	RecordHeaderMQTTContentType = "mqtt.content_type"
 	// RecordHeaderMQTTUserPrefix prefixes MQTT 5 user property names.
 	RecordHeaderMQTTUserPrefix = "mqtt.user."
+
+	// RecordHeaderSchemaID is the registry ID (decimal) of the schema the
+	// payload was checked against at the edge; the forwarder sends it as
+	// HeaderSchemaID (Record.SchemaID).
+	RecordHeaderSchemaID = "schema.id"
+	// RecordHeaderSchemaSubject and RecordHeaderSchemaVersion name the
+	// subject and version (decimal) a dead-lettered payload failed.
+	RecordHeaderSchemaSubject = "schema.subject"
+	RecordHeaderSchemaVersion = "schema.version"
+	// RecordHeaderSchemaError is why a dead-lettered payload failed its
+	// check: the first violation, or why no check could be made.
+	RecordHeaderSchemaError = "schema.error"
 )
