@@ -224,4 +224,3 @@ func TestParsePolicy(t *testing.T) {
 		t.Fatal("ParsePolicy(drop) succeeded")
 	}
 }
-
