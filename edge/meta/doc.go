@@ -1,7 +1,8 @@
 // Package meta is the edge node's metadata store: one bbolt file holding
 // cursors (consumer and forwarder positions), the node's identity and small
 // key/value buckets for their owners (the forwarder's armed resends and
-// origin pin; later the schema cache).
+// origin pin; the schema cache of sync/schema, written with Apply so a
+// change lands whole).
 //
 // It holds no topic configuration. The node's config file owns that (see
 // edge/node): the routes name the topics and their partition counts, the

@@ -92,3 +92,42 @@ func (s *Store) All(ctx context.Context, bucket string) (map[string][]byte, erro
 	}
 	return out, nil
 }
+
+// Apply stores puts and removes deletes in one bucket in one transaction,
+// so a crash leaves all of the change or none of it (the schema cache
+// writes a subject record and the schemas it names together). Values are
+// copied and stored as given.
+func (s *Store) Apply(ctx context.Context, bucket string, puts map[string][]byte, deletes []string) error {
+	if err := checkName("bucket", bucket); err != nil {
+		return err
+	}
+	for k := range puts {
+		if k == "" || len(k) > maxKeyBytes {
+			return fmt.Errorf("%w: key of %d bytes: want 1–%d", ErrBadName, len(k), maxKeyBytes)
+		}
+	}
+	err := s.update(ctx, func(tx *bolt.Tx) error {
+		b, err := tx.Bucket(bucketKV).CreateBucketIfNotExists([]byte(bucket))
+		if err != nil {
+			return err
+		}
+		for _, k := range deletes {
+			if err := b.Delete([]byte(k)); err != nil {
+				return err
+			}
+		}
+		for k, v := range puts {
+			if v == nil {
+				v = []byte{}
+			}
+			if err := b.Put([]byte(k), v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("meta: apply %s: %w", bucket, err)
+	}
+	return nil
+}
