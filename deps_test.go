@@ -45,12 +45,14 @@ var policy = map[string][]string{
 	"internal/netaddr":   {},
 
 	// The edge side: data enters (bridge), lands (edge), leaves (sync).
-	"edge/log/logtest": {"edge/log"},
-	"edge/meta":        {"edge/log"},
-	"edge/api":         {"edge/log", "edge/meta", "internal/httpauth"},
-	"bridge/mqtt":      {"edge/log", "core/wire", "bridge/route"},
-	"sync/upstream":    {"edge/log", "core/wire", "internal/netaddr"},
-	"edge/e2e":         {},
+	"edge/log/logtest":   {"edge/log"},
+	"edge/meta":          {"edge/log"},
+	"edge/api":           {"edge/log", "edge/meta", "internal/httpauth"},
+	"bridge/mqtt":        {"edge/log", "core/wire", "bridge/route"},
+	"sync/upstream":      {"edge/log", "core/wire", "internal/netaddr"},
+	"sync/schema":        {"core/wire", "sync/upstream"},
+	"bridge/schemacheck": {"core/wire", "edge/log", "bridge/route"},
+	"edge/e2e":           {},
 
 	// The central side: nothing of the edge side.
 	"core/provision": {"core/wire"},
@@ -63,7 +65,7 @@ var policy = map[string][]string{
 	// binary.
 	"edge/node": {
 		"edge/log", "edge/meta", "edge/api", "core/wire",
-		"bridge/auth", "bridge/mqtt", "bridge/route", "sync/upstream",
+		"bridge/auth", "bridge/mqtt", "bridge/route", "bridge/schemacheck", "sync/upstream", "sync/schema",
 		"internal/httpauth", "internal/netaddr",
 	},
 	"core/service": {
