@@ -16,8 +16,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	coreschema "github.com/outpost-edge/outpost/core/schema"
 	"github.com/outpost-edge/outpost/core/natstest"
+	coreschema "github.com/outpost-edge/outpost/core/schema"
 	"github.com/outpost-edge/outpost/core/wire"
 	"github.com/outpost-edge/outpost/edge/meta"
 	"github.com/outpost-edge/outpost/internal/polltest"
