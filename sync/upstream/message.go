@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"fmt"
+	"strconv"
 
 	"github.com/nats-io/nats.go"
 
@@ -60,8 +61,16 @@ func toWire(r *log.Record) wire.Record {
 		w.Headers = make([]wire.Header, len(r.Headers))
 		for i, h := range r.Headers {
 			w.Headers[i] = wire.Header{Key: h.Key, Value: h.Value}
-			if h.Key == wire.RecordHeaderMQTTTopic && w.MQTTTopic == "" {
+			switch {
+			case h.Key == wire.RecordHeaderMQTTTopic && w.MQTTTopic == "":
 				w.MQTTTopic = string(h.Value)
+			case h.Key == wire.RecordHeaderSchemaID && w.SchemaID == 0:
+				// The edge's schema check names the schema it checked the
+				// payload against (bridge/schemacheck); a value that is not
+				// a registry ID is left as a user header only.
+				if id, err := strconv.ParseInt(string(h.Value), 10, 32); err == nil && id > 0 {
+					w.SchemaID = id
+				}
 			}
 		}
 	}
