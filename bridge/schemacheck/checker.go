@@ -138,7 +138,10 @@ func New(cfg Config) (*Checker, error) {
 			c.topics = append(c.topics, t)
 		}
 	}
-	c.Update(nil, nil)
+	// Until the first Update every checked topic is unknown; the node says
+	// so at start (Unknown) once it has loaded its stored copy, so this
+	// empty state is not logged.
+	c.update(nil, nil, false)
 	return c, nil
 }
 
@@ -161,6 +164,10 @@ func (c *Checker) Subjects() []string {
 // ID; an ID already compiled is reused. It logs each topic whose
 // checkability changed.
 func (c *Checker) Update(subjects []wire.SubjectRecord, schemas []wire.SchemaRecord) {
+	c.update(subjects, schemas, true)
+}
+
+func (c *Checker) update(subjects []wire.SubjectRecord, schemas []wire.SchemaRecord, logChanges bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	old := c.state.Load()
@@ -198,7 +205,9 @@ func (c *Checker) Update(subjects []wire.SubjectRecord, schemas []wire.SchemaRec
 		ts := &topicState{spec: t, versions: map[int]int{}, counters: c.m.forTopic(t.SchemaSubject)}
 		c.resolveTopic(ts, l, get)
 		next.topics[t.Name] = ts
-		c.logChange(old, ts)
+		if logChanges {
+			c.logChange(old, ts)
+		}
 	}
 	c.state.Store(next)
 }

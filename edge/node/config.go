@@ -15,6 +15,7 @@ import (
 
 	"github.com/outpost-edge/outpost/bridge/auth"
 	"github.com/outpost-edge/outpost/bridge/route"
+	"github.com/outpost-edge/outpost/bridge/schemacheck"
 	"github.com/outpost-edge/outpost/edge/log"
 	"github.com/outpost-edge/outpost/internal/netaddr"
 )
@@ -47,6 +48,11 @@ type Config struct {
 	Auth AuthConfig `yaml:"auth"`
 	// Upstream configures store-and-forward to the central cluster.
 	Upstream UpstreamConfig `yaml:"upstream"`
+	// OnUnknownSchema is what happens to a payload routed to a topic whose
+	// schema (routes' schema_subject) the node does not know: refuse (the
+	// default: refused or dead-lettered like a violation) or accept
+	// (appended unchecked).
+	OnUnknownSchema string `yaml:"on_unknown_schema"`
 }
 
 // MQTTConfig configures the broker.
@@ -202,7 +208,8 @@ func DefaultConfig() Config {
 			SegmentMaxBytes: 64 << 20,
 			BudgetPolicy:    "refuse",
 		},
-		Routes: route.DefaultConfig(),
+		Routes:          route.DefaultConfig(),
+		OnUnknownSchema: string(schemacheck.PolicyRefuse),
 	}
 }
 
@@ -392,6 +399,9 @@ func (c Config) Validate() error {
 	}
 	if err := c.Routes.Validate(); err != nil {
 		return bad("routes", "%v", strings.TrimPrefix(err.Error(), "route: "))
+	}
+	if _, err := schemacheck.ParsePolicy(c.OnUnknownSchema); err != nil || c.OnUnknownSchema == "" {
+		return bad("on_unknown_schema", "%q is not one of refuse, accept", c.OnUnknownSchema)
 	}
 	if err := (auth.Config{Users: c.Auth.Users}).Validate(); err != nil {
 		return bad("auth", "%v", strings.TrimPrefix(err.Error(), "auth: "))

@@ -21,10 +21,12 @@ import (
 	"github.com/outpost-edge/outpost/bridge/auth"
 	bmqtt "github.com/outpost-edge/outpost/bridge/mqtt"
 	"github.com/outpost-edge/outpost/bridge/route"
+	"github.com/outpost-edge/outpost/bridge/schemacheck"
 	"github.com/outpost-edge/outpost/edge/api"
 	"github.com/outpost-edge/outpost/edge/log"
 	"github.com/outpost-edge/outpost/edge/meta"
 	"github.com/outpost-edge/outpost/internal/netaddr"
+	"github.com/outpost-edge/outpost/sync/schema"
 	"github.com/outpost-edge/outpost/sync/upstream"
 )
 
@@ -58,8 +60,10 @@ type Node struct {
 	httpLn   net.Listener
 	httpSrv  *http.Server
 
-	services  []func(ctx context.Context, n *Node) error
-	forwarder *upstream.Forwarder // nil without upstream
+	services   []func(ctx context.Context, n *Node) error
+	forwarder  *upstream.Forwarder // nil without upstream
+	checker    *schemacheck.Checker // nil when no route names a schema
+	schemaSync *schema.Syncer       // nil when no route names a schema
 
 	mu      sync.Mutex
 	running bool // mu
@@ -121,7 +125,7 @@ func Open(ctx context.Context, cfg Config, opts Options) (_ *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
-	for _, t := range router.Topics() {
+	for _, t := range append(router.Topics(), deadLetterTopics(router.Topics())...) {
 		tc := log.TopicConfig{Partitions: t.Partitions, RetentionBytes: cfg.Log.RetentionBytes, RetentionAge: cfg.Log.RetentionAge}
 		if err := n.log.CreateTopic(t.Name, tc); err != nil {
 			if errors.Is(err, log.ErrTopicExists) {
@@ -131,6 +135,9 @@ func Open(ctx context.Context, cfg Config, opts Options) (_ *Node, err error) {
 		}
 	}
 
+	if err := n.openSchema(ctx, router); err != nil {
+		return nil, err
+	}
 	if cfg.Upstream.URL != "" {
 		if err := n.openUpstream(ctx); err != nil {
 			return nil, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/outpost-edge/outpost/core/wire"
@@ -84,9 +85,23 @@ func (n *Node) openUpstream(ctx context.Context) error {
 		nodeName = n.identity.NodeID
 	}
 	uc := upstream.DefaultConfig()
-	uc.URL = u.URL
-	uc.CredsFile = u.CredsFile
-	uc.TLS.CAFile, uc.TLS.CertFile, uc.TLS.KeyFile = u.TLSCAFile, u.TLSCertFile, u.TLSKeyFile
+	if u.ReconnectMax > 0 {
+		uc.ReconnectMax = u.ReconnectMax
+	}
+	// One uplink connection per node, shared by the forwarder and the
+	// schema sync (runUplink runs it).
+	link, err := upstream.NewLink(upstream.LinkConfig{
+		URL: u.URL, CredsFile: u.CredsFile,
+		TLS:  upstream.TLSConfig{CAFile: u.TLSCAFile, CertFile: u.TLSCertFile, KeyFile: u.TLSKeyFile},
+		Name: fmt.Sprintf("outpost-upstream %s/%s", u.Site, nodeName),
+		// The forwarder's own link would take the same bounds.
+		ReconnectMin: uc.ReconnectMin, ReconnectMax: max(uc.ReconnectMin, uc.ReconnectMax), Timeout: uc.AckTimeout,
+		Logger: n.logger.With("component", "upstream"), Registerer: n.reg,
+	})
+	if err != nil {
+		return fmt.Errorf("node: upstream: %w", err)
+	}
+	uc.Link = link
 	uc.Site, uc.Node = u.Site, nodeName
 	if u.Mode == "batch" {
 		uc.Mode = upstream.ModeBatch
@@ -106,7 +121,33 @@ func (n *Node) openUpstream(ctx context.Context) error {
 		return fmt.Errorf("node: %w", err)
 	}
 	n.forwarder = f
-	n.services = append(n.services, func(ctx context.Context, _ *Node) error { return f.Run(ctx) })
+	n.services = append(n.services, func(ctx context.Context, _ *Node) error { return n.runUplink(ctx, link) })
 	n.logger.Info("node: forwarding upstream", "url", u.URL, "site", u.Site, "node", nodeName, "mode", u.Mode)
 	return nil
+}
+
+// runUplink runs the shared link and its users (the forwarder, the schema
+// sync) until ctx ends. The link outlives its users: they stop first, so
+// nothing they do at the end sees the connection closed under it.
+func (n *Node) runUplink(ctx context.Context, link *upstream.Link) error {
+	linkCtx, stopLink := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopLink()
+	var linkWG, users sync.WaitGroup
+	linkWG.Go(func() { _ = link.Run(linkCtx) })
+	errc := make(chan error, 2)
+	users.Go(func() { errc <- n.forwarder.Run(ctx) })
+	if n.schemaSync != nil {
+		users.Go(func() { errc <- n.schemaSync.Run(ctx, link) })
+	}
+	users.Wait()
+	stopLink()
+	linkWG.Wait()
+	close(errc)
+	var errs []error
+	for err := range errc {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
