@@ -61,7 +61,7 @@ type Node struct {
 	httpSrv  *http.Server
 
 	services   []func(ctx context.Context, n *Node) error
-	forwarder  *upstream.Forwarder // nil without upstream
+	forwarder  *upstream.Forwarder  // nil without upstream
 	checker    *schemacheck.Checker // nil when no route names a schema
 	schemaSync *schema.Syncer       // nil when no route names a schema
 
