@@ -221,7 +221,10 @@ func (c *Checker) resolveTopic(ts *topicState, l lookup, get func(int) *compiled
 		return
 	}
 	for _, v := range sr.Versions {
+		// Every version is compiled, not only the default: a device may
+		// name any of them (schema-id).
 		ts.versions[v.ID] = v.Version
+		get(v.ID)
 	}
 	var want wire.SubjectVersion
 	if t.SchemaVersion == 0 {

@@ -229,6 +229,7 @@ func (n *Node) openBroker(router *route.Router) error {
 		Log: n.log, Router: router, Server: n.server,
 		MaxInflight: l.MaxInflight, MaxPayloadBytes: l.MaxPayloadBytes, AckTimeout: cfg.MQTT.AckTimeout,
 		KeepaliveMax: l.KeepaliveMax,
+		Check:        n.checkStage(),
 		Logger:       n.logger.With("component", "ingest"), Registerer: n.reg,
 	})
 	if err != nil {

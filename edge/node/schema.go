@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 
+	bmqtt "github.com/outpost-edge/outpost/bridge/mqtt"
 	"github.com/outpost-edge/outpost/bridge/route"
 	"github.com/outpost-edge/outpost/bridge/schemacheck"
 	"github.com/outpost-edge/outpost/sync/schema"
@@ -70,4 +71,20 @@ func deadLetterTopics(topics []route.TopicSpec) []route.TopicSpec {
 		}
 	}
 	return out
+}
+
+// checkStage adapts the schema check to the ingest pipeline's check stage
+// (nil, so the pipeline skips the stage, when no route names a schema).
+func (n *Node) checkStage() func(bmqtt.Publish) bmqtt.Verdict {
+	c := n.checker
+	if c == nil {
+		return nil
+	}
+	return func(p bmqtt.Publish) bmqtt.Verdict {
+		v := c.Check(schemacheck.Publish{
+			Protocol: p.Protocol, QoS: p.QoS, LogTopic: p.LogTopic, Payload: p.Payload,
+			ContentType: p.ContentType, UserProperties: p.UserProperties,
+		})
+		return bmqtt.Verdict{Refuse: v.Refuse, Code: v.Code, Reason: v.Reason, RedirectTo: v.RedirectTo, Headers: v.Headers}
+	}
 }
