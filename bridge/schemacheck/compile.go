@@ -25,6 +25,9 @@ type compiled struct {
 	id   int
 	typ  string
 	json *jsonschema.Schema
+	// fast, if set, accepts most valid payloads of a flat JSON schema
+	// without decoding them (fast.go); anything else goes to json.
+	fast *fastObject
 	avro *avro.Schema
 	// err is why the schema could not be compiled at the edge; a payload
 	// checked against it is treated as checked against an unknown schema.
@@ -72,6 +75,9 @@ func compile(rec *wire.SchemaRecord, l lookup) *compiled {
 	switch rec.Type {
 	case wire.SchemaTypeJSON:
 		c.json, c.err = compileJSON(rec.Schema, deps)
+		if c.err == nil && len(deps) == 0 {
+			c.fast = compileFast(rec.Schema)
+		}
 	case wire.SchemaTypeAvro:
 		c.avro, c.err = compileAvro(rec.Schema, deps)
 	default:

@@ -25,6 +25,9 @@ var printer = message.NewPrinter(language.English)
 func (c *compiled) validate(payload []byte) string {
 	switch {
 	case c.json != nil:
+		if c.fast != nil && c.fast.valid(payload) {
+			return ""
+		}
 		doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(payload))
 		if err != nil {
 			return clip("payload is not JSON: " + err.Error())
