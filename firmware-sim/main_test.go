@@ -171,3 +171,18 @@ func TestMissingAcksExitNonZero(t *testing.T) {
 		t.Fatalf("summary %+v (%v)", sum, err)
 	}
 }
+
+// -print-schema prints a registry request carrying payload.JSONSchema.
+func TestPrintSchema(t *testing.T) {
+	code, out, errs := run(t, "-print-schema")
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	var req struct {
+		SchemaType string `json:"schemaType"`
+		Schema     string `json:"schema"`
+	}
+	if err := json.Unmarshal([]byte(out), &req); err != nil || req.SchemaType != "JSON" || req.Schema != payload.JSONSchema {
+		t.Fatalf("%v: %s", err, out)
+	}
+}

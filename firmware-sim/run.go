@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/outpost-edge/outpost/firmware-sim/fleet"
+	"github.com/outpost-edge/outpost/firmware-sim/payload"
 	"github.com/outpost-edge/outpost/firmware-sim/scenario"
 )
 
@@ -122,12 +123,21 @@ func runFleet(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.BoolVar(&f.jsonOut, "json", false, "print the final summary as JSON")
 	fs.DurationVar(&f.progress, "progress", 10*time.Second, "progress line interval when stderr is not a terminal (0: none)")
 	fs.BoolVar(&f.verbose, "v", false, "log connection events to stderr")
+	printSchema := fs.Bool("print-schema", false, "print the registry request that registers the JSON payloads' schema (POST it to <registry>/subjects/<subject>/versions) and exit")
 	f.tls.register(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
 		}
 		return exitUsage
+	}
+	if *printSchema {
+		b, _ := json.Marshal(struct {
+			SchemaType string `json:"schemaType"`
+			Schema     string `json:"schema"`
+		}{"JSON", payload.JSONSchema})
+		fmt.Fprintf(stdout, "%s\n", b)
+		return exitOK
 	}
 	if fs.NArg() > 0 {
 		return usageError(stderr, "unexpected argument %q (subcommands: verify)", fs.Arg(0))

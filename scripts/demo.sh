@@ -7,12 +7,14 @@
 #   go run ./core tail
 #   curl -s 127.0.0.1:8081/v1/sites
 #   curl -s 127.0.0.1:8080/v1/topics
+#   curl -s 127.0.0.1:8080/metrics | grep outpost_schema_violations
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$PATH:/usr/local/go/bin
 
 DEVICES=${DEVICES:-20}
 RATE=${RATE:-2}
+VIOLATIONS=${VIOLATIONS:-0.05}
 DATA=${DATA:-./demo-data}
 mkdir -p bin "$DATA"
 
@@ -50,7 +52,16 @@ bin/core -data "$DATA/core" >"$DATA/core.log" 2>&1 &
 pids+=($!)
 wait_ready core http://127.0.0.1:8081/readyz
 
-bin/edge -data "$DATA/edge" -upstream nats://127.0.0.1:4222 -site demo -node pi-1 >"$DATA/edge.log" 2>&1 &
+# The demo's readings must match firmware-sim's own JSON Schema: register it
+# in core's registry as telemetry-value and have the edge check the default
+# route (telemetry) against it.
+bin/firmware-sim -print-schema |
+  curl -fsS -X POST -H 'Content-Type: application/vnd.schemaregistry.v1+json' --data-binary @- \
+    http://127.0.0.1:8081/subjects/telemetry-value/versions >/dev/null
+echo "schema telemetry-value registered in core"
+
+OUTPOST_ROUTES_DEFAULT_SCHEMA_SUBJECT=telemetry-value \
+  bin/edge -data "$DATA/edge" -upstream nats://127.0.0.1:4222 -site demo -node pi-1 >"$DATA/edge.log" 2>&1 &
 pids+=($!)
 wait_ready edge http://127.0.0.1:8080/readyz
 
@@ -61,9 +72,11 @@ Outpost is running:
   edge API    http://127.0.0.1:8080/v1/topics
   core API    http://127.0.0.1:8081/v1/sites
   watch       go run ./core tail
-$DEVICES simulated devices publish $RATE readings/s each (QoS 1). Ctrl-C stops.
+$DEVICES simulated devices publish $RATE readings/s each (QoS 1, MQTT 5), plus
+deliberate schema violations (${VIOLATIONS} of readings): the edge refuses them with
+PUBACK 0x99 (curl -s 127.0.0.1:8080/metrics | grep outpost_schema_violations). Ctrl-C stops.
 
 TXT
-bin/firmware-sim -broker tcp://127.0.0.1:1883 -devices "$DEVICES" -rate "$RATE" -qos 1 -duration "${DURATION:-24h}" -progress 5s &
+bin/firmware-sim -broker tcp://127.0.0.1:1883 -devices "$DEVICES" -rate "$RATE" -qos 1 -schema-violations "$VIOLATIONS" -duration "${DURATION:-24h}" -progress 5s &
 pids+=($!)
 wait "${pids[-1]}"
