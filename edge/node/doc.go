@@ -26,6 +26,15 @@
 // until the forwarder sets its holds from its cursors, then keep what the
 // central stream has not acknowledged.
 //
+// Schema checks: routes may name a registry subject (schema_subject). Open
+// builds the check (bridge/schemacheck) for those topics, creates each one's
+// dead-letter topic <topic>.dead with the same partition count, loads the
+// node's stored copy of the registry (sync/schema) and says at start which
+// topics' schemas it does not know and which on_unknown_schema applies. The
+// check is the ingest pipeline's check stage; the sync runs beside the
+// forwarder on one shared uplink connection (upstream.Link), which outlives
+// both.
+//
 // Configuration comes from a YAML file (unknown fields are errors) over
 // DefaultConfig, then OUTPOST_* environment variables (see EnvPrefix), then
 // command-line flags (edge/main.go); Validate names the offending field.
