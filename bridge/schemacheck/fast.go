@@ -26,7 +26,6 @@ type fastObject struct {
 	required map[string]int // name -> bit
 	nreq     int
 	closed   bool // additionalProperties: false
-	any      bool // the schema is true or {}: any value
 }
 
 // fastValue is a compiled property schema.

@@ -105,4 +105,3 @@ func FuzzFastPathSound(f *testing.F) {
 		}
 	})
 }
-
