@@ -1,7 +1,9 @@
 package mqtt
 
 import (
+	"context"
 	"errors"
+	"log/slog"
 
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -75,7 +77,13 @@ func (h *Hook) refused(cl *mochi.Client, e *entry) {
 	}
 	reason, code := classify(e.err)
 	h.m.ack(reason)
-	h.cfg.Logger.Warn("mqtt: publish refused", "client", cl.ID, "topic", e.pk.TopicName, "qos", qos, "reason", reason, "err", e.err)
+	level := slog.LevelWarn
+	if reason == reasonCheck {
+		// The check stage's verdict on a device's data, not a fault of the
+		// node: counted, and at a device's rate, too many for WARN.
+		level = slog.LevelDebug
+	}
+	h.cfg.Logger.Log(context.Background(), level, "mqtt: publish refused", "client", cl.ID, "topic", e.pk.TopicName, "qos", qos, "reason", reason, "err", e.err)
 	v5 := cl.Properties.ProtocolVersion == 5
 	var checked *refusal
 	switch {

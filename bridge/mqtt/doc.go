@@ -2,6 +2,28 @@
 // PUBLISH becomes a record in the edge log, and a QoS 1 or 2 publish is
 // acknowledged only once its record is durable (G1).
 //
+// # The pipeline
+//
+// OnPublish is one ordered pipeline per publish, as mochi's processPublish
+// is (pipeline.go), after mochi's own ACL check:
+//
+//  1. admit: refused while the node drains, or a payload over
+//     MaxPayloadBytes;
+//  2. route once: log topic, partition and key (bridge/route);
+//  3. check: Config.Check (check.go) sees a read-only Publish and returns a
+//     Verdict: accept (optionally with extra record headers), refuse (MQTT
+//     5 QoS 1/2: PUBACK/PUBREC with the verdict's code and reason string;
+//     MQTT 3.1.1: disconnect without an ack; QoS 0: dropped and counted),
+//     or redirect to another log topic (a dead letter, same key; not fanned
+//     out). nil accepts everything; the schema check plugs in here;
+//  4. place: a QoS 0 publish that nobody on the node wants goes into the
+//     connection's burst (burst.go) or alone; everything else into the
+//     session's queue (session.go), acknowledged in arrival order (acks.go).
+//
+// A publish refused at stage 1 or 3 takes the session queue too, so its
+// refusal goes out in arrival order. The count of placed, unfinished
+// publishes (Pending, what Drain waits for) changes in one function, track.
+//
 // # Taking over the acknowledgement
 //
 // mochi calls OnPublish on the client's read goroutine and writes the PUBACK
@@ -85,6 +107,51 @@
 // publish has waited longer than AckTimeout (capped below the client's
 // keepalive) is disconnected too, so a stuck disk shows up as reconnects,
 // not as silent memory growth.
+//
+// # Message expiry
+//
+// A fanned-out publish keeps its MQTT 5 Message Expiry Interval, counted
+// from receipt: the time it waited for its commit is taken off, and one
+// that expired meanwhile is stored but not delivered
+// (outpost_mqtt_expired_before_fanout_total). Messages queued for an
+// offline persistent session expire in mochi's inflight map, and a session
+// that resumes has its expired ones dropped before mochi resends the rest
+// (fanout.go, mochi.go).
+//
+// # Connections
+//
+// A Listener (listener.go) applies a Gate (gate.go): connection count,
+// connect rate, a deadline and a length cap on the first packet (conn.go,
+// which also holds the read-ahead and the connection's burst). A
+// connection refused at max_connections or connect_rate is answered with a
+// CONNACK refusal if its CONNECT arrives in time (refuse.go). OnConnect
+// applies KeepaliveMax (keepalive.go). BrokerLogger keeps mochi's log of a
+// client's protocol violation to one line (brokerlog.go).
+//
+// # Goroutines
+//
+// The hook starts goroutines only through Hook.spawn: one ack drainer per
+// session while its queue has completed entries, and the refusal of a
+// failed QoS 0 append (the log's committer never writes to the network).
+// Hook.Close waits for them; call it after the broker is closed. Drain is
+// woken by the completion that empties the count, not by polling. A
+// Listener waits in Close for the goroutines answering refused connections.
+//
+// # Files
+//
+//	hook.go       Config, Hook, session lifecycle hooks, Run, Drain, Close
+//	pipeline.go   OnPublish: admit, route, check, place
+//	check.go      the check stage: Publish, Verdict
+//	session.go    a session's ordered queue and its drainer
+//	burst.go      QoS 0 bursts and unsubscribed QoS 0 appends
+//	headers.go    record headers and the per-session topic cache
+//	acks.go       acknowledgements and refusals, QoS 2 retransmissions
+//	fanout.go     delivery to local subscribers, message expiry
+//	mochi.go      every touch of mochi internals, with the invariants relied on
+//	keepalive.go  KeepaliveMax
+//	sessions.go   SessionCap
+//	gate.go conn.go listener.go refuse.go   listeners and their limits
+//	brokerlog.go  BrokerLogger
 //
 // Lock order: Hook.mu, then session.mu, then mochi's Inflight lock. A
 // connection accepted by a Listener remembers its session, so publishes do

@@ -50,8 +50,11 @@ type Listener struct {
 	end  atomic.Bool
 	wg   sync.WaitGroup
 	// refusers are the goroutines answering refused connections
-	// (refuse.go); Close waits for them.
-	refusers sync.WaitGroup
+	// (refuse.go); Close waits for them, after setting refClosed so that
+	// none starts during the wait.
+	refusers  sync.WaitGroup
+	refMu     sync.Mutex
+	refClosed bool // refMu
 }
 
 var _ listeners.Listener = (*Listener)(nil)
@@ -201,5 +204,8 @@ func (l *Listener) Close(closeClients listeners.CloseFn) {
 		cancel()
 	}
 	closeClients(l.cfg.ID)
+	l.refMu.Lock()
+	l.refClosed = true
+	l.refMu.Unlock()
 	l.refusers.Wait() // each within refuseWait
 }

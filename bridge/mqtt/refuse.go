@@ -33,6 +33,11 @@ const refuseWait = 2 * time.Second
 // goroutine the Listener waits for in Close, and reports whether it did.
 func (l *Listener) refuse(c net.Conn, reason string) bool {
 	g := l.cfg.Gate
+	l.refMu.Lock()
+	defer l.refMu.Unlock()
+	if l.refClosed {
+		return false
+	}
 	select {
 	case g.refusing <- struct{}{}:
 	default:
