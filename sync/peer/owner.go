@@ -1,0 +1,524 @@
+package peer
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"reflect"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/outpost-edge/outpost/edge/log"
+)
+
+// Owner serves this node's own partitions to its followers [PROTOCOL-4]:
+// each follower fetches with its durable end, which is also its
+// acknowledgement; the owner moves that follower's retention hold and
+// computes each partition's high watermark from the in-sync followers.
+type Owner struct {
+	cfg   OwnerConfig
+	epoch uint64
+	parts map[partKey]*ownedPart // fixed at NewOwner
+	order []partKey              // parts sorted, for the welcome and the metrics
+
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{} // mu
+	closed bool                  // mu
+	wg     sync.WaitGroup
+}
+
+type partKey struct {
+	topic     string
+	partition int32
+}
+
+// ownedPart is one of this node's partitions as its followers see it.
+type ownedPart struct {
+	p     *log.Partition
+	hist  history              // this epoch's history, fixed at NewOwner
+	holds map[string]*log.Hold // per follower, fixed at NewOwner
+
+	mu       sync.Mutex
+	replicas map[string]*replicaState // mu; by follower
+}
+
+// replicaState is what the owner knows of one follower's copy.
+type replicaState struct {
+	end      int64     // the follower's durable end, from its last fetch
+	caughtUp time.Time // when a fetch last found the follower at the owner's end
+}
+
+// NewOwner bumps and persists this node's epoch, records it in every
+// partition's epoch history [PROTOCOL-5.1] and takes a retention hold per
+// follower. Call it after the log has recovered and before the node
+// accepts publishes: records appended from then on belong to the new
+// epoch. It starts no goroutines; Run serves.
+func NewOwner(ctx context.Context, cfg OwnerConfig) (*Owner, error) {
+	cfg.fill()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Log == nil || cfg.Listener == nil {
+		return nil, errors.New("peer: owner needs a log and a listener")
+	}
+	for _, f := range cfg.Followers {
+		if !ValidName(f) || f == cfg.Node {
+			return nil, fmt.Errorf("peer: follower name %q: want 1–64 of [A-Za-z0-9_-], not this node's", f)
+		}
+	}
+	if cfg.MinInSync == 0 || cfg.MinInSync > len(cfg.Followers) {
+		cfg.MinInSync = len(cfg.Followers)
+	}
+	last, err := loadEpoch(ctx, cfg.Store, ownBucket)
+	if err != nil {
+		return nil, fmt.Errorf("peer: load epoch: %w", err)
+	}
+	o := &Owner{cfg: cfg, epoch: last + 1, parts: map[partKey]*ownedPart{}, conns: map[net.Conn]struct{}{}}
+	// The epoch is durable before any record of it is served: a crash
+	// after this point starts the next run at epoch+1, never at this one
+	// again [PROTOCOL-5.1].
+	if err := storeEpoch(ctx, cfg.Store, ownBucket, o.epoch); err != nil {
+		return nil, fmt.Errorf("peer: store epoch: %w", err)
+	}
+	cfg.Metrics.epoch.Set(float64(o.epoch))
+	for _, t := range cfg.Log.Topics() {
+		for _, pi := range t.Partitions {
+			if err := o.addPart(ctx, t.Name, pi.Partition); err != nil {
+				return nil, err
+			}
+		}
+	}
+	slices.SortFunc(o.order, func(a, b partKey) int {
+		if a.topic != b.topic {
+			return cmpString(a.topic, b.topic)
+		}
+		return int(a.partition - b.partition)
+	})
+	return o, nil
+}
+
+func cmpString(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func (o *Owner) addPart(ctx context.Context, topic string, id int32) error {
+	p, err := o.cfg.Log.Partition(topic, id)
+	if err != nil {
+		return fmt.Errorf("peer: %w", err)
+	}
+	h, err := loadHistory(ctx, o.cfg.Store, ownBucket, topic, id)
+	if err != nil {
+		return fmt.Errorf("peer: %s/%d: %w", topic, id, err)
+	}
+	h = h.begin(o.epoch, p.EndOffset())
+	if err := storeHistory(ctx, o.cfg.Store, ownBucket, topic, id, h); err != nil {
+		return fmt.Errorf("peer: %s/%d: store epoch history: %w", topic, id, err)
+	}
+	op := &ownedPart{p: p, hist: h, holds: map[string]*log.Hold{}, replicas: map[string]*replicaState{}}
+	for _, f := range o.cfg.Followers {
+		hd, err := p.Hold(HoldName(f))
+		if err != nil {
+			return fmt.Errorf("peer: %w", err)
+		}
+		op.holds[f] = hd
+	}
+	k := partKey{topic, id}
+	o.parts[k] = op
+	o.order = append(o.order, k)
+	return nil
+}
+
+// Epoch returns this run's owner epoch.
+func (o *Owner) Epoch() uint64 { return o.epoch }
+
+// Addr returns the listener's address.
+func (o *Owner) Addr() net.Addr { return o.cfg.Listener.Addr() }
+
+// ReplicaInfo describes one of this node's partitions and its followers.
+type ReplicaInfo struct {
+	Topic         string           `json:"topic"`
+	Partition     int32            `json:"partition"`
+	End           int64            `json:"end_offset"`
+	HighWatermark int64            `json:"high_watermark"`
+	InSync        []string         `json:"in_sync"`
+	Ends          map[string]int64 `json:"replica_end_offsets"`
+	UnderRep      bool             `json:"under_replicated"`
+}
+
+// Replicas returns the replica state of every partition this node owns,
+// sorted by topic and partition.
+func (o *Owner) Replicas() []ReplicaInfo {
+	out := make([]ReplicaInfo, 0, len(o.order))
+	now := time.Now()
+	for _, k := range o.order {
+		out = append(out, o.parts[k].info(k, o.cfg, now))
+	}
+	return out
+}
+
+// info computes the partition's high watermark: the lowest end among the
+// owner and the followers in sync (those that reached the owner's end
+// within LagMax), as Liftbridge and Kafka do. With no follower in sync the
+// high watermark is the owner's end: the partition is under-replicated and
+// says so, it does not stop (policy degrade; acks=all gating comes later).
+func (op *ownedPart) info(k partKey, cfg OwnerConfig, now time.Time) ReplicaInfo {
+	end := op.p.EndOffset()
+	ri := ReplicaInfo{Topic: k.topic, Partition: k.partition, End: end, HighWatermark: end, Ends: map[string]int64{}}
+	op.mu.Lock()
+	for _, f := range cfg.Followers {
+		st := op.replicas[f]
+		if st == nil {
+			continue
+		}
+		ri.Ends[f] = st.end
+		if now.Sub(st.caughtUp) < cfg.LagMax {
+			ri.InSync = append(ri.InSync, f)
+			ri.HighWatermark = min(ri.HighWatermark, st.end)
+		}
+	}
+	op.mu.Unlock()
+	ri.UnderRep = len(ri.InSync) < cfg.MinInSync
+	m := cfg.Metrics
+	m.hw.WithLabelValues(k.topic, partLabel(k.partition)).Set(float64(ri.HighWatermark))
+	m.inSync.WithLabelValues(k.topic, partLabel(k.partition)).Set(float64(len(ri.InSync)))
+	return ri
+}
+
+// Run accepts followers until ctx ends, then closes the listener and every
+// connection and waits for their goroutines. It refreshes the replica
+// metrics every second, so a follower that went silent leaves the in-sync
+// set without fetching.
+func (o *Owner) Run(ctx context.Context) error {
+	stop := context.AfterFunc(ctx, o.shutdown)
+	defer stop()
+	o.wg.Add(1)
+	go func() {
+		defer o.wg.Done()
+		o.refresh(ctx)
+	}()
+	var err error
+	for {
+		var c net.Conn
+		c, err = o.cfg.Listener.Accept()
+		if err != nil {
+			break
+		}
+		if !o.track(c) {
+			c.Close()
+			break
+		}
+		o.wg.Add(1)
+		go func() {
+			defer o.wg.Done()
+			defer o.untrack(c)
+			o.serve(ctx, c)
+		}()
+	}
+	o.shutdown()
+	o.wg.Wait()
+	if ctx.Err() != nil {
+		return nil
+	}
+	return fmt.Errorf("peer: accept: %w", err)
+}
+
+func (o *Owner) refresh(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		under := 0
+		for _, ri := range o.Replicas() {
+			if ri.UnderRep {
+				under++
+			}
+		}
+		o.cfg.Metrics.underRep.Set(float64(under))
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (o *Owner) track(c net.Conn) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed {
+		return false
+	}
+	o.conns[c] = struct{}{}
+	return true
+}
+
+func (o *Owner) untrack(c net.Conn) {
+	o.mu.Lock()
+	delete(o.conns, c)
+	o.mu.Unlock()
+	c.Close()
+}
+
+func (o *Owner) shutdown() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.closed = true
+	o.cfg.Listener.Close()
+	for c := range o.conns {
+		c.Close()
+	}
+}
+
+// serve runs one follower's connection: handshake, then fetches until the
+// connection fails or the owner stops.
+func (o *Owner) serve(ctx context.Context, c net.Conn) {
+	logger := o.cfg.Logger.With("remote", c.RemoteAddr().String())
+	if o.cfg.TLS != nil {
+		tc := tls.Server(c, o.cfg.TLS)
+		c.SetDeadline(time.Now().Add(o.cfg.IOTimeout))
+		if err := tc.HandshakeContext(ctx); err != nil {
+			logger.Warn("peer: TLS handshake with a follower failed", "err", err)
+			return
+		}
+		c = tc
+	}
+	fr := newFrameReader(c)
+	follower, err := o.handshake(c, fr)
+	if err != nil {
+		if !errors.Is(err, io.EOF) && ctx.Err() == nil {
+			logger.Warn("peer: refused a follower", "err", err)
+		}
+		return
+	}
+	logger = logger.With("follower", follower)
+	logger.Info("peer: follower connected", "epoch", o.epoch)
+	m := o.cfg.Metrics
+	m.connected.WithLabelValues(follower, "owner").Set(1)
+	defer m.connected.WithLabelValues(follower, "owner").Set(0)
+	var out []byte
+	for {
+		c.SetReadDeadline(time.Now().Add(o.cfg.IOTimeout + o.cfg.MaxWait))
+		msg, err := fr.read()
+		if err != nil {
+			if ctx.Err() == nil {
+				logger.Info("peer: follower disconnected", "err", err)
+			}
+			return
+		}
+		f, ok := msg.(*fetch)
+		if !ok {
+			o.refuse(c, codeBadRequest, fmt.Sprintf("expected a fetch, got message type %d", typeOf(msg)))
+			return
+		}
+		resp, code, err := o.handleFetch(ctx, follower, f)
+		if err != nil {
+			logger.Warn("peer: bad fetch", "err", err)
+			o.refuse(c, code, err.Error())
+			return
+		}
+		if out, err = appendFrame(out[:0], resp); err != nil {
+			logger.Error("peer: encode fetch response", "err", err)
+			return
+		}
+		c.SetWriteDeadline(time.Now().Add(o.cfg.IOTimeout))
+		if _, err := c.Write(out); err != nil {
+			logger.Info("peer: follower disconnected", "err", err)
+			return
+		}
+		if cap(out) > 2*o.cfg.MaxFetchBytes {
+			out = nil // one oversized record's buffer is not kept
+		}
+		fr.shrink()
+	}
+}
+
+// handshake sends the challenge and checks the hello [PROTOCOL-3].
+func (o *Owner) handshake(c net.Conn, fr *frameReader) (string, error) {
+	c.SetDeadline(time.Now().Add(o.cfg.IOTimeout))
+	defer c.SetDeadline(time.Time{})
+	m := o.cfg.Metrics
+	ch := challenge{Version: Version, Nonce: newNonce()}
+	if err := writeMsg(c, &ch); err != nil {
+		return "", err
+	}
+	msg, err := fr.read()
+	if err != nil {
+		return "", err
+	}
+	h, ok := msg.(*hello)
+	if !ok {
+		o.refuse(c, codeBadRequest, "expected a hello")
+		return "", fmt.Errorf("%w: expected a hello, got type %d", ErrProtocol, typeOf(msg))
+	}
+	if h.Version != Version {
+		m.connects.WithLabelValues(h.Follower, "owner", "version").Inc()
+		o.refuse(c, codeVersion, fmt.Sprintf("owner speaks peer protocol %d, follower %d", Version, h.Version))
+		return "", fmt.Errorf("%w: follower %q speaks %d, we speak %d", ErrVersion, h.Follower, h.Version, Version)
+	}
+	known := slices.Contains(o.cfg.Followers, h.Follower)
+	if !known || h.Site != o.cfg.Site || !macEqual(h.MAC, helloMAC(o.cfg.Secret, ch.Nonce, h.Site, h.Follower)) {
+		m.connects.WithLabelValues("unknown", "owner", "auth").Inc()
+		// The follower learns only that it was refused; the reason is in
+		// the owner's log, so a prober learns nothing about names.
+		o.refuse(c, codeAuth, "authentication failed")
+		return "", fmt.Errorf("%w: follower %q of site %q (listed in peers: %v; site and secret must match)", ErrAuth, h.Follower, h.Site, known)
+	}
+	w := welcome{Owner: o.cfg.Node, Epoch: o.epoch, MAC: welcomeMAC(o.cfg.Secret, h.Nonce, o.cfg.Node, o.epoch)}
+	for _, t := range o.cfg.Log.Topics() {
+		w.Topics = append(w.Topics, topicInfo{Name: t.Name, Partitions: uint32(len(t.Partitions))})
+	}
+	if err := writeMsg(c, &w); err != nil {
+		return "", err
+	}
+	m.connects.WithLabelValues(h.Follower, "owner", "ok").Inc()
+	return h.Follower, nil
+}
+
+func writeMsg(c net.Conn, m message) error {
+	b, err := appendFrame(nil, m)
+	if err != nil {
+		return err
+	}
+	_, err = c.Write(b)
+	return err
+}
+
+// refuse sends an Error and leaves closing to the caller [PROTOCOL-2.3].
+func (o *Owner) refuse(c net.Conn, code uint16, msg string) {
+	c.SetWriteDeadline(time.Now().Add(o.cfg.IOTimeout))
+	_ = writeMsg(c, &errorMsg{Code: code, Message: msg})
+}
+
+// handleFetch answers one fetch: it records each partition's follower end
+// (its acknowledgement), decides per partition [PROTOCOL-5.2], reads up to
+// MaxFetchBytes and, when nothing is new anywhere, waits up to MaxWait for
+// a commit on any of the partitions.
+func (o *Owner) handleFetch(ctx context.Context, follower string, f *fetch) (*fetchResp, uint16, error) {
+	if f.Epoch != o.epoch {
+		return nil, codeEpoch, fmt.Errorf("fetch for epoch %d, owner is at %d", f.Epoch, o.epoch)
+	}
+	parts := make([]*ownedPart, len(f.Parts))
+	now := time.Now()
+	for i, fp := range f.Parts {
+		op := o.parts[partKey{fp.Topic, int32(fp.Partition)}]
+		if op == nil || fp.Partition > 1<<30 {
+			return nil, codeBadRequest, fmt.Errorf("no partition %s/%d here", fp.Topic, fp.Partition)
+		}
+		parts[i] = op
+		op.ack(follower, fp.Offset, now)
+	}
+	budget := min(int(f.MaxBytes), o.cfg.MaxFetchBytes)
+	wait := min(time.Duration(f.MaxWaitMs)*time.Millisecond, o.cfg.MaxWait)
+	resp := &fetchResp{Epoch: o.epoch, Parts: make([]respPart, len(f.Parts))}
+	var buf []byte
+	for attempt := 0; ; attempt++ {
+		any := false
+		used := 0
+		for i, fp := range f.Parts {
+			rp, n, err := parts[i].answer(ctx, fp, budget-used, &buf)
+			if err != nil {
+				return nil, codeInternal, err
+			}
+			rp.HW = parts[i].info(partKey{fp.Topic, int32(fp.Partition)}, o.cfg, now).HighWatermark
+			resp.Parts[i] = rp
+			used += n
+			any = any || n > 0 || rp.Status != statusOK
+		}
+		if any || attempt > 0 || wait <= 0 {
+			break
+		}
+		o.waitAny(ctx, parts, f.Parts, wait)
+	}
+	served := 0
+	for _, rp := range resp.Parts {
+		served += len(rp.Records)
+	}
+	o.cfg.Metrics.servedRecords.WithLabelValues(follower).Add(float64(served))
+	return resp, 0, nil
+}
+
+// ack records a follower's durable end for the partition: its hold moves
+// there (the owner may delete below it) and, if it reached the owner's
+// end, it is in sync as of now.
+func (op *ownedPart) ack(follower string, end int64, now time.Time) {
+	op.mu.Lock()
+	st := op.replicas[follower]
+	if st == nil {
+		st = &replicaState{}
+		op.replicas[follower] = st
+	}
+	st.end = end
+	if end >= op.p.EndOffset() {
+		st.caughtUp = now
+	}
+	op.mu.Unlock()
+	if h := op.holds[follower]; h != nil {
+		h.Set(end)
+	}
+}
+
+// answer builds one partition's part of the response; n is the record
+// bytes it added. Records are re-encoded from the log's decoded records:
+// the msgp encoding of a Record is deterministic (headers are a list), so
+// the bytes are those the log stored.
+func (op *ownedPart) answer(ctx context.Context, fp fetchPart, budget int, buf *[]byte) (respPart, int, error) {
+	rp := respPart{Topic: fp.Topic, Partition: fp.Partition, End: op.p.EndOffset(), Start: op.p.StartOffset(), History: op.hist, Base: fp.Offset}
+	d, at := decideFetch(op.hist, rp.Start, rp.End, fp.Offset, fp.LastEpoch)
+	switch d {
+	case truncate:
+		rp.Status, rp.TruncateTo = statusTruncate, at
+		return rp, 0, nil
+	case outOfRange:
+		rp.Status = statusOutOfRange
+		return rp, 0, nil
+	case unknown:
+		rp.Status = statusUnknownEpoch
+		return rp, 0, nil
+	}
+	if budget <= 0 || fp.Offset >= rp.End {
+		return rp, 0, nil
+	}
+	recs, err := op.p.Read(ctx, fp.Offset, budget)
+	if errors.Is(err, log.ErrOffsetOutOfRange) {
+		rp.Status = statusOutOfRange // deleted by retention meanwhile
+		return rp, 0, nil
+	}
+	if err != nil {
+		return rp, 0, fmt.Errorf("read %s/%d at %d: %w", fp.Topic, fp.Partition, fp.Offset, err)
+	}
+	n := 0
+	for i := range recs {
+		start := len(*buf)
+		if *buf, err = recs[i].MarshalMsg(*buf); err != nil {
+			return rp, 0, fmt.Errorf("encode %s/%d offset %d: %w", fp.Topic, fp.Partition, recs[i].Offset, err)
+		}
+		rp.Records = append(rp.Records, (*buf)[start:len(*buf):len(*buf)])
+		n += len(*buf) - start
+	}
+	return rp, n, nil
+}
+
+// waitAny waits until any partition of the fetch commits past the
+// follower's offset, wait passes or ctx ends. The log's Notify channels
+// cost no goroutine; reflect.Select waits on a variable number of them.
+func (o *Owner) waitAny(ctx context.Context, parts []*ownedPart, fps []fetchPart, wait time.Duration) {
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	cases := make([]reflect.SelectCase, 0, len(parts)+2)
+	cases = append(cases,
+		reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ctx.Done())},
+		reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(t.C)})
+	for i, op := range parts {
+		cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(op.p.Notify(fps[i].Offset))})
+	}
+	reflect.Select(cases)
+}

@@ -1,0 +1,34 @@
+package peer_test
+
+import (
+	"testing"
+	"time"
+)
+
+func TestReplicateCatchUpAndFollow(t *testing.T) {
+	a := openNode(t, "pi-a", t.TempDir())
+	b := openNode(t, "pi-b", t.TempDir())
+	createTopic(t, a.log, "telemetry", 3)
+	createTopic(t, a.log, "events", 1)
+	appendN(t, a.log, "telemetry", 0, 500, 100)
+	appendN(t, a.log, "telemetry", 2, 30, 5000)
+	owner, _ := startOwner(t, a, "pi-b")
+	replica := b.replicaLog("pi-a")
+	f, _ := startFollower(t, b, "pi-a", owner.Addr().String(), replica)
+	waitCaughtUp(t, a.log, replica, 10*time.Second)
+	// Following: new records arrive without a reconnect.
+	appendN(t, a.log, "events", 0, 20, 10)
+	appendN(t, a.log, "telemetry", 1, 7, 10)
+	waitCaughtUp(t, a.log, replica, 10*time.Second)
+	if n := checkPrefix(t, a.log, replica); n != 557 {
+		t.Fatalf("compared %d records, want 557", n)
+	}
+	if !f.Connected() {
+		t.Fatal("follower not connected")
+	}
+	for _, ri := range owner.Replicas() {
+		if ri.End > 0 && (len(ri.InSync) != 1 || ri.HighWatermark > ri.End) {
+			t.Errorf("%s/%d: in sync %v, hw %d, end %d", ri.Topic, ri.Partition, ri.InSync, ri.HighWatermark, ri.End)
+		}
+	}
+}
