@@ -250,3 +250,66 @@ func waitCaughtUp(t testing.TB, owner, replica *log.Log, timeout time.Duration) 
 		return nil
 	})
 }
+
+func errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }
+
+func copyDir(t testing.TB, src, dst string) {
+	t.Helper()
+	err := filepath.WalkDir(src, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, path)
+		to := filepath.Join(dst, rel)
+		if d.IsDir() {
+			return os.MkdirAll(to, 0o755)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(to, b, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func metric(t testing.TB, n *testNode, name string, labels ...string) float64 {
+	t.Helper()
+	mfs, err := n.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			if len(m.GetLabel()) != len(labels) {
+				continue
+			}
+			for i, l := range m.GetLabel() {
+				if l.GetValue() != labels[i] {
+					continue next
+				}
+			}
+			if m.Counter != nil {
+				return m.Counter.GetValue()
+			}
+			return m.Gauge.GetValue()
+		}
+	}
+	return 0
+}
+
+// counterValue and gaugeValue read a metric by its label values, in the
+// order of the metric's label names sorted (Prometheus' order).
+func counterValue(t testing.TB, n *testNode, name string, labels ...string) float64 {
+	return metric(t, n, name, labels...)
+}
+
+func gaugeValue(t testing.TB, n *testNode, name string, labels ...string) float64 {
+	return metric(t, n, name, labels...)
+}
