@@ -67,6 +67,7 @@ var policy = map[string][]string{
 		"edge/log", "edge/meta", "edge/api", "core/wire",
 		"bridge/auth", "bridge/mqtt", "bridge/route", "bridge/schemacheck", "sync/upstream", "sync/schema",
 		"internal/httpauth", "internal/netaddr",
+		"sync/peer",
 	},
 	"core/service": {
 		"core/wire", "core/provision", "core/sites", "core/schema",

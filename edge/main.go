@@ -39,6 +39,12 @@ Settings, later ones winning:
      OUTPOST_MQTT_LIMITS_MAX_CLIENTS=200, OUTPOST_HTTP_TOKEN=secret
   4. the flags below
 
+Site replication: with -peers (or replication.peers) every node serves its
+own partitions on -replication ADDR and keeps a replica of each peer's under
+DATA/replicas/<peer>; all nodes share replication.secret (or
+OUTPOST_REPLICATION_SECRET) and each has its own -node name. Acks are local:
+replicas follow asynchronously (replication.acks: all is not available yet).
+
 SIGTERM or SIGINT shut down cleanly: stop accepting, acknowledge what is
 durable, close the log.
 
@@ -80,6 +86,8 @@ func run() int {
 	upstreamURL := fs.String("upstream", "", "central NATS `URL` to forward to, e.g. nats://core:4222 (overrides upstream.url; default: no forwarding)")
 	site := fs.String("site", "", "site `name` upstream (overrides upstream.site; default \"default\")")
 	nodeName := fs.String("node", "", "node `name` within the site upstream (overrides upstream.node; default: the node's generated id)")
+	replAddr := fs.String("replication", "", "peer replication listen `address`, e.g. 0.0.0.0:7400 (overrides replication.listen)")
+	peers := fs.String("peers", "", "the site's other nodes, `NAME=HOST:PORT[,NAME=HOST:PORT…]` (overrides replication.peers; turns replication on)")
 	check := fs.Bool("check-config", false, "validate the configuration, print the effective settings and exit")
 	version := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(os.Args[1:]); err != nil {
@@ -120,6 +128,15 @@ func run() int {
 	}
 	if *nodeName != "" {
 		cfg.Upstream.Node = *nodeName
+	}
+	if *replAddr != "" {
+		cfg.Replication.Listen = *replAddr
+	}
+	if *peers != "" {
+		if cfg.Replication.Peers, err = node.ParsePeers(*peers); err != nil {
+			fmt.Fprintf(os.Stderr, "edge: %v\n", err)
+			return 2
+		}
 	}
 	if err := cfg.Validate(); err != nil {
 		fmt.Fprintf(os.Stderr, "edge: %v\n", err)

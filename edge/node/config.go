@@ -53,6 +53,8 @@ type Config struct {
 	// default: refused or dead-lettered like a violation) or accept
 	// (appended unchecked).
 	OnUnknownSchema string `yaml:"on_unknown_schema"`
+	// Replication configures site replication between nodes (sync/peer).
+	Replication ReplicationConfig `yaml:"replication"`
 }
 
 // MQTTConfig configures the broker.
@@ -180,6 +182,7 @@ type AuthConfig struct {
 func DefaultConfig() Config {
 	return Config{
 		Upstream:        defaultUpstream(),
+		Replication:     defaultReplication(),
 		DataDir:         "./data",
 		LogLevel:        "info",
 		ShutdownTimeout: 10 * time.Second,
@@ -297,6 +300,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("config: %s: %s", field, fmt.Sprintf(format, args...))
 	}
 	if err := c.Upstream.validate(); err != nil {
+		return err
+	}
+	if err := c.Replication.validate(); err != nil {
 		return err
 	}
 	if c.DataDir == "" {

@@ -27,6 +27,7 @@ import (
 	"github.com/outpost-edge/outpost/edge/meta"
 	"github.com/outpost-edge/outpost/internal/netaddr"
 	"github.com/outpost-edge/outpost/sync/schema"
+	"github.com/outpost-edge/outpost/sync/peer"
 	"github.com/outpost-edge/outpost/sync/upstream"
 )
 
@@ -65,6 +66,13 @@ type Node struct {
 	checker    *schemacheck.Checker // nil when no route names a schema
 	schemaSync *schema.Syncer       // nil when no route names a schema
 
+	// Replication (nil and empty without it).
+	openFile    log.OpenFileFunc
+	peerLn      net.Listener
+	owner       *peer.Owner
+	followers   []*peer.Follower
+	replicaLogs []*log.Log // in the order of cfg.Replication.Peers
+
 	mu      sync.Mutex
 	running bool // mu
 	closed  bool // mu
@@ -80,7 +88,7 @@ func Open(ctx context.Context, cfg Config, opts Options) (_ *Node, err error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	n := &Node{cfg: cfg, logger: logger, reg: prometheus.NewRegistry(), services: opts.Services}
+	n := &Node{cfg: cfg, logger: logger, reg: prometheus.NewRegistry(), services: opts.Services, openFile: opts.OpenFile}
 	defer func() {
 		if err != nil {
 			n.Close()
@@ -104,6 +112,8 @@ func Open(ctx context.Context, cfg Config, opts Options) (_ *Node, err error) {
 		// keeps the default).
 		lc.Holders = append(lc.Holders, upstream.DefaultConfig().CursorName)
 	}
+	// Each peer holds what it has not replicated yet (sync/peer).
+	lc.Holders = append(lc.Holders, cfg.Replication.replicaHolders()...)
 	if n.log, err = log.Open(filepath.Join(cfg.DataDir, "log"), lc); err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
@@ -140,6 +150,13 @@ func Open(ctx context.Context, cfg Config, opts Options) (_ *Node, err error) {
 	}
 	if cfg.Upstream.URL != "" {
 		if err := n.openUpstream(ctx); err != nil {
+			return nil, err
+		}
+	}
+	// Before the broker: the owner's new epoch starts at the ends the log
+	// recovered, so every publish of this run belongs to it.
+	if cfg.Replication.Enabled() {
+		if err := n.openReplication(ctx); err != nil {
 			return nil, err
 		}
 	}
@@ -447,6 +464,9 @@ func (n *Node) Close() error {
 		_ = n.ingest.Close()
 	}
 	var errs []error
+	if err := n.closeReplication(); err != nil {
+		errs = append(errs, err)
+	}
 	if n.log != nil {
 		if err := n.log.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("node: close log: %w", err))

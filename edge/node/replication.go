@@ -1,0 +1,301 @@
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/outpost-edge/outpost/edge/log"
+	"github.com/outpost-edge/outpost/sync/peer"
+)
+
+// ReplicationConfig configures site replication (sync/peer): this node
+// serves its own partitions to its peers and keeps a replica of each
+// peer's. Replication is on when peers are listed.
+type ReplicationConfig struct {
+	// Listen is this node's peer listener, host:port (set by -replication);
+	// its peers fetch this node's partitions there.
+	Listen string `yaml:"listen"`
+	// Peers are the other nodes of the site, by name (their -node) and
+	// peer address (set by -peers NAME=HOST:PORT,…).
+	Peers []PeerConfig `yaml:"peers"`
+	// Secret is the site's shared secret (at least 16 bytes), the same on
+	// every node; both sides of a link prove they know it. Prefer
+	// SecretFile or OUTPOST_REPLICATION_SECRET over writing it here.
+	Secret string `yaml:"secret"`
+	// SecretFile holds the secret (surrounding whitespace is ignored).
+	SecretFile string `yaml:"secret_file"`
+	// Acks is when a QoS 1/2 publish is acknowledged: local (on this
+	// node's durability; replicas follow asynchronously). "all" (also on
+	// min_insync replicas) is not available yet and is refused at start.
+	Acks string `yaml:"acks"`
+	// MinInSync is how many peers must be in sync for a partition not to
+	// count as under-replicated; 0 means all peers.
+	MinInSync int `yaml:"min_insync"`
+	// Policy is what acks: all does when too few replicas are in sync:
+	// degrade (ack on local durability, mark under-replicated) or refuse.
+	// Validated now; it takes effect with acks: all.
+	Policy string `yaml:"policy"`
+	// LagMax is how long a peer may go without reaching this node's end
+	// and still count as in sync.
+	LagMax time.Duration `yaml:"lag_max"`
+	// TLS secures the peer links (mutual TLS when ca_file is set).
+	TLS PeerTLSConfig `yaml:"tls"`
+}
+
+// PeerConfig names one peer node.
+type PeerConfig struct {
+	// Name is the peer's node name (its upstream.node / -node).
+	Name string `yaml:"name"`
+	// Address is the peer's replication.listen, host:port.
+	Address string `yaml:"address"`
+}
+
+// PeerTLSConfig configures TLS on the peer links. With CertFile and
+// KeyFile set, the listener serves TLS and followers dial with TLS; with
+// CAFile set too, each side verifies the other's certificate against it
+// (the dialled host must be in the owner's certificate).
+type PeerTLSConfig struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	CAFile   string `yaml:"ca_file"`
+}
+
+func defaultReplication() ReplicationConfig {
+	return ReplicationConfig{Acks: "local", Policy: "degrade", LagMax: 10 * time.Second}
+}
+
+// Enabled reports whether replication is configured.
+func (r ReplicationConfig) Enabled() bool { return len(r.Peers) > 0 }
+
+// ParsePeers parses the -peers flag: NAME=HOST:PORT[,NAME=HOST:PORT…].
+func ParsePeers(s string) ([]PeerConfig, error) {
+	var out []PeerConfig
+	for _, item := range strings.Split(s, ",") {
+		name, addr, ok := strings.Cut(strings.TrimSpace(item), "=")
+		if !ok || name == "" || addr == "" {
+			return nil, fmt.Errorf("-peers: %q is not NAME=HOST:PORT", item)
+		}
+		out = append(out, PeerConfig{Name: name, Address: addr})
+	}
+	return out, nil
+}
+
+func (r ReplicationConfig) validate() error {
+	bad := func(field, format string, args ...any) error {
+		return fmt.Errorf("config: replication.%s: %s", field, fmt.Sprintf(format, args...))
+	}
+	if !r.Enabled() {
+		if r.Listen != "" {
+			return bad("peers", "empty, but replication.listen is set: list the site's other nodes (-peers NAME=HOST:PORT,…)")
+		}
+		return nil
+	}
+	if _, _, err := net.SplitHostPort(r.Listen); err != nil {
+		return bad("listen", "%q is not host:port (the address peers fetch this node's partitions from; -replication)", r.Listen)
+	}
+	seen := map[string]bool{}
+	for i, p := range r.Peers {
+		if !peer.ValidName(p.Name) {
+			return bad(fmt.Sprintf("peers[%d].name", i), "%q: want 1–64 of [A-Za-z0-9_-]", p.Name)
+		}
+		if seen[p.Name] {
+			return bad(fmt.Sprintf("peers[%d].name", i), "%q is listed twice", p.Name)
+		}
+		seen[p.Name] = true
+		if _, _, err := net.SplitHostPort(p.Address); err != nil {
+			return bad(fmt.Sprintf("peers[%d].address", i), "%q is not host:port", p.Address)
+		}
+	}
+	switch {
+	case r.Secret == "" && r.SecretFile == "":
+		return bad("secret", "empty: set replication.secret_file or OUTPOST_REPLICATION_SECRET (the same on every node of the site)")
+	case r.Secret != "" && r.SecretFile != "":
+		return bad("secret", "set either secret or secret_file, not both")
+	case r.Secret != "" && len(r.Secret) < peer.MinSecretBytes:
+		return bad("secret", "%d bytes: want at least %d", len(r.Secret), peer.MinSecretBytes)
+	}
+	switch r.Acks {
+	case "local":
+	case "all":
+		return bad("acks", "all is not available in this release (acknowledgements wait for local durability only; replicas follow asynchronously): use local")
+	default:
+		return bad("acks", "%q is not one of local, all", r.Acks)
+	}
+	if r.Policy != "degrade" && r.Policy != "refuse" {
+		return bad("policy", "%q is not one of degrade, refuse", r.Policy)
+	}
+	if r.MinInSync < 0 || r.MinInSync > len(r.Peers) {
+		return bad("min_insync", "%d is not between 0 (all peers) and the number of peers (%d)", r.MinInSync, len(r.Peers))
+	}
+	if r.LagMax <= 0 {
+		return bad("lag_max", "%v is not positive", r.LagMax)
+	}
+	t := r.TLS
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		return bad("tls.cert_file", "cert_file and key_file go together")
+	}
+	if t.CAFile != "" && t.CertFile == "" {
+		return bad("tls.ca_file", "set, but tls.cert_file is empty: mutual TLS needs this node's certificate too")
+	}
+	return nil
+}
+
+// replicaHolders are the log holds the owner keeps for its peers, declared
+// at the log's open so retention keeps what they have not fetched.
+func (r ReplicationConfig) replicaHolders() []string {
+	var out []string
+	for _, p := range r.Peers {
+		out = append(out, peer.HoldName(p.Name))
+	}
+	return out
+}
+
+// openReplication binds the peer listener, bumps this node's epoch (before
+// the broker takes publishes) and opens a replica log per peer.
+func (n *Node) openReplication(ctx context.Context) (err error) {
+	r := n.cfg.Replication
+	name := n.cfg.Upstream.Node
+	if name == "" {
+		name = n.identity.NodeID
+	}
+	if !peer.ValidName(name) {
+		return fmt.Errorf("config: upstream.node: %q cannot name a replicating node: want 1–64 of [A-Za-z0-9_-] (-node)", name)
+	}
+	for i, p := range r.Peers {
+		if p.Name == name {
+			return fmt.Errorf("config: replication.peers[%d].name: %q is this node", i, p.Name)
+		}
+	}
+	secret := []byte(r.Secret)
+	if r.SecretFile != "" {
+		b, err := os.ReadFile(r.SecretFile)
+		if err != nil {
+			return fmt.Errorf("config: replication.secret_file: %w", err)
+		}
+		if secret = []byte(strings.TrimSpace(string(b))); len(secret) < peer.MinSecretBytes {
+			return fmt.Errorf("config: replication.secret_file: %s holds %d bytes: want at least %d", r.SecretFile, len(secret), peer.MinSecretBytes)
+		}
+	}
+	serverTLS, clientTLS, err := peerTLS(r.TLS)
+	if err != nil {
+		return fmt.Errorf("config: replication.tls.%w", err)
+	}
+	base := peer.DefaultConfig()
+	base.Site, base.Node, base.Secret, base.Store = n.cfg.Upstream.Site, name, secret, n.meta
+	base.LagMax = r.LagMax
+	base.Logger = n.logger.With("component", "peer")
+	base.Metrics = peer.NewMetrics(n.reg)
+
+	if n.peerLn, err = net.Listen("tcp", r.Listen); err != nil {
+		return fmt.Errorf("config: replication.listen: %w (is another node running? choose another with -replication)", err)
+	}
+	names := make([]string, 0, len(r.Peers))
+	for _, p := range r.Peers {
+		names = append(names, p.Name)
+	}
+	n.owner, err = peer.NewOwner(ctx, peer.OwnerConfig{Config: base, Log: n.log, Listener: n.peerLn, TLS: serverTLS, Followers: names, MinInSync: r.MinInSync})
+	if err != nil {
+		return fmt.Errorf("node: replication: %w", err)
+	}
+	n.services = append(n.services, func(ctx context.Context, _ *Node) error { return n.owner.Run(ctx) })
+	for _, p := range r.Peers {
+		lc := n.cfg.logConfig()
+		lc.Logger = n.logger.With("component", "replica", "owner", p.Name)
+		lc.OpenFile = n.openFile
+		rl, err := log.Open(filepath.Join(n.cfg.DataDir, "replicas", p.Name), lc)
+		if err != nil {
+			return fmt.Errorf("node: replica of %s: %w", p.Name, err)
+		}
+		n.replicaLogs = append(n.replicaLogs, rl)
+		var tc *tls.Config
+		if clientTLS != nil {
+			tc = clientTLS.Clone()
+			if host, _, err := net.SplitHostPort(p.Address); err == nil {
+				tc.ServerName = host
+			}
+		}
+		f, err := peer.NewFollower(peer.FollowerConfig{Config: base, Owner: p.Name, Address: p.Address, TLS: tc, Log: rl})
+		if err != nil {
+			return fmt.Errorf("node: replication: %w", err)
+		}
+		n.followers = append(n.followers, f)
+		n.services = append(n.services, func(ctx context.Context, _ *Node) error { return f.Run(ctx) })
+	}
+	n.logger.Info("node: replicating", "node", name, "listen", n.peerLn.Addr().String(), "peers", names,
+		"epoch", n.owner.Epoch(), "acks", r.Acks)
+	return nil
+}
+
+func peerTLS(t PeerTLSConfig) (server, client *tls.Config, err error) {
+	if t.CertFile == "" {
+		return nil, nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("cert_file/key_file: %w", err)
+	}
+	server = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	client = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, nil, fmt.Errorf("ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, nil, fmt.Errorf("ca_file: %s holds no PEM certificate", t.CAFile)
+		}
+		server.ClientCAs, server.ClientAuth = pool, tls.RequireAndVerifyClientCert
+		client.RootCAs = pool
+	}
+	return server, client, nil
+}
+
+// Replicas returns this node's own partitions with their followers' state,
+// or nil without replication.
+func (n *Node) Replicas() []peer.ReplicaInfo {
+	if n.owner == nil {
+		return nil
+	}
+	return n.owner.Replicas()
+}
+
+// ReplicaLog returns this node's replica of owner's partitions, or nil.
+func (n *Node) ReplicaLog(owner string) *log.Log {
+	for i, p := range n.cfg.Replication.Peers {
+		if p.Name == owner && i < len(n.replicaLogs) {
+			return n.replicaLogs[i]
+		}
+	}
+	return nil
+}
+
+// PeerAddr returns the bound peer listener address, or "".
+func (n *Node) PeerAddr() string {
+	if n.peerLn == nil {
+		return ""
+	}
+	return n.peerLn.Addr().String()
+}
+
+func (n *Node) closeReplication() error {
+	var errs []error
+	if n.peerLn != nil {
+		n.peerLn.Close() // the owner closes it when it ran; it may not have
+	}
+	for i, rl := range slices.Backward(n.replicaLogs) {
+		if err := rl.Close(); err != nil && !errors.Is(err, log.ErrClosed) {
+			errs = append(errs, fmt.Errorf("node: close replica log %d: %w", i, err))
+		}
+	}
+	return errors.Join(errs...)
+}
