@@ -1,3 +1,72 @@
 // Package peer replicates partitions between the edge nodes of a site (G6).
-// Not built yet: see the issue tracker.
+//
+// Each node is the only writer of its own partitions (the ones its devices
+// publish into) and serves them to its peers as their Owner; each peer runs
+// a Follower per owner that copies those partitions into a replica log of
+// its own (edge/node opens DATA/replicas/<owner>). Ingest never needs
+// agreement between nodes, so a split site cannot make two copies of one
+// log diverge; that is what makes a two-node site safe without a third
+// vote. PROTOCOL.md gives the wire format; comments cite its clauses as
+// [PROTOCOL-x.y].
+//
+// # Guarantees
+//
+//   - Prefix: a replica partition is always a prefix of its owner's, record
+//     for record in the log's encoding and at the same offsets. The follower
+//     appends only at its own end (edge/log AppendAt) the records the owner
+//     read at that offset.
+//   - Durable replicas: the replica log runs the node's sync policy
+//     (default always: an fdatasync before the follower's next fetch), and
+//     the next fetch carries the follower's end, which is its
+//     acknowledgement. A replica only in memory is no replica.
+//   - Epochs: an owner bumps and persists its epoch (edge/meta) at every
+//     start, before it takes publishes, and records it in each partition's
+//     epoch history. Every fetch and response carries it. A follower never
+//     cuts its replica to a bare high watermark: the owner compares the
+//     epoch of the follower's last record with its history [PROTOCOL-5.2].
+//     An owner whose epoch went backwards (its metadata was replaced) is
+//     refused and the replica is kept untouched [PROTOCOL-5.3].
+//   - Retention keeps what a follower still needs: the owner holds each
+//     partition for each configured follower (edge/log holds named
+//     HoldName), from the log's open on (Config.Holders in edge/node).
+//   - Bounded memory: one fetch in flight per link, its response capped at
+//     MaxFetchBytes (plus one record if a single record is larger); buffers
+//     grown by a large response are dropped after it.
+//   - Authentication both ways by a shared secret (HMAC challenge–response
+//     over fresh nonces); TLS (mutual with a CA) when configured.
+//   - Reconnects use jittered exponential backoff.
+//
+// # Not built yet (issue 14)
+//
+// acks: all (gating QoS 1/2 acknowledgements on the high watermark) and its
+// refuse/degrade policy; truncating a diverged replica (it stalls instead,
+// keeping its records, and says so in the log and in
+// outpost_replica_stalled_partitions); an owner restoring its partitions
+// from a replica after losing its disk; forwarding takeover with a lease in
+// the centre. A follower that starts later than the owner's retention
+// (owner start > 0 on an empty replica) stalls as out of range.
+//
+// # Files
+//
+//	wire.go      frames and messages [PROTOCOL-2..4]
+//	auth.go      the shared-secret challenge [PROTOCOL-3]
+//	epoch.go     epoch histories and the owner's fetch decision (pure) [PROTOCOL-5]
+//	store.go     where epochs and histories persist (edge/meta's key/value area)
+//	owner.go     Owner: accepts followers, serves fetches, in-sync set, high watermark, holds
+//	follower.go  Follower: dials, fences stale owners, appends at the owner's offsets
+//	config.go    Config, OwnerConfig, FollowerConfig, HoldName
+//	metrics.go   outpost_replica_* (docs/metrics.md)
+//	backoff.go   jittered reconnect backoff
+//
+// # Lifecycle and locks
+//
+// NewOwner persists the new epoch and returns; Run accepts until its
+// context ends, then closes the listener and every connection and waits for
+// its goroutines (one per follower connection and a metrics refresher).
+// NewFollower checks its config; Run owns one goroutine per owner link and
+// returns when its context ends. Neither closes the logs it was given.
+//
+// Locks are leaves: Owner.mu (connections), ownedPart.mu (follower state of
+// one partition) and Follower.mu (replica partitions) are never held
+// together or across I/O; Follower.mu is dropped before each append.
 package peer
