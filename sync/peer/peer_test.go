@@ -3,6 +3,9 @@ package peer_test
 import (
 	"testing"
 	"time"
+
+	"github.com/outpost-edge/outpost/internal/polltest"
+	"github.com/outpost-edge/outpost/sync/peer"
 )
 
 func TestReplicateCatchUpAndFollow(t *testing.T) {
@@ -31,4 +34,37 @@ func TestReplicateCatchUpAndFollow(t *testing.T) {
 			t.Errorf("%s/%d: in sync %v, hw %d, end %d", ri.Topic, ri.Partition, ri.InSync, ri.HighWatermark, ri.End)
 		}
 	}
+}
+
+// TestOwnerHoldsForFollower: the owner keeps a retention hold per
+// follower at the follower's acknowledged end, so retention never deletes
+// what a follower has not copied.
+func TestOwnerHoldsForFollower(t *testing.T) {
+	a := openNode(t, "pi-a", t.TempDir())
+	b := openNode(t, "pi-b", t.TempDir())
+	createTopic(t, a.log, "telemetry", 1)
+	appendN(t, a.log, "telemetry", 0, 100, 10)
+	owner, _ := startOwner(t, a, "pi-b")
+	p, err := a.log.Partition("telemetry", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hold, err := p.Hold(peer.HoldName("pi-b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hold.Offset() != 0 {
+		t.Fatalf("hold before the follower came: %d, want 0 (everything)", hold.Offset())
+	}
+	replica := b.replicaLog("pi-a")
+	startFollower(t, b, "pi-a", owner.Addr().String(), replica)
+	waitCaughtUp(t, a.log, replica, 10*time.Second)
+	appendN(t, a.log, "telemetry", 0, 5, 10)
+	waitCaughtUp(t, a.log, replica, 10*time.Second)
+	polltest.Until(t, 5*time.Second, func() error {
+		if hold.Offset() != p.EndOffset() {
+			return errorf("hold at %d, follower acknowledged %d", hold.Offset(), p.EndOffset())
+		}
+		return nil
+	})
 }
