@@ -137,6 +137,7 @@ func (f *Follower) session(ctx context.Context) (progressed bool, err error) {
 		tc := tls.Client(c, f.cfg.TLS)
 		c.SetDeadline(time.Now().Add(f.cfg.IOTimeout))
 		if err := tc.HandshakeContext(ctx); err != nil {
+			f.cfg.Metrics.connects.WithLabelValues(f.cfg.Owner, "follower", "tls").Inc()
 			return false, fmt.Errorf("peer: TLS to %s: %w", f.cfg.Address, err)
 		}
 		c = tc

@@ -32,7 +32,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"peer", "role"}),
 		connects: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "outpost_replica_connects_total",
-			Help: "Peer link handshakes, by peer, role and result (ok, auth, version, epoch, error).",
+			Help: "Peer link handshakes, by peer, role and result (ok, auth, tls, version, epoch, error).",
 		}, []string{"peer", "role", "result"}),
 		fetchedRecords: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "outpost_replica_fetched_records_total",

@@ -286,6 +286,7 @@ func (o *Owner) serve(ctx context.Context, c net.Conn) {
 		tc := tls.Server(c, o.cfg.TLS)
 		c.SetDeadline(time.Now().Add(o.cfg.IOTimeout))
 		if err := tc.HandshakeContext(ctx); err != nil {
+			o.cfg.Metrics.connects.WithLabelValues("unknown", "owner", "tls").Inc()
 			logger.Warn("peer: TLS handshake with a follower failed", "err", err)
 			return
 		}
