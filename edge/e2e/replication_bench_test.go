@@ -19,12 +19,13 @@ import (
 //   - qos1_100x100: 100 QoS 1 clients × 100 in flight against a node that
 //     replicates to a peer, and against a single node, alternately in the
 //     same run; medians of throughput and ack latency.
+//
 //   - lag_5000: 100 devices × 50 msg/s (5,000 msg/s sustained, QoS 1,
 //     10 in flight) into the replicating node; the replica's lag in records
 //     is sampled every 10 ms (median, p99, max), and the time from the
 //     fleet's last ack to the replica holding everything.
 //
-//	go test -run '^$' -bench Replication -benchtime 3x ./edge/e2e/
+//     go test -run '^$' -bench Replication -benchtime 3x ./edge/e2e/
 //
 // OUTPOST_BENCH_SECONDS (default 5) sets the length of each run.
 func BenchmarkReplication(b *testing.B) {
