@@ -12,6 +12,12 @@
 //     backlog, restarts it, and checks that every partition's stream holds
 //     each offset exactly once, in offset order, with the log's values (8
 //     rounds, 40 with OUTPOST_LONG=1; OUTPOST_SEED replays).
+//   - TestReplicaKillOwnerAndFollower runs two binaries replicating each
+//     other, SIGKILLs the owner or its follower at random moments while a
+//     device publishes QoS 1 to the owner, restarts it on the same disk, and
+//     checks that the follower's replica equals the owner's log record for
+//     record and holds every acknowledged message exactly once (6 rounds,
+//     30 with OUTPOST_LONG=1; OUTPOST_SEED replays).
 //   - TestCheckAndRepair damages a segment of a stopped node and runs
 //     `edge check` and `edge repair` on it; the node then serves exactly the
 //     records before the damage.
