@@ -43,8 +43,8 @@ func macOf(secret []byte, label string, nonce [nonceLen]byte, fields ...string) 
 }
 
 // helloMAC is the follower's answer to the owner's nonce [PROTOCOL-3.2].
-func helloMAC(secret []byte, ownerNonce [nonceLen]byte, site, follower string) [macLen]byte {
-	return macOf(secret, labelHello, ownerNonce, site, follower)
+func helloMAC(secret []byte, ownerNonce [nonceLen]byte, site, follower string, mode byte) [macLen]byte {
+	return macOf(secret, labelHello, ownerNonce, site, follower, string([]byte{mode}))
 }
 
 // welcomeMAC is the owner's answer to the follower's nonce, binding its

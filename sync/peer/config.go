@@ -138,6 +138,9 @@ type OwnerConfig struct {
 	// MinInSync is how many followers must be in sync for a partition not
 	// to count as under-replicated; 0 means all of Followers.
 	MinInSync int
+	// Replicas are the replica logs this node keeps, by owner: an owner
+	// that lost its disk restores itself from them (Restore).
+	Replicas map[string]*log.Log
 }
 
 // FollowerConfig configures one follower: this node replicating one

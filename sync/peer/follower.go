@@ -24,7 +24,9 @@ var ErrStaleOwner = errors.New("peer: owner epoch went backwards")
 // replica log's SyncAlways), fetch again — the next fetch is the
 // acknowledgement [PROTOCOL-4]. It reconnects with jittered backoff.
 type Follower struct {
-	cfg FollowerConfig
+	cfg    FollowerConfig
+	mode   byte   // modeFollow; modeRestore when Restore copies a replica back
+	bucket string // where the owner's epoch and histories are kept
 
 	mu        sync.Mutex
 	parts     map[partKey]*replicaPart // mu
@@ -53,7 +55,7 @@ func NewFollower(cfg FollowerConfig) (*Follower, error) {
 	if cfg.Log == nil || cfg.Address == "" {
 		return nil, errors.New("peer: follower needs a replica log and the owner's address")
 	}
-	return &Follower{cfg: cfg, parts: map[partKey]*replicaPart{}}, nil
+	return &Follower{cfg: cfg, mode: modeFollow, bucket: replicaBucket(cfg.Owner), parts: map[partKey]*replicaPart{}}, nil
 }
 
 // Status describes one replica partition.
@@ -158,6 +160,9 @@ func (f *Follower) session(ctx context.Context) (progressed bool, err error) {
 		if len(req.Parts) == 0 {
 			return true, errors.New("peer: every replica partition is stalled; see the log for why")
 		}
+		if f.mode == modeRestore && len(req.Parts) < len(f.parts) {
+			return true, errors.New("peer: a partition cannot be restored from this replica; see the log for why")
+		}
 		if out, err = appendFrame(out[:0], req); err != nil {
 			return true, err
 		}
@@ -177,8 +182,30 @@ func (f *Follower) session(ctx context.Context) (progressed bool, err error) {
 		if err := f.apply(ctx, resp); err != nil {
 			return true, err
 		}
+		if f.mode == modeRestore && f.complete(resp) {
+			return true, errRestored
+		}
 		fr.shrink()
 	}
+}
+
+// errRestored ends a restore session once every partition is copied.
+var errRestored = errors.New("peer: restored")
+
+// complete reports whether every partition of the response was copied to
+// the replica's end (a restore is done: the replica does not grow while
+// its owner is down).
+func (f *Follower) complete(resp *fetchResp) bool {
+	for i := range resp.Parts {
+		part := &resp.Parts[i]
+		f.mu.Lock()
+		rp := f.parts[partKey{part.Topic, int32(part.Partition)}]
+		f.mu.Unlock()
+		if part.Status != statusOK || rp == nil || rp.p.EndOffset() < part.End {
+			return false
+		}
+	}
+	return true
 }
 
 // handshake answers the challenge and checks the welcome [PROTOCOL-3],
@@ -199,8 +226,8 @@ func (f *Follower) handshake(ctx context.Context, c net.Conn, fr *frameReader) (
 		m.connects.WithLabelValues(f.cfg.Owner, "follower", "version").Inc()
 		return nil, fmt.Errorf("%w: owner %s speaks %d, we speak %d", ErrVersion, f.cfg.Owner, ch.Version, Version)
 	}
-	h := hello{Version: Version, Site: f.cfg.Site, Follower: f.cfg.Node, Nonce: newNonce()}
-	h.MAC = helloMAC(f.cfg.Secret, ch.Nonce, h.Site, h.Follower)
+	h := hello{Version: Version, Site: f.cfg.Site, Follower: f.cfg.Node, Nonce: newNonce(), Mode: f.mode}
+	h.MAC = helloMAC(f.cfg.Secret, ch.Nonce, h.Site, h.Follower, h.Mode)
 	if err := writeMsg(c, &h); err != nil {
 		return nil, err
 	}
@@ -220,7 +247,13 @@ func (f *Follower) handshake(ctx context.Context, c net.Conn, fr *frameReader) (
 		m.connects.WithLabelValues(f.cfg.Owner, "follower", "auth").Inc()
 		return nil, fmt.Errorf("%w: %s answered as %q without proof of the site secret (is the address right?)", ErrAuth, f.cfg.Address, w.Owner)
 	}
-	seen, err := loadEpoch(ctx, f.cfg.Store, replicaBucket(f.cfg.Owner))
+	if f.mode == modeRestore {
+		// The restoring node has no epoch of its own yet; Restore stores
+		// the replica's once every record is copied.
+		m.connects.WithLabelValues(f.cfg.Owner, "follower", "ok").Inc()
+		return w, nil
+	}
+	seen, err := loadEpoch(ctx, f.cfg.Store, f.bucket)
 	if err != nil {
 		return nil, fmt.Errorf("peer: load owner epoch: %w", err)
 	}
@@ -229,7 +262,7 @@ func (f *Follower) handshake(ctx context.Context, c net.Conn, fr *frameReader) (
 		return nil, fmt.Errorf("%w: owner %s is at epoch %d, this replica already saw epoch %d: its metadata (meta.db) was lost or replaced; this node keeps its replica untouched — restore the owner's data before it takes publishes again", ErrStaleOwner, f.cfg.Owner, w.Epoch, seen)
 	}
 	if w.Epoch > seen {
-		if err := storeEpoch(ctx, f.cfg.Store, replicaBucket(f.cfg.Owner), w.Epoch); err != nil {
+		if err := storeEpoch(ctx, f.cfg.Store, f.bucket, w.Epoch); err != nil {
 			return nil, fmt.Errorf("peer: store owner epoch: %w", err)
 		}
 	}
@@ -255,7 +288,7 @@ func (f *Follower) setup(ctx context.Context, w *welcome) error {
 			if err != nil {
 				return fmt.Errorf("peer: %w", err)
 			}
-			h, err := loadHistory(ctx, f.cfg.Store, replicaBucket(f.cfg.Owner), t.Name, i)
+			h, err := loadHistory(ctx, f.cfg.Store, f.bucket, t.Name, i)
 			if err != nil {
 				return err
 			}
@@ -357,7 +390,7 @@ func (f *Follower) applyPart(ctx context.Context, k partKey, rp *replicaPart, pa
 		return err
 	}
 	if !h.equal(rp.hist) {
-		if err := storeHistory(ctx, f.cfg.Store, replicaBucket(f.cfg.Owner), k.topic, k.partition, h); err != nil {
+		if err := storeHistory(ctx, f.cfg.Store, f.bucket, k.topic, k.partition, h); err != nil {
 			return fmt.Errorf("peer: store %s/%d epoch history: %w", k.topic, k.partition, err)
 		}
 		f.mu.Lock()

@@ -120,11 +120,17 @@ func (r *runner) stop(t testing.TB) {
 // startOwner serves n's partitions to followers.
 func startOwner(t testing.TB, n *testNode, followers ...string) (*peer.Owner, *runner) {
 	t.Helper()
+	return startOwnerWith(t, n, nil, followers...)
+}
+
+// startOwnerWith also serves the replica logs n keeps (for restores).
+func startOwnerWith(t testing.TB, n *testNode, replicas map[string]*log.Log, followers ...string) (*peer.Owner, *runner) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	o, err := peer.NewOwner(context.Background(), peer.OwnerConfig{Config: n.config(), Log: n.log, Listener: ln, Followers: followers})
+	o, err := peer.NewOwner(context.Background(), peer.OwnerConfig{Config: n.config(), Log: n.log, Listener: ln, Followers: followers, Replicas: replicas})
 	if err != nil {
 		ln.Close()
 		t.Fatal(err)

@@ -293,7 +293,7 @@ func (o *Owner) serve(ctx context.Context, c net.Conn) {
 		c = tc
 	}
 	fr := newFrameReader(c)
-	follower, err := o.handshake(c, fr)
+	follower, src, err := o.handshake(ctx, c, fr)
 	if err != nil {
 		if !errors.Is(err, io.EOF) && ctx.Err() == nil {
 			logger.Warn("peer: refused a follower", "err", err)
@@ -301,10 +301,14 @@ func (o *Owner) serve(ctx context.Context, c net.Conn) {
 		return
 	}
 	logger = logger.With("follower", follower)
-	logger.Info("peer: follower connected", "epoch", o.epoch)
 	m := o.cfg.Metrics
-	m.connected.WithLabelValues(follower, "owner").Set(1)
-	defer m.connected.WithLabelValues(follower, "owner").Set(0)
+	if src.restore {
+		logger.Warn("peer: a node is restoring its partitions from the replica kept here", "epoch", src.epoch)
+	} else {
+		logger.Info("peer: follower connected", "epoch", o.epoch)
+		m.connected.WithLabelValues(follower, "owner").Set(1)
+		defer m.connected.WithLabelValues(follower, "owner").Set(0)
+	}
 	var out []byte
 	for {
 		c.SetReadDeadline(time.Now().Add(o.cfg.IOTimeout + o.cfg.MaxWait))
@@ -320,7 +324,7 @@ func (o *Owner) serve(ctx context.Context, c net.Conn) {
 			o.refuse(c, codeBadRequest, fmt.Sprintf("expected a fetch, got message type %d", typeOf(msg)))
 			return
 		}
-		resp, code, err := o.handleFetch(ctx, follower, f)
+		resp, code, err := o.handleFetch(ctx, follower, src, f)
 		if err != nil {
 			logger.Warn("peer: bad fetch", "err", err)
 			o.refuse(c, code, err.Error())
@@ -342,46 +346,109 @@ func (o *Owner) serve(ctx context.Context, c net.Conn) {
 	}
 }
 
-// handshake sends the challenge and checks the hello [PROTOCOL-3].
-func (o *Owner) handshake(c net.Conn, fr *frameReader) (string, error) {
+// source is what one conversation serves: this node's own partitions to a
+// follower, or the replica this node keeps of the caller's partitions to
+// that node restoring itself [PROTOCOL-6].
+type source struct {
+	name    string // whose partitions: the welcome's owner
+	epoch   uint64
+	parts   map[partKey]*ownedPart
+	topics  []topicInfo
+	restore bool // no acknowledgements, holds or in-sync state
+}
+
+func (o *Owner) ownSource() *source {
+	src := &source{name: o.cfg.Node, epoch: o.epoch, parts: o.parts}
+	for _, t := range o.cfg.Log.Topics() {
+		src.topics = append(src.topics, topicInfo{Name: t.Name, Partitions: uint32(len(t.Partitions))})
+	}
+	return src
+}
+
+// replicaSource serves the replica of node kept here, with this node's
+// copy of node's epoch and histories; nil if there is none.
+func (o *Owner) replicaSource(ctx context.Context, node string) (*source, error) {
+	rl := o.cfg.Replicas[node]
+	if rl == nil {
+		return nil, nil
+	}
+	seen, err := loadEpoch(ctx, o.cfg.Store, replicaBucket(node))
+	if err != nil || seen == 0 {
+		return nil, err
+	}
+	src := &source{name: node, epoch: seen, parts: map[partKey]*ownedPart{}, restore: true}
+	for _, t := range rl.Topics() {
+		src.topics = append(src.topics, topicInfo{Name: t.Name, Partitions: uint32(len(t.Partitions))})
+		for _, pi := range t.Partitions {
+			p, err := rl.Partition(t.Name, pi.Partition)
+			if err != nil {
+				return nil, err
+			}
+			h, err := loadHistory(ctx, o.cfg.Store, replicaBucket(node), t.Name, pi.Partition)
+			if err != nil {
+				return nil, err
+			}
+			src.parts[partKey{t.Name, pi.Partition}] = &ownedPart{p: p, hist: h}
+		}
+	}
+	return src, nil
+}
+
+// handshake sends the challenge and checks the hello [PROTOCOL-3]; it
+// returns the caller's name and what to serve it.
+func (o *Owner) handshake(ctx context.Context, c net.Conn, fr *frameReader) (string, *source, error) {
 	c.SetDeadline(time.Now().Add(o.cfg.IOTimeout))
 	defer c.SetDeadline(time.Time{})
 	m := o.cfg.Metrics
 	ch := challenge{Version: Version, Nonce: newNonce()}
 	if err := writeMsg(c, &ch); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	msg, err := fr.read()
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	h, ok := msg.(*hello)
 	if !ok {
 		o.refuse(c, codeBadRequest, "expected a hello")
-		return "", fmt.Errorf("%w: expected a hello, got type %d", ErrProtocol, typeOf(msg))
+		return "", nil, fmt.Errorf("%w: expected a hello, got type %d", ErrProtocol, typeOf(msg))
 	}
 	if h.Version != Version {
 		m.connects.WithLabelValues(h.Follower, "owner", "version").Inc()
 		o.refuse(c, codeVersion, fmt.Sprintf("owner speaks peer protocol %d, follower %d", Version, h.Version))
-		return "", fmt.Errorf("%w: follower %q speaks %d, we speak %d", ErrVersion, h.Follower, h.Version, Version)
+		return "", nil, fmt.Errorf("%w: follower %q speaks %d, we speak %d", ErrVersion, h.Follower, h.Version, Version)
 	}
 	known := slices.Contains(o.cfg.Followers, h.Follower)
-	if !known || h.Site != o.cfg.Site || !macEqual(h.MAC, helloMAC(o.cfg.Secret, ch.Nonce, h.Site, h.Follower)) {
+	if !known || h.Site != o.cfg.Site || !macEqual(h.MAC, helloMAC(o.cfg.Secret, ch.Nonce, h.Site, h.Follower, h.Mode)) {
 		m.connects.WithLabelValues("unknown", "owner", "auth").Inc()
 		// The follower learns only that it was refused; the reason is in
 		// the owner's log, so a prober learns nothing about names.
 		o.refuse(c, codeAuth, "authentication failed")
-		return "", fmt.Errorf("%w: follower %q of site %q (listed in peers: %v; site and secret must match)", ErrAuth, h.Follower, h.Site, known)
+		return "", nil, fmt.Errorf("%w: follower %q of site %q (listed in peers: %v; site and secret must match)", ErrAuth, h.Follower, h.Site, known)
 	}
-	w := welcome{Owner: o.cfg.Node, Epoch: o.epoch, MAC: welcomeMAC(o.cfg.Secret, h.Nonce, o.cfg.Node, o.epoch)}
-	for _, t := range o.cfg.Log.Topics() {
-		w.Topics = append(w.Topics, topicInfo{Name: t.Name, Partitions: uint32(len(t.Partitions))})
+	src := o.ownSource()
+	switch h.Mode {
+	case modeFollow:
+	case modeRestore:
+		var err error
+		if src, err = o.replicaSource(ctx, h.Follower); err != nil {
+			o.refuse(c, codeInternal, "cannot read the replica")
+			return "", nil, fmt.Errorf("peer: replica of %s: %w", h.Follower, err)
+		}
+		if src == nil {
+			o.refuse(c, codeNoReplica, fmt.Sprintf("no replica of %s here", h.Follower))
+			return "", nil, fmt.Errorf("peer: %s asked to restore, but no replica of it is kept here", h.Follower)
+		}
+	default:
+		o.refuse(c, codeBadRequest, fmt.Sprintf("unknown mode %d", h.Mode))
+		return "", nil, fmt.Errorf("%w: unknown hello mode %d", ErrProtocol, h.Mode)
 	}
+	w := welcome{Owner: src.name, Epoch: src.epoch, MAC: welcomeMAC(o.cfg.Secret, h.Nonce, src.name, src.epoch), Topics: src.topics}
 	if err := writeMsg(c, &w); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	m.connects.WithLabelValues(h.Follower, "owner", "ok").Inc()
-	return h.Follower, nil
+	return h.Follower, src, nil
 }
 
 func writeMsg(c net.Conn, m message) error {
@@ -403,23 +470,25 @@ func (o *Owner) refuse(c net.Conn, code uint16, msg string) {
 // (its acknowledgement), decides per partition [PROTOCOL-5.2], reads up to
 // MaxFetchBytes and, when nothing is new anywhere, waits up to MaxWait for
 // a commit on any of the partitions.
-func (o *Owner) handleFetch(ctx context.Context, follower string, f *fetch) (*fetchResp, uint16, error) {
-	if f.Epoch != o.epoch {
-		return nil, codeEpoch, fmt.Errorf("fetch for epoch %d, owner is at %d", f.Epoch, o.epoch)
+func (o *Owner) handleFetch(ctx context.Context, follower string, src *source, f *fetch) (*fetchResp, uint16, error) {
+	if f.Epoch != src.epoch {
+		return nil, codeEpoch, fmt.Errorf("fetch for epoch %d, owner is at %d", f.Epoch, src.epoch)
 	}
 	parts := make([]*ownedPart, len(f.Parts))
 	now := time.Now()
 	for i, fp := range f.Parts {
-		op := o.parts[partKey{fp.Topic, int32(fp.Partition)}]
+		op := src.parts[partKey{fp.Topic, int32(fp.Partition)}]
 		if op == nil || fp.Partition > 1<<30 {
 			return nil, codeBadRequest, fmt.Errorf("no partition %s/%d here", fp.Topic, fp.Partition)
 		}
 		parts[i] = op
-		op.ack(follower, fp.Offset, now)
+		if !src.restore {
+			op.ack(follower, fp.Offset, now)
+		}
 	}
 	budget := min(int(f.MaxBytes), o.cfg.MaxFetchBytes)
 	wait := min(time.Duration(f.MaxWaitMs)*time.Millisecond, o.cfg.MaxWait)
-	resp := &fetchResp{Epoch: o.epoch, Parts: make([]respPart, len(f.Parts))}
+	resp := &fetchResp{Epoch: src.epoch, Parts: make([]respPart, len(f.Parts))}
 	var buf []byte
 	for attempt := 0; ; attempt++ {
 		any := false
@@ -429,7 +498,10 @@ func (o *Owner) handleFetch(ctx context.Context, follower string, f *fetch) (*fe
 			if err != nil {
 				return nil, codeInternal, err
 			}
-			rp.HW = parts[i].info(partKey{fp.Topic, int32(fp.Partition)}, o.cfg, now).HighWatermark
+			rp.HW = rp.End
+			if !src.restore {
+				rp.HW = parts[i].info(partKey{fp.Topic, int32(fp.Partition)}, o.cfg, now).HighWatermark
+			}
 			resp.Parts[i] = rp
 			used += n
 			any = any || n > 0 || rp.Status != statusOK

@@ -56,7 +56,14 @@ type hello struct {
 	Follower string
 	Nonce    [nonceLen]byte
 	MAC      [macLen]byte
+	Mode     byte // modeFollow or modeRestore [PROTOCOL-3.2, 6]
 }
+
+// Hello modes.
+const (
+	modeFollow  byte = 0 // copy the owner's own partitions
+	modeRestore byte = 1 // copy the replica the owner keeps of the caller's partitions
+)
 
 // topicInfo names one of the owner's topics and its partition count.
 type topicInfo struct {
@@ -136,7 +143,22 @@ const (
 	codeEpoch      uint16 = 3
 	codeBadRequest uint16 = 4
 	codeInternal   uint16 = 5
+	codeNoReplica  uint16 = 6
 )
+
+// RemoteError is an Error message received from the other side
+// [PROTOCOL-2.3]; it matches ErrRemote with errors.Is.
+type RemoteError struct {
+	Code    uint16
+	Message string
+}
+
+func (e *RemoteError) Error() string {
+	return fmt.Sprintf("%v: code %d: %s", ErrRemote, e.Code, e.Message)
+}
+
+// Is makes errors.Is(err, ErrRemote) true.
+func (e *RemoteError) Is(target error) bool { return target == ErrRemote }
 
 // enc appends big-endian fields to a buffer.
 type enc struct{ b []byte }
@@ -240,6 +262,7 @@ func (m *hello) encode(e *enc) {
 	e.str(m.Follower)
 	e.raw(m.Nonce[:])
 	e.raw(m.MAC[:])
+	e.u8(m.Mode)
 }
 
 func (m *hello) decode(d *dec) {
@@ -248,6 +271,7 @@ func (m *hello) decode(d *dec) {
 	m.Follower = d.str()
 	d.fixed(m.Nonce[:])
 	d.fixed(m.MAC[:])
+	m.Mode = d.u8()
 }
 
 func (m *welcome) encode(e *enc) {
@@ -454,7 +478,7 @@ func (fr *frameReader) read() (message, error) {
 		return nil, err
 	}
 	if em, ok := m.(*errorMsg); ok {
-		return nil, fmt.Errorf("%w: code %d: %s", ErrRemote, em.Code, em.Message)
+		return nil, &RemoteError{Code: em.Code, Message: em.Message}
 	}
 	return m, nil
 }
