@@ -148,15 +148,17 @@ func Open(ctx context.Context, cfg Config, opts Options) (_ *Node, err error) {
 	if err := n.openSchema(ctx, router); err != nil {
 		return nil, err
 	}
-	if cfg.Upstream.URL != "" {
-		if err := n.openUpstream(ctx); err != nil {
+	// Before the forwarder and the broker: a node that lost its disk
+	// restores its partitions from a peer first, and the owner's new epoch
+	// starts at the ends the log then has, so every publish of this run
+	// belongs to it.
+	if cfg.Replication.Enabled() {
+		if err := n.openReplication(ctx); err != nil {
 			return nil, err
 		}
 	}
-	// Before the broker: the owner's new epoch starts at the ends the log
-	// recovered, so every publish of this run belongs to it.
-	if cfg.Replication.Enabled() {
-		if err := n.openReplication(ctx); err != nil {
+	if cfg.Upstream.URL != "" {
+		if err := n.openUpstream(ctx); err != nil {
 			return nil, err
 		}
 	}

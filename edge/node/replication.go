@@ -195,19 +195,11 @@ func (n *Node) openReplication(ctx context.Context) (err error) {
 	base.Logger = n.logger.With("component", "peer")
 	base.Metrics = peer.NewMetrics(n.reg)
 
-	if n.peerLn, err = net.Listen("tcp", r.Listen); err != nil {
-		return fmt.Errorf("config: replication.listen: %w (is another node running? choose another with -replication)", err)
-	}
 	names := make([]string, 0, len(r.Peers))
+	replicas := map[string]*log.Log{}
+	var addrs []peer.PeerAddr
 	for _, p := range r.Peers {
 		names = append(names, p.Name)
-	}
-	n.owner, err = peer.NewOwner(ctx, peer.OwnerConfig{Config: base, Log: n.log, Listener: n.peerLn, TLS: serverTLS, Followers: names, MinInSync: r.MinInSync})
-	if err != nil {
-		return fmt.Errorf("node: replication: %w", err)
-	}
-	n.services = append(n.services, func(ctx context.Context, _ *Node) error { return n.owner.Run(ctx) })
-	for _, p := range r.Peers {
 		lc := n.cfg.logConfig()
 		lc.Logger = n.logger.With("component", "replica", "owner", p.Name)
 		lc.OpenFile = n.openFile
@@ -216,6 +208,7 @@ func (n *Node) openReplication(ctx context.Context) (err error) {
 			return fmt.Errorf("node: replica of %s: %w", p.Name, err)
 		}
 		n.replicaLogs = append(n.replicaLogs, rl)
+		replicas[p.Name] = rl
 		var tc *tls.Config
 		if clientTLS != nil {
 			tc = clientTLS.Clone()
@@ -223,7 +216,35 @@ func (n *Node) openReplication(ctx context.Context) (err error) {
 				tc.ServerName = host
 			}
 		}
-		f, err := peer.NewFollower(peer.FollowerConfig{Config: base, Owner: p.Name, Address: p.Address, TLS: tc, Log: rl})
+		addrs = append(addrs, peer.PeerAddr{Name: p.Name, Address: p.Address, TLS: tc})
+	}
+	// A node without an epoch (new data directory) asks its peers for a
+	// replica of itself before it serves or ingests: a replaced disk must
+	// not reuse offsets the peers and the centre already hold.
+	res, err := peer.Restore(ctx, peer.RestoreConfig{Config: base, Log: n.log, Peers: addrs})
+	if err != nil {
+		return fmt.Errorf("node: replication: %w", err)
+	}
+	if res.From != "" {
+		n.logger.Warn("node: restored this node's partitions from a peer", "from", res.From, "epoch", res.Epoch, "records", res.Records)
+	} else if len(res.Unreachable) > 0 {
+		n.logger.Warn("node: first start with replication, and some peers could not be asked whether they keep a replica of this node; starting without one. "+
+			"If this node's disk was replaced, stop it, bring the peers up and start it again with an empty data directory", "unreachable", res.Unreachable)
+	}
+	// The listener is bound only now: a peer starting at the same moment
+	// and asking this node for a replica of itself gets "connection
+	// refused" at once instead of waiting for a handshake that this
+	// node, busy restoring, would not answer yet.
+	if n.peerLn, err = net.Listen("tcp", r.Listen); err != nil {
+		return fmt.Errorf("config: replication.listen: %w (is another node running? choose another with -replication)", err)
+	}
+	n.owner, err = peer.NewOwner(ctx, peer.OwnerConfig{Config: base, Log: n.log, Listener: n.peerLn, TLS: serverTLS, Followers: names, MinInSync: r.MinInSync, Replicas: replicas})
+	if err != nil {
+		return fmt.Errorf("node: replication: %w", err)
+	}
+	n.services = append(n.services, func(ctx context.Context, _ *Node) error { return n.owner.Run(ctx) })
+	for i, p := range r.Peers {
+		f, err := peer.NewFollower(peer.FollowerConfig{Config: base, Owner: p.Name, Address: p.Address, TLS: addrs[i].TLS, Log: replicas[p.Name]})
 		if err != nil {
 			return fmt.Errorf("node: replication: %w", err)
 		}

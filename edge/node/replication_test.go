@@ -277,3 +277,31 @@ func httpGet(url string) (string, error) {
 	b, err := io.ReadAll(resp.Body)
 	return string(b), err
 }
+
+// TestReplicationRestoreAfterDiskLoss: pi-a's data directory is deleted
+// (a new SD card) and pi-a starts again under its name: it restores its
+// partitions from pi-b's replica before taking publishes, so new records
+// continue at the next offsets and pi-b's replica stays a prefix of it.
+func TestReplicationRestoreAfterDiskLoss(t *testing.T) {
+	addrA, addrB := freeAddr(t), freeAddr(t)
+	cfgA := replicatingConfig(t, "pi-a", addrA, "pi-b", addrB)
+	a := start(t, cfgA, node.Options{})
+	b := start(t, replicatingConfig(t, "pi-b", addrB, "pi-a", addrA), node.Options{})
+	publishQoS1(t, a.MQTTAddrs()[0], "dev-1", "sensors/dev-1/temp", 120)
+	sameRecords(t, a.Log(), b.ReplicaLog("pi-a"), 10*time.Second)
+	a.stop(t)
+	if err := os.RemoveAll(cfgA.DataDir); err != nil {
+		t.Fatal(err)
+	}
+	a = start(t, cfgA, node.Options{})
+	if n := sameRecords(t, b.ReplicaLog("pi-a"), a.Log(), time.Second); n != 120 {
+		t.Fatalf("restored %d records, want 120", n)
+	}
+	publishQoS1(t, a.MQTTAddrs()[0], "dev-1", "sensors/dev-1/temp", 30)
+	if n := sameRecords(t, a.Log(), b.ReplicaLog("pi-a"), 10*time.Second); n != 150 {
+		t.Fatalf("%d records after the restore, want 150", n)
+	}
+	if !strings.Contains(getText(t, "http://"+a.HTTPAddr()+"/metrics"), "outpost_replica_owner_epoch 2") {
+		t.Fatal("restored node is not at epoch 2")
+	}
+}
