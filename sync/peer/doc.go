@@ -35,15 +35,21 @@
 //   - Authentication both ways by a shared secret (HMAC challenge–response
 //     over fresh nonces); TLS (mutual with a CA) when configured.
 //   - Reconnects use jittered exponential backoff.
+//   - Restore: a node that starts with no epoch (new data directory) copies
+//     its partitions back from the peer that keeps the newest replica of it,
+//     at the same offsets and with its epoch, before it serves or ingests
+//     (Restore, [PROTOCOL-6]); so a replaced disk never reuses an offset the
+//     peers or the centre hold. Unreachable peers are reported, not waited
+//     for.
 //
 // # Not built yet (issue 14)
 //
 // acks: all (gating QoS 1/2 acknowledgements on the high watermark) and its
 // refuse/degrade policy; truncating a diverged replica (it stalls instead,
 // keeping its records, and says so in the log and in
-// outpost_replica_stalled_partitions); an owner restoring its partitions
-// from a replica after losing its disk; forwarding takeover with a lease in
-// the centre. A follower that starts later than the owner's retention
+// outpost_replica_stalled_partitions); an owner reconciling a lost tail
+// (sync: interval or none) from its replicas; forwarding takeover with a
+// lease in the centre. A follower that starts later than the owner's retention
 // (owner start > 0 on an empty replica) stalls as out of range.
 //
 // # Files
@@ -52,6 +58,7 @@
 //	auth.go      the shared-secret challenge [PROTOCOL-3]
 //	epoch.go     epoch histories and the owner's fetch decision (pure) [PROTOCOL-5]
 //	store.go     where epochs and histories persist (edge/meta's key/value area)
+//	restore.go   Restore: a node without an epoch copies its partitions back from a peer
 //	owner.go     Owner: accepts followers, serves fetches, in-sync set, high watermark, holds
 //	follower.go  Follower: dials, fences stale owners, appends at the owner's offsets
 //	config.go    Config, OwnerConfig, FollowerConfig, HoldName
