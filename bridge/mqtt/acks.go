@@ -121,6 +121,8 @@ func classify(err error) (string, packets.Code) {
 		return reasonCheck, packets.Code{Code: r.code, Reason: r.reason}
 	case errors.Is(err, log.ErrDiskBudget):
 		return reasonBudget, packets.ErrQuotaExceeded
+	case errors.Is(err, ErrNotReplicated):
+		return reasonNotReplicated, packets.ErrQuotaExceeded
 	case errors.Is(err, ErrPayloadTooLarge), errors.Is(err, log.ErrBatchTooLarge):
 		return reasonTooLarge, packets.ErrPacketTooLarge
 	case errors.Is(err, ErrAckTimeout):

@@ -35,6 +35,10 @@ type Config struct {
 	// in arrival order, concurrently for different clients; it must not
 	// block for long (the client's next publish waits).
 	Check func(Publish) Verdict
+	// AckGate, if set, holds each QoS 1/2 acknowledgement after the local
+	// commit until the gate releases it (replicated.go); nil acknowledges
+	// on local durability.
+	AckGate AckGate
 	// MaxInflight caps a session's unacknowledged publishes; one more
 	// blocks the client's reads. Should match the broker's ReceiveMaximum.
 	MaxInflight int

@@ -82,7 +82,7 @@ func newMetrics(reg prometheus.Registerer, pending func() float64) *metrics {
 		m.ingestQoS[q] = m.ingest.WithLabelValues(qosLabel(byte(q)))
 	}
 	m.ackReason = make(map[string]prometheus.Counter)
-	for _, r := range []string{reasonSuccess, reasonBudget, reasonLogFailed, reasonTooLarge, reasonTimeout, reasonShutdown, reasonDuplicate, reasonBadTopic, reasonCheck} {
+	for _, r := range []string{reasonSuccess, reasonBudget, reasonLogFailed, reasonTooLarge, reasonTimeout, reasonShutdown, reasonDuplicate, reasonBadTopic, reasonCheck, reasonNotReplicated} {
 		m.ackReason[r] = m.acks.WithLabelValues(r)
 	}
 	m.ackSuccess = m.ackReason[reasonSuccess]

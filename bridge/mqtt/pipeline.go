@@ -166,7 +166,18 @@ func (h *Hook) placeQueued(s *session, cl *mochi.Client, pk packets.Packet, pl p
 		return
 	}
 	recs := []log.Record{h.record(s, &e.pk, pl, e.at, nil)}
-	if err := h.appendBounded(p, cl, recs, func(_ int64, err error) { s.finish(e, err) }); err != nil {
+	done := func(_ int64, err error) { s.finish(e, err) }
+	if gate := h.cfg.AckGate; gate != nil {
+		topic, part := pl.target.Topic, pl.target.Partition
+		done = func(first int64, err error) {
+			if err != nil {
+				s.finish(e, err)
+				return
+			}
+			gate(topic, part, first+1, func(err error) { s.finish(e, err) })
+		}
+	}
+	if err := h.appendBounded(p, cl, recs, done); err != nil {
 		s.finish(e, err)
 	}
 }

@@ -138,6 +138,8 @@ type OwnerConfig struct {
 	// MinInSync is how many followers must be in sync for a partition not
 	// to count as under-replicated; 0 means all of Followers.
 	MinInSync int
+	// Policy is what Await does with too few followers in sync.
+	Policy Policy
 	// Replicas are the replica logs this node keeps, by owner: an owner
 	// that lost its disk restores itself from them (Restore).
 	Replicas map[string]*log.Log

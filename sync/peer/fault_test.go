@@ -31,15 +31,24 @@ func TestReplicateThroughFaults(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
+	var ingestErr error
 	wg.Add(1)
 	go func() { // ingest for the whole test, as devices would
 		defer wg.Done()
 		r := rand.New(rand.NewPCG(uint64(seed), 1))
 		for ctx.Err() == nil {
-			appendN(t, a.log, "telemetry", int32(r.IntN(4)), 1+r.IntN(20), 10+r.IntN(3000))
+			if err := appendRecords(a.log, "telemetry", int32(r.IntN(4)), 1+r.IntN(20), 10+r.IntN(3000)); err != nil {
+				ingestErr = err
+				return
+			}
 			time.Sleep(time.Millisecond)
 		}
 	}()
+	stopIngest := func() {
+		cancel()
+		wg.Wait()
+	}
+	t.Cleanup(stopIngest) // before the nodes close, should the test fail early
 	faults := []struct {
 		name string
 		do   func()
@@ -66,8 +75,10 @@ func TestReplicateThroughFaults(t *testing.T) {
 		proxy.Heal()
 		time.Sleep(time.Duration(rng.IntN(200)) * time.Millisecond)
 	}
-	cancel()
-	wg.Wait()
+	stopIngest()
+	if ingestErr != nil {
+		t.Fatal(ingestErr)
+	}
 	waitCaughtUp(t, a.log, replica, 20*time.Second)
 	n := checkPrefix(t, a.log, replica)
 	t.Logf("%d records replicated through %d faults", n, rounds)

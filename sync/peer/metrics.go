@@ -20,6 +20,8 @@ type Metrics struct {
 	inSync         *prometheus.GaugeVec   // topic, partition
 	underRep       prometheus.Gauge
 	epoch          prometheus.Gauge
+	acks           *prometheus.CounterVec // result
+	acksWaiting    prometheus.Gauge
 }
 
 // NewMetrics creates the metrics and registers them with reg; a nil reg
@@ -66,6 +68,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "outpost_replica_under_replicated_partitions",
 			Help: "This node's own partitions with fewer in-sync followers than replication.min_insync.",
 		}),
+		acks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "outpost_replica_acks_total",
+			Help: "Acknowledgements decided under replication.acks: all, by result: replicated (on every in-sync follower), degraded (too few in sync, acknowledged on local durability), refused (too few in sync, policy refuse).",
+		}, []string{"result"}),
+		acksWaiting: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "outpost_replica_acks_waiting",
+			Help: "Acknowledgements held until followers have the record (replication.acks: all).",
+		}),
 		epoch: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "outpost_replica_owner_epoch",
 			Help: "This node's owner epoch: bumped and persisted at every start.",
@@ -73,7 +83,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.connected, m.connects, m.fetchedRecords, m.followerEnd, m.followerLag,
-			m.stalled, m.servedRecords, m.hw, m.inSync, m.underRep, m.epoch)
+			m.stalled, m.servedRecords, m.hw, m.inSync, m.underRep, m.epoch, m.acks, m.acksWaiting)
 	}
 	return m
 }

@@ -44,12 +44,15 @@ type ownedPart struct {
 
 	mu       sync.Mutex
 	replicas map[string]*replicaState // mu; by follower
+	waiters  []waiter                 // mu; acknowledgements held for acks: all (acks.go)
+	stopped  bool                     // mu; the owner stopped: no more waiters
 }
 
 // replicaState is what the owner knows of one follower's copy.
 type replicaState struct {
 	end      int64     // the follower's durable end, from its last fetch
-	caughtUp time.Time // when a fetch last found the follower at the owner's end
+	prevEnd  int64     // the owner's end at the follower's previous fetch
+	caughtUp time.Time // when a fetch last reached the owner's end as of the fetch before it
 }
 
 // NewOwner bumps and persists this node's epoch, records it in every
@@ -169,12 +172,23 @@ func (o *Owner) Replicas() []ReplicaInfo {
 // info computes the partition's high watermark: the lowest end among the
 // owner and the followers in sync (those that reached the owner's end
 // within LagMax), as Liftbridge and Kafka do. With no follower in sync the
-// high watermark is the owner's end: the partition is under-replicated and
-// says so, it does not stop (policy degrade; acks=all gating comes later).
+// high watermark is the owner's end and the partition is under-replicated
+// (what acks: all does then is the policy's, acks.go).
 func (op *ownedPart) info(k partKey, cfg OwnerConfig, now time.Time) ReplicaInfo {
-	end := op.p.EndOffset()
-	ri := ReplicaInfo{Topic: k.topic, Partition: k.partition, End: end, HighWatermark: end, Ends: map[string]int64{}}
 	op.mu.Lock()
+	ri := op.stateLocked(cfg, now)
+	op.mu.Unlock()
+	ri.Topic, ri.Partition = k.topic, k.partition
+	m := cfg.Metrics
+	m.hw.WithLabelValues(k.topic, partLabel(k.partition)).Set(float64(ri.HighWatermark))
+	m.inSync.WithLabelValues(k.topic, partLabel(k.partition)).Set(float64(len(ri.InSync)))
+	return ri
+}
+
+// stateLocked computes the replica state; op.mu is held.
+func (op *ownedPart) stateLocked(cfg OwnerConfig, now time.Time) ReplicaInfo {
+	end := op.p.EndOffset()
+	ri := ReplicaInfo{End: end, HighWatermark: end, Ends: map[string]int64{}}
 	for _, f := range cfg.Followers {
 		st := op.replicas[f]
 		if st == nil {
@@ -186,11 +200,7 @@ func (op *ownedPart) info(k partKey, cfg OwnerConfig, now time.Time) ReplicaInfo
 			ri.HighWatermark = min(ri.HighWatermark, st.end)
 		}
 	}
-	op.mu.Unlock()
 	ri.UnderRep = len(ri.InSync) < cfg.MinInSync
-	m := cfg.Metrics
-	m.hw.WithLabelValues(k.topic, partLabel(k.partition)).Set(float64(ri.HighWatermark))
-	m.inSync.WithLabelValues(k.topic, partLabel(k.partition)).Set(float64(len(ri.InSync)))
 	return ri
 }
 
@@ -226,6 +236,7 @@ func (o *Owner) Run(ctx context.Context) error {
 	}
 	o.shutdown()
 	o.wg.Wait()
+	o.stopWaiters()
 	if ctx.Err() != nil {
 		return nil
 	}
@@ -243,6 +254,10 @@ func (o *Owner) refresh(ctx context.Context) {
 			}
 		}
 		o.cfg.Metrics.underRep.Set(float64(under))
+		now := time.Now()
+		for _, op := range o.parts {
+			o.release(op, now)
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -483,7 +498,7 @@ func (o *Owner) handleFetch(ctx context.Context, follower string, src *source, f
 		}
 		parts[i] = op
 		if !src.restore {
-			op.ack(follower, fp.Offset, now)
+			o.ack(op, follower, fp.Offset, now)
 		}
 	}
 	budget := min(int(f.MaxBytes), o.cfg.MaxFetchBytes)
@@ -520,20 +535,30 @@ func (o *Owner) handleFetch(ctx context.Context, follower string, src *source, f
 }
 
 // ack records a follower's durable end for the partition: its hold moves
-// there (the owner may delete below it) and, if it reached the owner's
-// end, it is in sync as of now.
-func (op *ownedPart) ack(follower string, end int64, now time.Time) {
+// there (the owner may delete below it) and, if it reached the owner's end
+// as of its previous fetch, it is in sync as of now (Kafka's
+// lastCaughtUpTime: under steady ingest a follower is never exactly at the
+// end, but it is in sync if it has everything that existed when it last
+// asked). Acknowledgements the new state decides are released.
+func (o *Owner) ack(op *ownedPart, follower string, end int64, now time.Time) {
 	op.mu.Lock()
+	ownerEnd := op.p.EndOffset()
 	st := op.replicas[follower]
 	if st == nil {
-		st = &replicaState{}
+		// A follower's first fetch counts as caught up only at the end.
+		st = &replicaState{prevEnd: ownerEnd}
 		op.replicas[follower] = st
 	}
 	st.end = end
-	if end >= op.p.EndOffset() {
+	if end >= st.prevEnd || end >= ownerEnd {
 		st.caughtUp = now
 	}
+	st.prevEnd = ownerEnd
+	fns := o.releaseLocked(op, now)
 	op.mu.Unlock()
+	for _, f := range fns {
+		f()
+	}
 	if h := op.holds[follower]; h != nil {
 		h.Set(end)
 	}
