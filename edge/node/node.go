@@ -245,7 +245,7 @@ func (n *Node) openBroker(router *route.Router) error {
 		return fmt.Errorf("node: %w", err)
 	}
 	n.ingest, err = bmqtt.New(bmqtt.Config{
-		Log: n.log, Router: router, Server: n.server,
+		Log: n.log, Router: router, Server: n.server, AckGate: n.ackGate(),
 		MaxInflight: l.MaxInflight, MaxPayloadBytes: l.MaxPayloadBytes, AckTimeout: cfg.MQTT.AckTimeout,
 		KeepaliveMax: l.KeepaliveMax,
 		Check:        n.checkStage(),

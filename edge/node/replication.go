@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	bmqtt "github.com/outpost-edge/outpost/bridge/mqtt"
 	"github.com/outpost-edge/outpost/edge/log"
 	"github.com/outpost-edge/outpost/sync/peer"
 )
@@ -33,16 +34,20 @@ type ReplicationConfig struct {
 	Secret string `yaml:"secret"`
 	// SecretFile holds the secret (surrounding whitespace is ignored).
 	SecretFile string `yaml:"secret_file"`
-	// Acks is when a QoS 1/2 publish is acknowledged: local (on this
-	// node's durability; replicas follow asynchronously). "all" (also on
-	// min_insync replicas) is not available yet and is refused at start.
+	// Acks is when a QoS 1/2 publish is acknowledged: all (default; once
+	// the record is durable on this node and on every in-sync peer, with
+	// at least min_insync in sync, else the policy applies) or local (on
+	// this node's durability; replicas follow asynchronously).
 	Acks string `yaml:"acks"`
-	// MinInSync is how many peers must be in sync for a partition not to
-	// count as under-replicated; 0 means all peers.
+	// MinInSync is how many peers must be in sync for acks: all to wait
+	// for them rather than apply the policy, and for a partition not to
+	// count as under-replicated; 0 means all peers (for a two-node site:
+	// the one peer).
 	MinInSync int `yaml:"min_insync"`
 	// Policy is what acks: all does when too few replicas are in sync:
-	// degrade (ack on local durability, mark under-replicated) or refuse.
-	// Validated now; it takes effect with acks: all.
+	// degrade (default: ack on local durability, the partition counts as
+	// under-replicated) or refuse (MQTT 5 PUBACK 0x97, 3.1.1 no ack and a
+	// disconnect: the device keeps its data).
 	Policy string `yaml:"policy"`
 	// LagMax is how long a peer may go without reaching this node's end
 	// and still count as in sync.
@@ -70,7 +75,7 @@ type PeerTLSConfig struct {
 }
 
 func defaultReplication() ReplicationConfig {
-	return ReplicationConfig{Acks: "local", Policy: "degrade", LagMax: 10 * time.Second}
+	return ReplicationConfig{Acks: "all", Policy: "degrade", LagMax: 10 * time.Second}
 }
 
 // Enabled reports whether replication is configured.
@@ -124,9 +129,7 @@ func (r ReplicationConfig) validate() error {
 		return bad("secret", "%d bytes: want at least %d", len(r.Secret), peer.MinSecretBytes)
 	}
 	switch r.Acks {
-	case "local":
-	case "all":
-		return bad("acks", "all is not available in this release (acknowledgements wait for local durability only; replicas follow asynchronously): use local")
+	case "local", "all":
 	default:
 		return bad("acks", "%q is not one of local, all", r.Acks)
 	}
@@ -238,7 +241,12 @@ func (n *Node) openReplication(ctx context.Context) (err error) {
 	if n.peerLn, err = net.Listen("tcp", r.Listen); err != nil {
 		return fmt.Errorf("config: replication.listen: %w (is another node running? choose another with -replication)", err)
 	}
-	n.owner, err = peer.NewOwner(ctx, peer.OwnerConfig{Config: base, Log: n.log, Listener: n.peerLn, TLS: serverTLS, Followers: names, MinInSync: r.MinInSync, Replicas: replicas})
+	policy := peer.PolicyDegrade
+	if r.Policy == "refuse" {
+		policy = peer.PolicyRefuse
+	}
+	n.owner, err = peer.NewOwner(ctx, peer.OwnerConfig{Config: base, Log: n.log, Listener: n.peerLn, TLS: serverTLS,
+		Followers: names, MinInSync: r.MinInSync, Policy: policy, Replicas: replicas})
 	if err != nil {
 		return fmt.Errorf("node: replication: %w", err)
 	}
@@ -279,6 +287,22 @@ func peerTLS(t PeerTLSConfig) (server, client *tls.Config, err error) {
 		client.RootCAs = pool
 	}
 	return server, client, nil
+}
+
+// ackGate is the MQTT hook's acknowledgement gate under acks: all, nil
+// otherwise.
+func (n *Node) ackGate() bmqtt.AckGate {
+	if n.owner == nil || n.cfg.Replication.Acks != "all" {
+		return nil
+	}
+	return func(topic string, partition int32, end int64, done func(error)) {
+		n.owner.Await(topic, partition, end, func(err error) {
+			if errors.Is(err, peer.ErrNotReplicated) {
+				err = fmt.Errorf("%w: %w", bmqtt.ErrNotReplicated, err)
+			}
+			done(err)
+		})
+	}
 }
 
 // Replicas returns this node's own partitions with their followers' state,

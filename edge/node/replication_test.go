@@ -187,7 +187,6 @@ func TestReplicationConfigNamesTheField(t *testing.T) {
 		{"bad peer address", func(c *node.Config) { ok(c); c.Replication.Peers[0].Address = "pi-b" }, "replication.peers[0].address"},
 		{"no secret", func(c *node.Config) { ok(c); c.Replication.Secret = "" }, "replication.secret"},
 		{"short secret", func(c *node.Config) { ok(c); c.Replication.Secret = "short" }, "replication.secret"},
-		{"acks all", func(c *node.Config) { ok(c); c.Replication.Acks = "all" }, "replication.acks: all is not available"},
 		{"acks", func(c *node.Config) { ok(c); c.Replication.Acks = "some" }, "replication.acks"},
 		{"policy", func(c *node.Config) { ok(c); c.Replication.Policy = "panic" }, "replication.policy"},
 		{"min_insync", func(c *node.Config) { ok(c); c.Replication.MinInSync = 2 }, "replication.min_insync"},
