@@ -13,11 +13,13 @@
 //     each offset exactly once, in offset order, with the log's values (8
 //     rounds, 40 with OUTPOST_LONG=1; OUTPOST_SEED replays).
 //   - TestReplicaKillOwnerAndFollower runs two binaries replicating each
-//     other, SIGKILLs the owner or its follower at random moments while a
-//     device publishes QoS 1 to the owner, restarts it on the same disk, and
-//     checks that the follower's replica equals the owner's log record for
-//     record and holds every acknowledged message exactly once (6 rounds,
-//     30 with OUTPOST_LONG=1; OUTPOST_SEED replays).
+//     other (acks: all, policy refuse), SIGKILLs the owner or its follower
+//     at random moments while a device publishes QoS 1 to the owner and
+//     restarts it; then the owner dies for good and its data directory is
+//     deleted: the follower's replica holds every acknowledged message
+//     exactly once, and the owner, started on an empty directory, restores
+//     them all from it (6 rounds, 30 with OUTPOST_LONG=1; OUTPOST_SEED
+//     replays).
 //   - TestCheckAndRepair damages a segment of a stopped node and runs
 //     `edge check` and `edge repair` on it; the node then serves exactly the
 //     records before the damage.
