@@ -26,8 +26,8 @@ import (
 	"github.com/outpost-edge/outpost/edge/log"
 	"github.com/outpost-edge/outpost/edge/meta"
 	"github.com/outpost-edge/outpost/internal/netaddr"
-	"github.com/outpost-edge/outpost/sync/schema"
 	"github.com/outpost-edge/outpost/sync/peer"
+	"github.com/outpost-edge/outpost/sync/schema"
 	"github.com/outpost-edge/outpost/sync/upstream"
 )
 
