@@ -363,10 +363,11 @@ func (m *fetchResp) decode(d *dec) {
 			p.History = append(p.History, epochEntry{Epoch: d.u64(), Start: d.i64()})
 		}
 		p.Base = d.i64()
-		r := int(d.u32())
-		if d.err == nil && r*4 > len(d.b) {
-			d.err = fmt.Errorf("%w: %d records cannot fit in %d bytes", ErrProtocol, r, len(d.b))
+		rc := d.u32()
+		if d.err == nil && uint64(rc)*4 > uint64(len(d.b)) {
+			d.err = fmt.Errorf("%w: %d records cannot fit in %d bytes", ErrProtocol, rc, len(d.b))
 		}
+		r := int(rc) // at most len(d.b)/4: fits an int on 32-bit ARM too
 		if d.err != nil {
 			break
 		}
@@ -502,7 +503,7 @@ func clampU32(v int) uint32 {
 	if v <= 0 {
 		return 0
 	}
-	if v > math.MaxUint32 {
+	if uint64(v) > math.MaxUint32 {
 		return math.MaxUint32
 	}
 	return uint32(v)
