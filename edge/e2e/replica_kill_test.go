@@ -155,6 +155,7 @@ func TestReplicaKillOwnerAndFollower(t *testing.T) {
 	if len(restored) != len(seen) {
 		t.Fatalf("pi-a restored %d messages, the replica holds %d", len(restored), len(seen))
 	}
+	a.kill() // its stderr is complete (and no longer written) once it exited
 	if !strings.Contains(a.stderr.String(), "restored this node's partitions from a peer") {
 		t.Fatalf("pi-a did not log its restore:\n%s", a.stderr)
 	}
