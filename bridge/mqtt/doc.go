@@ -146,6 +146,7 @@
 //	burst.go      QoS 0 bursts and unsubscribed QoS 0 appends
 //	headers.go    record headers and the per-session topic cache
 //	acks.go       acknowledgements and refusals, QoS 2 retransmissions
+//	replicated.go AckGate (acks held for site replication), ErrNotReplicated
 //	fanout.go     delivery to local subscribers, message expiry
 //	mochi.go      every touch of mochi internals, with the invariants relied on
 //	keepalive.go  KeepaliveMax

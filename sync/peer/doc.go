@@ -35,6 +35,13 @@
 //   - Authentication both ways by a shared secret (HMAC challenge–response
 //     over fresh nonces); TLS (mutual with a CA) when configured.
 //   - Reconnects use jittered exponential backoff.
+//   - acks: all: Owner.Await holds a QoS 1/2 acknowledgement (bridge/mqtt's
+//     AckGate) until the high watermark — the lowest durable end among the
+//     in-sync followers — reaches the record, while at least MinInSync
+//     followers are in sync; with fewer, the policy decides (degrade: ack on
+//     local durability; refuse: ErrNotReplicated). A follower is in sync
+//     while, within LagMax, it fetched everything the owner had at its
+//     previous fetch (Kafka's lastCaughtUpTime).
 //   - Restore: a node that starts with no epoch (new data directory) copies
 //     its partitions back from the peer that keeps the newest replica of it,
 //     at the same offsets and with its epoch, before it serves or ingests
@@ -44,8 +51,7 @@
 //
 // # Not built yet (issue 14)
 //
-// acks: all (gating QoS 1/2 acknowledgements on the high watermark) and its
-// refuse/degrade policy; truncating a diverged replica (it stalls instead,
+// Truncating a diverged replica (it stalls instead,
 // keeping its records, and says so in the log and in
 // outpost_replica_stalled_partitions); an owner reconciling a lost tail
 // (sync: interval or none) from its replicas; forwarding takeover with a
@@ -59,6 +65,7 @@
 //	epoch.go     epoch histories and the owner's fetch decision (pure) [PROTOCOL-5]
 //	store.go     where epochs and histories persist (edge/meta's key/value area)
 //	restore.go   Restore: a node without an epoch copies its partitions back from a peer
+//	acks.go      Await: acknowledgements held for acks: all, Policy
 //	owner.go     Owner: accepts followers, serves fetches, in-sync set, high watermark, holds
 //	follower.go  Follower: dials, fences stale owners, appends at the owner's offsets
 //	config.go    Config, OwnerConfig, FollowerConfig, HoldName
@@ -73,7 +80,9 @@
 // NewFollower checks its config; Run owns one goroutine per owner link and
 // returns when its context ends. Neither closes the logs it was given.
 //
-// Locks are leaves: Owner.mu (connections), ownedPart.mu (follower state of
-// one partition) and Follower.mu (replica partitions) are never held
-// together or across I/O; Follower.mu is dropped before each append.
+// Locks are leaves: Owner.mu (connections), ownedPart.mu (follower state and
+// held acknowledgements of one partition) and Follower.mu (replica
+// partitions) are never held together or across I/O; Follower.mu is
+// dropped before each append, and an acknowledgement's completion runs
+// after ownedPart.mu is released.
 package peer
