@@ -21,6 +21,10 @@ type Config struct {
 	// Meta, if set, adds each cursor's offset and lag to the partitions in
 	// /v1/topics.
 	Meta *meta.Store
+	// Replication, if set, returns a partition's replica state (site
+	// replication: replicas, in-sync set, high watermark, lag), shown in
+	// /v1/topics under "replication"; nil (or a nil result) shows none.
+	Replication func(topic string, partition int32) any
 	// Gatherer serves /metrics; nil means no /metrics route.
 	Gatherer prometheus.Gatherer
 	// Registerer receives the API's own metrics (requests, waiting

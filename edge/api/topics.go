@@ -29,6 +29,8 @@ type partitionJSON struct {
 	Segments    int                   `json:"segments"`
 	Error       string                `json:"error,omitempty"`
 	Cursors     map[string]cursorJSON `json:"cursors,omitempty"`
+	// Replication is the partition's replica state (Config.Replication).
+	Replication any `json:"replication,omitempty"`
 }
 
 type cursorJSON struct {
@@ -116,6 +118,9 @@ func (h *handler) topicJSON(ti elog.TopicInfo, cursors map[string]map[meta.Parti
 			if err := p.Failed(); err != nil {
 				pj.Error = err.Error()
 			}
+		}
+		if h.cfg.Replication != nil {
+			pj.Replication = h.cfg.Replication(ti.Name, pi.Partition)
 		}
 		key := meta.PartitionKey{Topic: ti.Name, Partition: pi.Partition}
 		for name, cs := range cursors {

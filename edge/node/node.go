@@ -170,7 +170,7 @@ func Open(ctx context.Context, cfg Config, opts Options) (_ *Node, err error) {
 		return nil, fmt.Errorf("node: http.address: %w (is another node running? choose another with -http)", err)
 	}
 	handler, err := api.New(api.Config{
-		Log: n.log, Meta: n.meta, Gatherer: n.reg, Registerer: n.reg, Token: cfg.HTTP.Token,
+		Log: n.log, Meta: n.meta, Gatherer: n.reg, Registerer: n.reg, Token: cfg.HTTP.Token, Replication: n.replicaState,
 		Ready: n.ready, Logger: logger.With("component", "api"),
 	})
 	if err != nil {

@@ -305,6 +305,18 @@ func (n *Node) ackGate() bmqtt.AckGate {
 	}
 }
 
+// replicaState is /v1/topics' "replication" object of a partition; nil
+// without replication.
+func (n *Node) replicaState(topic string, partition int32) any {
+	if n.owner == nil {
+		return nil
+	}
+	if ri, ok := n.owner.Replica(topic, partition); ok {
+		return ri
+	}
+	return nil
+}
+
 // Replicas returns this node's own partitions with their followers' state,
 // or nil without replication.
 func (n *Node) Replicas() []peer.ReplicaInfo {

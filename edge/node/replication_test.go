@@ -130,6 +130,34 @@ func TestReplicationTwoNodes(t *testing.T) {
 		}
 		return nil
 	})
+	// /v1/topics shows each partition's replica state.
+	var td struct {
+		Topics []struct {
+			Name       string `json:"name"`
+			Partitions []struct {
+				Partition   int32 `json:"partition"`
+				EndOffset   int64 `json:"end_offset"`
+				Replication *struct {
+					Replicas      []string         `json:"replicas"`
+					HighWatermark int64            `json:"high_watermark"`
+					InSync        []string         `json:"in_sync"`
+					Ends          map[string]int64 `json:"replica_end_offsets"`
+					Lag           map[string]int64 `json:"replica_lag"`
+					UnderRep      bool             `json:"under_replicated"`
+				} `json:"replication"`
+			} `json:"partitions"`
+		} `json:"topics"`
+	}
+	getJSON(t, "http://"+a.HTTPAddr()+"/v1/topics", &td)
+	for _, tp := range td.Topics {
+		for _, p := range tp.Partitions {
+			r := p.Replication
+			if r == nil || len(r.Replicas) != 1 || r.Replicas[0] != "pi-b" || len(r.InSync) != 1 || r.UnderRep ||
+				r.HighWatermark != p.EndOffset || r.Ends["pi-b"] != p.EndOffset || r.Lag["pi-b"] != 0 {
+				t.Errorf("/v1/topics %s/%d: replication %+v, end %d", tp.Name, p.Partition, r, p.EndOffset)
+			}
+		}
+	}
 	// The metrics are served and documented (TestMetricsDocumented).
 	body := getText(t, "http://"+a.HTTPAddr()+"/metrics")
 	for _, m := range []string{"outpost_replica_owner_epoch 1", `outpost_replica_connected{peer="pi-b",role="follower"} 1`, "outpost_replica_high_watermark"} {

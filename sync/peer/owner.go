@@ -147,15 +147,27 @@ func (o *Owner) Epoch() uint64 { return o.epoch }
 // Addr returns the listener's address.
 func (o *Owner) Addr() net.Addr { return o.cfg.Listener.Addr() }
 
-// ReplicaInfo describes one of this node's partitions and its followers.
+// ReplicaInfo describes one of this node's partitions and its followers
+// (the "replication" object of /v1/topics).
 type ReplicaInfo struct {
-	Topic         string           `json:"topic"`
-	Partition     int32            `json:"partition"`
-	End           int64            `json:"end_offset"`
+	Topic         string           `json:"-"`
+	Partition     int32            `json:"-"`
+	End           int64            `json:"-"`
+	Replicas      []string         `json:"replicas"` // the configured followers
 	HighWatermark int64            `json:"high_watermark"`
 	InSync        []string         `json:"in_sync"`
-	Ends          map[string]int64 `json:"replica_end_offsets"`
+	Ends          map[string]int64 `json:"replica_end_offsets"` // followers that fetched since the owner started
+	Lag           map[string]int64 `json:"replica_lag"`         // records each of them lacks
 	UnderRep      bool             `json:"under_replicated"`
+}
+
+// Replica returns the replica state of one partition this node owns.
+func (o *Owner) Replica(topic string, partition int32) (ReplicaInfo, bool) {
+	op := o.parts[partKey{topic, partition}]
+	if op == nil {
+		return ReplicaInfo{}, false
+	}
+	return op.info(partKey{topic, partition}, o.cfg, time.Now()), true
 }
 
 // Replicas returns the replica state of every partition this node owns,
@@ -188,13 +200,14 @@ func (op *ownedPart) info(k partKey, cfg OwnerConfig, now time.Time) ReplicaInfo
 // stateLocked computes the replica state; op.mu is held.
 func (op *ownedPart) stateLocked(cfg OwnerConfig, now time.Time) ReplicaInfo {
 	end := op.p.EndOffset()
-	ri := ReplicaInfo{End: end, HighWatermark: end, Ends: map[string]int64{}}
+	ri := ReplicaInfo{End: end, HighWatermark: end, Replicas: cfg.Followers, InSync: []string{}, Ends: map[string]int64{}, Lag: map[string]int64{}}
 	for _, f := range cfg.Followers {
 		st := op.replicas[f]
 		if st == nil {
 			continue
 		}
 		ri.Ends[f] = st.end
+		ri.Lag[f] = max(0, end-st.end)
 		if now.Sub(st.caughtUp) < cfg.LagMax {
 			ri.InSync = append(ri.InSync, f)
 			ri.HighWatermark = min(ri.HighWatermark, st.end)
