@@ -156,7 +156,7 @@ func TestReplicaKillOwnerAndFollower(t *testing.T) {
 		t.Fatalf("pi-a restored %d messages, the replica holds %d", len(restored), len(seen))
 	}
 	a.kill() // its stderr is complete (and no longer written) once it exited
-	if !strings.Contains(a.stderr.String(), "restored this node's partitions from a peer") {
+	if !strings.Contains(a.stderr.String(), "restored this node's partitions from a peer's replica") {
 		t.Fatalf("pi-a did not log its restore:\n%s", a.stderr)
 	}
 }

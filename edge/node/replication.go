@@ -228,9 +228,7 @@ func (n *Node) openReplication(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("node: replication: %w", err)
 	}
-	if res.From != "" {
-		n.logger.Warn("node: restored this node's partitions from a peer", "from", res.From, "epoch", res.Epoch, "records", res.Records)
-	} else if len(res.Unreachable) > 0 {
+	if res.From == "" && len(res.Unreachable) > 0 {
 		n.logger.Warn("node: first start with replication, and some peers could not be asked whether they keep a replica of this node; starting without one. "+
 			"If this node's disk was replaced, stop it, bring the peers up and start it again with an empty data directory", "unreachable", res.Unreachable)
 	}

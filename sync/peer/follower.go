@@ -152,8 +152,10 @@ func (f *Follower) session(ctx context.Context) (progressed bool, err error) {
 	if err := f.setup(ctx, w); err != nil {
 		return true, err
 	}
-	f.setConnected(true)
-	f.cfg.Logger.Info("peer: replicating from owner", "owner", f.cfg.Owner, "epoch", w.Epoch, "topics", len(w.Topics))
+	if f.mode == modeFollow {
+		f.setConnected(true)
+		f.cfg.Logger.Info("peer: replicating from owner", "owner", f.cfg.Owner, "epoch", w.Epoch, "topics", len(w.Topics))
+	}
 	var out []byte
 	for {
 		req := f.nextFetch(w.Epoch)

@@ -323,7 +323,10 @@ func (o *Owner) serve(ctx context.Context, c net.Conn) {
 	fr := newFrameReader(c)
 	follower, src, err := o.handshake(ctx, c, fr)
 	if err != nil {
-		if !errors.Is(err, io.EOF) && ctx.Err() == nil {
+		switch {
+		case errors.Is(err, errNoReplica):
+			logger.Info("peer: no replica of the asking node is kept here", "err", err)
+		case !errors.Is(err, io.EOF) && ctx.Err() == nil:
 			logger.Warn("peer: refused a follower", "err", err)
 		}
 		return
@@ -373,6 +376,9 @@ func (o *Owner) serve(ctx context.Context, c net.Conn) {
 		fr.shrink()
 	}
 }
+
+// errNoReplica: a restore asked for a replica this node does not keep.
+var errNoReplica = errors.New("peer: no replica kept here")
 
 // source is what one conversation serves: this node's own partitions to a
 // follower, or the replica this node keeps of the caller's partitions to
@@ -465,7 +471,7 @@ func (o *Owner) handshake(ctx context.Context, c net.Conn, fr *frameReader) (str
 		}
 		if src == nil {
 			o.refuse(c, codeNoReplica, fmt.Sprintf("no replica of %s here", h.Follower))
-			return "", nil, fmt.Errorf("peer: %s asked to restore, but no replica of it is kept here", h.Follower)
+			return "", nil, fmt.Errorf("%w: %s asked for one (its first start)", errNoReplica, h.Follower)
 		}
 	default:
 		o.refuse(c, codeBadRequest, fmt.Sprintf("unknown mode %d", h.Mode))
