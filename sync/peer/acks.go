@@ -18,6 +18,14 @@ const (
 	PolicyRefuse
 )
 
+// String is the policy's config value.
+func (p Policy) String() string {
+	if p == PolicyRefuse {
+		return "refuse"
+	}
+	return "degrade"
+}
+
 // Errors Await completes with.
 var (
 	// ErrNotReplicated: too few followers in sync under PolicyRefuse.

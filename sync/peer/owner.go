@@ -259,12 +259,33 @@ func (o *Owner) Run(ctx context.Context) error {
 func (o *Owner) refresh(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	// Partitions start in sync as far as the log is concerned: the first
+	// tick reports those that are not (no follower has fetched yet).
+	was := map[partKey]bool{}
 	for {
 		under := 0
+		var went, back []string // one log line per tick, not one per partition
 		for _, ri := range o.Replicas() {
+			k := partKey{ri.Topic, ri.Partition}
 			if ri.UnderRep {
 				under++
 			}
+			if ri.UnderRep != was[k] {
+				name := ri.Topic + "/" + partLabel(ri.Partition)
+				if ri.UnderRep {
+					went = append(went, name)
+				} else {
+					back = append(back, name)
+				}
+				was[k] = ri.UnderRep
+			}
+		}
+		if len(went) > 0 {
+			o.cfg.Logger.Warn("peer: partitions under-replicated (fewer followers in sync than min_insync)", "partitions", went,
+				"min_insync", o.cfg.MinInSync, "policy", o.cfg.Policy.String())
+		}
+		if len(back) > 0 {
+			o.cfg.Logger.Info("peer: partitions back in sync", "partitions", back)
 		}
 		o.cfg.Metrics.underRep.Set(float64(under))
 		now := time.Now()
