@@ -411,7 +411,7 @@ func (f *Follower) applyPart(ctx context.Context, k partKey, rp *replicaPart, pa
 	}
 	// The append is not cancelled with the session: an abandoned append
 	// could land after the next fetch asked from the old end (AppendAt).
-	if err := rp.p.AppendAt(context.WithoutCancel(ctx), part.Base, recs); err != nil {
+	if err := appendAt(context.WithoutCancel(ctx), rp.p, part.Base, recs); err != nil {
 		return fmt.Errorf("peer: replica %s/%d: %w", k.topic, k.partition, err)
 	}
 	f.cfg.Metrics.fetchedRecords.WithLabelValues(f.cfg.Owner).Add(float64(len(recs)))
@@ -419,3 +419,18 @@ func (f *Follower) applyPart(ctx context.Context, k partKey, rp *replicaPart, pa
 }
 
 func slicesClone(h history) history { return append(history(nil), h...) }
+
+// appendAt appends recs at base, in halves when the replica log's batch
+// limit (a quarter of its segment size, at most 4 MiB) is below what the
+// owner sent in one response.
+func appendAt(ctx context.Context, p *log.Partition, base int64, recs []log.Record) error {
+	err := p.AppendAt(ctx, base, recs)
+	if errors.Is(err, log.ErrBatchTooLarge) && len(recs) > 1 {
+		h := len(recs) / 2
+		if err := appendAt(ctx, p, base, recs[:h]); err != nil {
+			return err
+		}
+		return appendAt(ctx, p, base+int64(h), recs[h:])
+	}
+	return err
+}

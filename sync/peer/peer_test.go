@@ -1,9 +1,11 @@
 package peer_test
 
 import (
+	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/outpost-edge/outpost/edge/log"
 	"github.com/outpost-edge/outpost/internal/polltest"
 	"github.com/outpost-edge/outpost/sync/peer"
 )
@@ -67,4 +69,24 @@ func TestOwnerHoldsForFollower(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestReplicaSmallBatchLimit: a replica log whose batch limit is below the
+// owner's fetch size (small segments) still takes every response.
+func TestReplicaSmallBatchLimit(t *testing.T) {
+	a := openNode(t, "pi-a", t.TempDir())
+	b := openNode(t, "pi-b", t.TempDir())
+	createTopic(t, a.log, "telemetry", 1)
+	appendN(t, a.log, "telemetry", 0, 300, 1000)
+	owner, _ := startOwner(t, a, "pi-b")
+	replica, err := log.Open(filepath.Join(b.dir, "small"), log.Config{SegmentMaxBytes: 32 << 10}) // batches up to 8 KiB
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { replica.Close() })
+	startFollower(t, b, "pi-a", owner.Addr().String(), replica)
+	waitCaughtUp(t, a.log, replica, 10*time.Second)
+	if n := checkPrefix(t, a.log, replica); n != 300 {
+		t.Fatalf("compared %d records, want 300", n)
+	}
 }
