@@ -206,7 +206,15 @@ func (n *Node) openReplication(ctx context.Context) (err error) {
 		lc := n.cfg.logConfig()
 		lc.Logger = n.logger.With("component", "replica", "owner", p.Name)
 		lc.OpenFile = n.openFile
-		rl, err := log.Open(filepath.Join(n.cfg.DataDir, "replicas", p.Name), lc)
+		dir := filepath.Join(n.cfg.DataDir, "replicas", p.Name)
+		rl, err := log.Open(dir, lc)
+		var ce *log.CorruptionError
+		if errors.As(err, &ce) {
+			// edge check/repair cover the node's own log; a replica is a
+			// copy that its owner can send again.
+			return fmt.Errorf("node: replica of %s is damaged: %w (it is a copy: move %s aside and this node fetches it again from %s — unless %s lost its own data, then keep it for its restore)",
+				p.Name, err, dir, p.Name, p.Name)
+		}
 		if err != nil {
 			return fmt.Errorf("node: replica of %s: %w", p.Name, err)
 		}
