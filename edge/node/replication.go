@@ -258,7 +258,8 @@ func (n *Node) openReplication(ctx context.Context) (err error) {
 	}
 	n.services = append(n.services, func(ctx context.Context, _ *Node) error { return n.owner.Run(ctx) })
 	for i, p := range r.Peers {
-		f, err := peer.NewFollower(peer.FollowerConfig{Config: base, Owner: p.Name, Address: p.Address, TLS: addrs[i].TLS, Log: replicas[p.Name]})
+		f, err := peer.NewFollower(peer.FollowerConfig{Config: base, Owner: p.Name, Address: p.Address, TLS: addrs[i].TLS, Log: replicas[p.Name],
+			Retention: log.TopicConfig{RetentionBytes: n.cfg.Log.RetentionBytes, RetentionAge: n.cfg.Log.RetentionAge}})
 		if err != nil {
 			return fmt.Errorf("node: replication: %w", err)
 		}

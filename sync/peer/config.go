@@ -158,6 +158,10 @@ type FollowerConfig struct {
 	// Log is the replica log for this owner's partitions, this follower's
 	// alone (edge/node opens DATA/replicas/<owner>).
 	Log *log.Log
+	// Retention is the retention of the replica's topics (bytes, age; the
+	// partition count comes from the owner): the node's own, so that a
+	// replica keeps about what its owner keeps and its disk use is bounded.
+	Retention log.TopicConfig
 }
 
 // HoldName is the retention hold an owner keeps for follower node: the log

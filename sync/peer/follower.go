@@ -281,7 +281,8 @@ func (f *Follower) setup(ctx context.Context, w *welcome) error {
 		if !log.ValidTopicName(t.Name) || t.Partitions == 0 || t.Partitions > 1<<16 {
 			return fmt.Errorf("%w: owner lists topic %q with %d partitions", ErrProtocol, t.Name, t.Partitions)
 		}
-		tc := log.TopicConfig{Partitions: int32(t.Partitions)}
+		tc := f.cfg.Retention
+		tc.Partitions = int32(t.Partitions)
 		if err := f.cfg.Log.CreateTopic(t.Name, tc); err != nil {
 			return fmt.Errorf("peer: replica of %s: %w", f.cfg.Owner, err)
 		}
