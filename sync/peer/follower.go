@@ -283,7 +283,13 @@ func (f *Follower) setup(ctx context.Context, w *welcome) error {
 		}
 		tc := f.cfg.Retention
 		tc.Partitions = int32(t.Partitions)
-		if err := f.cfg.Log.CreateTopic(t.Name, tc); err != nil {
+		if have, err := f.cfg.Log.TopicConfig(t.Name); err == nil && f.mode == modeRestore {
+			// Restoring into the node's own log: its topics keep the
+			// retention the node gave them.
+			if have.Partitions != tc.Partitions {
+				return fmt.Errorf("peer: restore: %w: %s has %d partitions here, %d in the replica", log.ErrTopicExists, t.Name, have.Partitions, tc.Partitions)
+			}
+		} else if err := f.cfg.Log.CreateTopic(t.Name, tc); err != nil {
 			return fmt.Errorf("peer: replica of %s: %w", f.cfg.Owner, err)
 		}
 		for i := range int32(t.Partitions) {
