@@ -204,6 +204,11 @@ func (n *Node) openReplication(ctx context.Context) (err error) {
 	for _, p := range r.Peers {
 		names = append(names, p.Name)
 		lc := n.cfg.logConfig()
+		// A replica only in memory is no replica: whatever log.sync says
+		// for this node's own log, a follower fdatasyncs each response
+		// before its next fetch acknowledges it (one per round, not per
+		// record).
+		lc.Sync = log.SyncAlways
 		lc.Logger = n.logger.With("component", "replica", "owner", p.Name)
 		lc.OpenFile = n.openFile
 		dir := filepath.Join(n.cfg.DataDir, "replicas", p.Name)
