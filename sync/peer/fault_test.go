@@ -4,8 +4,11 @@ import (
 	"context"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/outpost-edge/outpost/sync/peer"
 )
 
 // TestReplicateThroughFaults ingests into the owner while a fault proxy
@@ -24,12 +27,19 @@ func TestReplicateThroughFaults(t *testing.T) {
 	a := openNode(t, "pi-a", t.TempDir())
 	b := openNode(t, "pi-b", t.TempDir())
 	createTopic(t, a.log, "telemetry", 4)
-	owner, _ := startOwner(t, a, "pi-b")
+	// acks: all with policy refuse: every acknowledgement the owner gives
+	// must find the record on the replica already, through every fault.
+	owner, _ := startOwnerCfg(t, a, func(c *peer.OwnerConfig) {
+		c.Policy = peer.PolicyRefuse
+		c.LagMax = 500 * time.Millisecond
+	}, "pi-b")
 	proxy := newFaultProxy(t, owner.Addr().String())
 	replica := b.replicaLog("pi-a")
 	startFollower(t, b, "pi-a", proxy.Addr(), replica)
 
 	ctx, cancel := context.WithCancel(context.Background())
+	var acks sync.WaitGroup
+	var replicated, refused, unreplicated atomic.Int64
 	var wg sync.WaitGroup
 	var ingestErr error
 	wg.Add(1)
@@ -37,10 +47,24 @@ func TestReplicateThroughFaults(t *testing.T) {
 		defer wg.Done()
 		r := rand.New(rand.NewPCG(uint64(seed), 1))
 		for ctx.Err() == nil {
-			if err := appendRecords(a.log, "telemetry", int32(r.IntN(4)), 1+r.IntN(20), 10+r.IntN(3000)); err != nil {
+			part := int32(r.IntN(4))
+			end, err := appendRecordsEnd(a.log, "telemetry", part, 1+r.IntN(20), 10+r.IntN(500))
+			if err != nil {
 				ingestErr = err
 				return
 			}
+			acks.Add(1)
+			owner.Await("telemetry", part, end, func(err error) {
+				defer acks.Done()
+				if err != nil {
+					refused.Add(1)
+					return
+				}
+				replicated.Add(1)
+				if p, perr := replica.Partition("telemetry", part); perr != nil || p.EndOffset() < end {
+					unreplicated.Add(1)
+				}
+			})
 			time.Sleep(time.Millisecond)
 		}
 	}()
@@ -80,6 +104,14 @@ func TestReplicateThroughFaults(t *testing.T) {
 		t.Fatal(ingestErr)
 	}
 	waitCaughtUp(t, a.log, replica, 20*time.Second)
+	acks.Wait() // every held acknowledgement is decided (released or refused)
+	t.Logf("acks: %d replicated, %d refused", replicated.Load(), refused.Load())
+	if unreplicated.Load() > 0 {
+		t.Fatalf("%d acknowledgements were given before the replica had the record", unreplicated.Load())
+	}
+	if replicated.Load() == 0 {
+		t.Fatal("no acknowledgement was given")
+	}
 	n := checkPrefix(t, a.log, replica)
 	t.Logf("%d records replicated through %d faults", n, rounds)
 	if n == 0 {

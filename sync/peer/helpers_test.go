@@ -127,11 +127,19 @@ func startOwner(t testing.TB, n *testNode, followers ...string) (*peer.Owner, *r
 // startOwnerWith also serves the replica logs n keeps (for restores).
 func startOwnerWith(t testing.TB, n *testNode, replicas map[string]*log.Log, followers ...string) (*peer.Owner, *runner) {
 	t.Helper()
+	return startOwnerCfg(t, n, func(c *peer.OwnerConfig) { c.Replicas = replicas }, followers...)
+}
+
+// startOwnerCfg lets the test change the owner's config.
+func startOwnerCfg(t testing.TB, n *testNode, mod func(*peer.OwnerConfig), followers ...string) (*peer.Owner, *runner) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	o, err := peer.NewOwner(context.Background(), peer.OwnerConfig{Config: n.config(), Log: n.log, Listener: ln, Followers: followers, Replicas: replicas})
+	cfg := peer.OwnerConfig{Config: n.config(), Log: n.log, Listener: ln, Followers: followers}
+	mod(&cfg)
+	o, err := peer.NewOwner(context.Background(), cfg)
 	if err != nil {
 		ln.Close()
 		t.Fatal(err)
@@ -177,9 +185,17 @@ func appendN(t testing.TB, l *log.Log, topic string, part int32, n, size int) {
 
 // appendRecords is appendN for goroutines other than the test's.
 func appendRecords(l *log.Log, topic string, part int32, n, size int) error {
+	_, err := appendRecordsEnd(l, topic, part, n, size)
+	return err
+}
+
+// appendRecordsEnd appends like appendRecords and returns the partition's
+// end after its last batch.
+func appendRecordsEnd(l *log.Log, topic string, part int32, n, size int) (int64, error) {
+	var end int64
 	p, err := l.Partition(topic, part)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	for n > 0 {
 		k := min(n, 10)
@@ -193,12 +209,14 @@ func appendRecords(l *log.Log, topic string, part int32, n, size int) error {
 				Headers:   []log.Header{{Key: "seq", Value: []byte(fmt.Sprint(off))}},
 			}
 		}
-		if _, err := p.Append(context.Background(), recs); err != nil {
-			return err
+		first, err := p.Append(context.Background(), recs)
+		if err != nil {
+			return 0, err
 		}
+		end = first + int64(k)
 		n -= k
 	}
-	return nil
+	return end, nil
 }
 
 // checkPrefix asserts that every partition of replica is a prefix of the
