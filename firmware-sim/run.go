@@ -95,7 +95,7 @@ func runFleet(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprint(stderr, fleetUsage)
 		fs.PrintDefaults()
 	}
-	fs.StringVar(&f.broker, "broker", "tcp://127.0.0.1:1883", "broker URL: tcp://HOST:PORT, ssl://HOST:PORT, ws://HOST:PORT/PATH or wss://")
+	fs.StringVar(&f.broker, "broker", "tcp://127.0.0.1:1883", "broker URL: tcp://HOST:PORT, ssl://HOST:PORT, ws://HOST:PORT/PATH or wss://; several separated by commas fail over (a site's nodes)")
 	fs.StringVar(&f.scenario, "scenario", "", "scenario YAML file (see configs/fleet-*.yaml)")
 	fs.StringVar(&f.site, "site", "site1", "site name, fills {site} in templates")
 	fs.IntVar(&f.devices, "devices", g.Devices, "number of devices (one MQTT connection each)")

@@ -180,8 +180,10 @@ func (c *Config) Validate() error {
 	if c.Broker == "" {
 		return fmt.Errorf("fleet: broker: empty (want e.g. tcp://127.0.0.1:1883)")
 	}
-	if !strings.Contains(c.Broker, "://") {
-		return fmt.Errorf("fleet: broker: %q has no scheme (want tcp://, ssl://, ws:// or wss://)", c.Broker)
+	for _, b := range strings.Split(c.Broker, ",") { // a failover list: URL1,URL2
+		if !strings.Contains(b, "://") {
+			return fmt.Errorf("fleet: broker: %q has no scheme (want tcp://, ssl://, ws:// or wss://; several separated by commas)", strings.TrimSpace(b))
+		}
 	}
 	if c.Duration < 0 || c.DrainTimeout < 0 || c.RampUp < 0 {
 		return fmt.Errorf("fleet: duration, drain_timeout and ramp_up must not be negative")

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,6 +22,9 @@ import (
 type Config struct {
 	// Broker is the broker URL: tcp://, ssl:// (also tls://, mqtts://),
 	// ws:// or wss://, with host:port; ws URLs may carry a path (default /mqtt).
+	// Several URLs separated by commas are a failover list (the nodes of a
+	// site): the client stays on the broker it reached, and a failed
+	// connect moves it to the next one for the following attempt.
 	Broker string
 	// ClientID is the MQTT client identifier; empty asks the broker to
 	// assign one (MQTT 5) and requires CleanStart.
@@ -152,6 +156,8 @@ type Client struct {
 	inflight int64
 
 	resent atomic.Int64
+	// broker indexes the broker list (Config.Broker) for the next connect.
+	broker atomic.Int64
 }
 
 // Stats counts the session's QoS 1/2 messages. Sent == Acked + Refused +
@@ -276,9 +282,16 @@ func (c *Client) Connect(ctx context.Context) (ConnAck, error) {
 
 	dctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
 	defer cancel()
-	nc, err := dial(dctx, c.cfg)
+	brokers := strings.Split(c.cfg.Broker, ",")
+	i := c.broker.Load()
+	broker := strings.TrimSpace(brokers[int(i%int64(len(brokers)))])
+	// A failed attempt moves the next one to the next broker of the list;
+	// a working broker is kept.
+	failover := func() { c.broker.CompareAndSwap(i, i+1) }
+	nc, err := dial(dctx, c.cfg, broker)
 	if err != nil {
-		return ConnAck{}, fmt.Errorf("mqttc: connect %s: %w", c.cfg.Broker, err)
+		failover()
+		return ConnAck{}, fmt.Errorf("mqttc: connect %s: %w", broker, err)
 	}
 	if dl, ok := dctx.Deadline(); ok {
 		_ = nc.SetDeadline(dl)
@@ -300,7 +313,8 @@ func (c *Client) Connect(ctx context.Context) (ConnAck, error) {
 		if ctx.Err() != nil {
 			err = fmt.Errorf("%w (%w)", err, ctx.Err())
 		}
-		return ConnAck{}, fmt.Errorf("mqttc: connect %s: %w", c.cfg.Broker, err)
+		failover()
+		return ConnAck{}, fmt.Errorf("mqttc: connect %s: %w", broker, err)
 	}
 	_ = nc.SetDeadline(time.Time{})
 	now := time.Now().UnixNano()
@@ -1132,13 +1146,13 @@ func (w *window) release() {
 	}
 }
 
-func dial(ctx context.Context, cfg Config) (net.Conn, error) {
-	u, err := url.Parse(cfg.Broker)
+func dial(ctx context.Context, cfg Config, broker string) (net.Conn, error) {
+	u, err := url.Parse(broker)
 	if err != nil {
 		return nil, fmt.Errorf("broker URL: %w", err)
 	}
 	if u.Host == "" {
-		return nil, fmt.Errorf("broker URL %q has no host:port (want e.g. tcp://127.0.0.1:1883)", cfg.Broker)
+		return nil, fmt.Errorf("broker URL %q has no host:port (want e.g. tcp://127.0.0.1:1883)", broker)
 	}
 	var d net.Dialer
 	switch u.Scheme {

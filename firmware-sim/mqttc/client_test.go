@@ -303,3 +303,60 @@ func TestPingFencesQoS0(t *testing.T) {
 		t.Fatalf("broker processed %d of %d before PINGRESP", got.Load(), n)
 	}
 }
+
+// TestBrokerListFailover: with two brokers listed, a client whose broker
+// dies connects to the next one and carries on; its QoS 1 publishes are
+// acknowledged there.
+func TestBrokerListFailover(t *testing.T) {
+	b := mochitest.Start(t)
+	a, err := mochitest.New(false) // closed by the test (mochi's Close is not idempotent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var acked atomic.Int64
+	c := mqttc.New(mqttc.Config{Broker: a.URL + "," + b.URL, ClientID: "dev-1", Version: 5, CleanStart: true},
+		mqttc.Handlers{OnAck: func(mqttc.Ack) { acked.Add(1) }})
+	t.Cleanup(c.Close)
+	ctx := context.Background()
+	if _, err := c.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Publish(ctx, &mqttc.Message{Topic: "t/x", QoS: 1, Payload: []byte("on a")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, func() error {
+		if acked.Load() != 1 {
+			return errors.New("first publish not acknowledged")
+		}
+		return nil
+	})
+	a.Server.Close() // the first node dies
+	select {
+	case <-c.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the client did not notice its broker's death")
+	}
+	for range 2 { // the first attempt finds a dead; the second goes to b
+		if _, err = c.Connect(ctx); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("no failover to the second broker: %v", err)
+	}
+	if err := c.Publish(ctx, &mqttc.Message{Topic: "t/x", QoS: 1, Payload: []byte("on b")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, func() error {
+		if acked.Load() != 2 {
+			return errors.New("publish after the failover not acknowledged")
+		}
+		return nil
+	})
+}
