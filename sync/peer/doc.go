@@ -15,10 +15,11 @@
 //     for record in the log's encoding and at the same offsets. The follower
 //     appends only at its own end (edge/log AppendAt) the records the owner
 //     read at that offset.
-//   - Durable replicas: the replica log runs the node's sync policy
-//     (default always: an fdatasync before the follower's next fetch), and
-//     the next fetch carries the follower's end, which is its
-//     acknowledgement. A replica only in memory is no replica.
+//   - Durable replicas: edge/node opens replica logs with SyncAlways
+//     whatever log.sync says (an fdatasync per response, before the
+//     follower's next fetch), and the next fetch carries the follower's
+//     end, which is its acknowledgement. A replica only in memory is no
+//     replica.
 //   - Epochs: an owner bumps and persists its epoch (edge/meta) at every
 //     start, before it takes publishes, and records it in each partition's
 //     epoch history. Every fetch and response carries it. A follower never
@@ -51,12 +52,13 @@
 //
 // # Not built yet (issue 14)
 //
-// Truncating a diverged replica (it stalls instead,
-// keeping its records, and says so in the log and in
-// outpost_replica_stalled_partitions); an owner reconciling a lost tail
-// (sync: interval or none) from its replicas; forwarding takeover with a
-// lease in the centre. A follower that starts later than the owner's retention
-// (owner start > 0 on an empty replica) stalls as out of range.
+// Truncating a diverged replica (it stalls instead, keeping its records,
+// and says so in the log and in outpost_replica_stalled_partitions); an
+// owner reconciling a lost tail (sync: interval or none) from its replicas;
+// forwarding takeover with a lease in the centre; sharing bandwidth with
+// the uplink. A follower that starts later than the owner's retention
+// (owner start > 0 on an empty replica) stalls as out of range, since
+// edge/log cannot start an empty partition at an offset.
 //
 // # Files
 //
