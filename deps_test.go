@@ -36,7 +36,8 @@ var policy = map[string][]string{
 	"bridge":             {},
 	"bridge/auth":        {},
 	"bridge/route":       {},
-	"sync/peer":          {"edge/log", "core/wire"},
+	"sync/peer":          {"edge/log", "core/wire", "internal/backoff"},
+	"internal/backoff":   {},
 	"internal/buildinfo": {},
 	"internal/probe":     {},
 	"internal/polltest":  {},
@@ -49,7 +50,7 @@ var policy = map[string][]string{
 	"edge/meta":          {"edge/log"},
 	"edge/api":           {"edge/log", "edge/meta", "internal/httpauth"},
 	"bridge/mqtt":        {"edge/log", "core/wire", "bridge/route"},
-	"sync/upstream":      {"edge/log", "core/wire", "internal/netaddr"},
+	"sync/upstream":      {"edge/log", "core/wire", "internal/netaddr", "internal/backoff"},
 	"sync/schema":        {"core/wire", "sync/upstream"},
 	"bridge/schemacheck": {"core/wire", "edge/log", "bridge/route"},
 	"edge/e2e":           {},
@@ -93,7 +94,7 @@ var binaries = []struct {
 }{
 	{
 		pkg:     "edge",
-		mayLink: []string{"edge", "bridge", "sync", "core/wire", "internal/buildinfo", "internal/probe", "internal/httpauth", "internal/netaddr"},
+		mayLink: []string{"edge", "bridge", "sync", "core/wire", "internal/buildinfo", "internal/probe", "internal/httpauth", "internal/netaddr", "internal/backoff"},
 	},
 	{
 		pkg:     "core",

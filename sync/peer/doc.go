@@ -72,7 +72,6 @@
 //	follower.go  Follower: dials, fences stale owners, appends at the owner's offsets
 //	config.go    Config, OwnerConfig, FollowerConfig, HoldName
 //	metrics.go   outpost_replica_* (docs/metrics.md)
-//	backoff.go   jittered reconnect backoff
 //
 // # Lifecycle and locks
 //

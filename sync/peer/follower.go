@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/outpost-edge/outpost/edge/log"
+	"github.com/outpost-edge/outpost/internal/backoff"
 )
 
 // ErrStaleOwner: the owner announced an epoch lower than one this follower
@@ -90,7 +91,7 @@ func (f *Follower) Connected() bool {
 // or the owner are logged and retried with jittered backoff; a stale owner
 // (ErrStaleOwner) is retried too, slowly, since an operator may fix it.
 func (f *Follower) Run(ctx context.Context) error {
-	b := backoff{min: f.cfg.ReconnectMin, max: f.cfg.ReconnectMax}
+	b := backoff.Backoff{Min: f.cfg.ReconnectMin, Max: f.cfg.ReconnectMax}
 	attempt := 0
 	for ctx.Err() == nil {
 		progressed, err := f.session(ctx)
@@ -105,10 +106,10 @@ func (f *Follower) Run(ctx context.Context) error {
 		if errors.Is(err, ErrStaleOwner) || errors.Is(err, ErrAuth) || errors.Is(err, ErrVersion) {
 			level = f.cfg.Logger.Error
 		}
-		d := b.delay(attempt)
+		d := b.Delay(attempt)
 		attempt++
 		level("peer: replication from owner interrupted; retrying", "owner", f.cfg.Owner, "address", f.cfg.Address, "err", err, "retry_in", d)
-		sleepCtx(ctx, d)
+		backoff.Sleep(ctx, d)
 	}
 	return nil
 }

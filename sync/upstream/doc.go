@@ -152,7 +152,6 @@
 //	config.go     Config, Mode, TLSConfig, DefaultConfig, Validate
 //	link.go       Link, Conn: the connection to the centre, reusable by other components
 //	gate.go       the dialer that keeps a window of publishes on one connection
-//	backoff.go    exponential backoff with full jitter
 //	partition.go  one partition: its loop (resolve, pump, back off) and pause state
 //	resume.go     decideResume: where to resume, pure
 //	resolve.go    resolve: the I/O around decideResume (stream, provisioning, cursor, reports)

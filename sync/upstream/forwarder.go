@@ -12,6 +12,7 @@ import (
 
 	"github.com/outpost-edge/outpost/core/wire"
 	"github.com/outpost-edge/outpost/edge/log"
+	"github.com/outpost-edge/outpost/internal/backoff"
 	"github.com/outpost-edge/outpost/internal/netaddr"
 )
 
@@ -28,7 +29,7 @@ type Forwarder struct {
 	store   metaStore
 	m       *metrics
 	sched   *scheduler
-	backoff backoff // between retries of a paused partition
+	backoff backoff.Backoff // between retries of a paused partition
 	link    *Link
 	ownLink bool // made by New from Config.URL: Run runs it
 	running atomic.Bool
@@ -70,7 +71,7 @@ func newForwarder(ctx context.Context, cfg Config, src lister, store metaStore) 
 		src:     src,
 		store:   store,
 		sched:   newScheduler(cfg.BandwidthBytesPerSec, cfg.MaxInflightBytes),
-		backoff: backoff{cfg.ReconnectMin, cfg.ReconnectMax},
+		backoff: backoff.Backoff{Min: cfg.ReconnectMin, Max: cfg.ReconnectMax},
 		link:    cfg.Link,
 		parts:   make(map[partKey]*partition),
 	}

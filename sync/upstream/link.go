@@ -14,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/outpost-edge/outpost/internal/backoff"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -93,7 +94,7 @@ type Link struct {
 	cfg     LinkConfig
 	log     *slog.Logger
 	m       *linkMetrics
-	backoff backoff
+	backoff backoff.Backoff
 	running atomic.Bool
 
 	conn     atomic.Pointer[Conn] // nil while no connection object exists
@@ -158,7 +159,7 @@ func NewLink(cfg LinkConfig) (*Link, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Link{cfg: cfg, log: lg, m: m, backoff: backoff{cfg.ReconnectMin, cfg.ReconnectMax}, changed: newBroadcaster()}, nil
+	return &Link{cfg: cfg, log: lg, m: m, backoff: backoff.Backoff{Min: cfg.ReconnectMin, Max: cfg.ReconnectMax}, changed: newBroadcaster()}, nil
 }
 
 // Run keeps the link connected until ctx ends, then closes the connection
@@ -175,7 +176,7 @@ func (l *Link) Run(ctx context.Context) error {
 		c, err := l.connect(closed)
 		if err != nil {
 			l.setState("connect failed", "err", err, "advice", "check url, creds_file and tls settings")
-			sleepCtx(ctx, l.backoff.delay(attempt))
+			backoff.Sleep(ctx, l.backoff.Delay(attempt))
 			continue
 		}
 		l.conn.Store(c)
@@ -186,7 +187,7 @@ func (l *Link) Run(ctx context.Context) error {
 		l.conn.Store(nil)
 		l.changed.broadcast()
 		l.m.connected.Set(0)
-		sleepCtx(ctx, l.backoff.delay(attempt))
+		backoff.Sleep(ctx, l.backoff.Delay(attempt))
 	}
 	if c := l.conn.Swap(nil); c != nil {
 		c.nc.Close()
@@ -287,7 +288,7 @@ func (l *Link) options(closed chan struct{}) []nats.Option {
 		nats.MaxReconnects(-1),
 		nats.RetryOnFailedConnect(true),
 		nats.IgnoreAuthErrorAbort(), // wrong credentials get fixed server-side; keep trying
-		nats.CustomReconnectDelay(l.backoff.delay),
+		nats.CustomReconnectDelay(l.backoff.Delay),
 		// No reconnect buffer: a publish while disconnected fails at once
 		// instead of going out on the next connection behind messages lost
 		// with the old one (for the forwarder, a hole the stream's last

@@ -13,6 +13,7 @@ import (
 
 	"github.com/outpost-edge/outpost/core/wire"
 	"github.com/outpost-edge/outpost/edge/log"
+	"github.com/outpost-edge/outpost/internal/backoff"
 )
 
 // partition forwards one log partition. Only its run goroutine sends; the
@@ -128,17 +129,17 @@ func (p *partition) run(ctx context.Context) {
 			// point was read: read it again (not an error; see pump).
 			p.f.m.resumes.WithLabelValues("moved").Inc()
 			p.f.log.Debug("upstream: the stream moved while resuming; resolving again", "topic", p.origin.Topic, "partition", p.origin.Partition, "err", err)
-			sleepCtx(ctx, p.f.backoff.delay(0))
+			backoff.Sleep(ctx, p.f.backoff.Delay(0))
 			continue
 		}
 		kind := p.setError(err)
 		if kind == kindDisconnected {
 			// Link.Wait does the waiting; a short jitter keeps partitions
 			// from resolving all at once on reconnect.
-			sleepCtx(ctx, p.f.backoff.delay(0))
+			backoff.Sleep(ctx, p.f.backoff.Delay(0))
 			continue
 		}
-		sleepCtx(ctx, p.f.backoff.delay(attempt))
+		backoff.Sleep(ctx, p.f.backoff.Delay(attempt))
 		attempt++
 	}
 }
