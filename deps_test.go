@@ -33,33 +33,34 @@ var policy = map[string][]string{
 	"core/wire": {},
 
 	// Leaves with one job each.
-	"bridge":             {},
-	"bridge/auth":        {},
-	"bridge/route":       {},
-	"sync/peer":          {"edge/log", "core/wire", "internal/backoff"},
-	"internal/backoff":   {},
-	"internal/buildinfo": {},
-	"internal/probe":     {},
-	"internal/polltest":  {},
-	"internal/buftest":   {},
-	"internal/httpauth":  {},
-	"internal/netaddr":   {},
+	"bridge":                 {},
+	"bridge/auth":            {},
+	"bridge/route":           {},
+	"sync/peer":              {"edge/log", "core/wire", "internal/backoff"},
+	"internal/backoff":       {},
+	"internal/schemacompile": {"core/wire"},
+	"internal/buildinfo":     {},
+	"internal/probe":         {},
+	"internal/polltest":      {},
+	"internal/buftest":       {},
+	"internal/httpauth":      {},
+	"internal/netaddr":       {},
 
 	// The edge side: data enters (bridge), lands (edge), leaves (sync).
 	"edge/log/logtest":   {"edge/log"},
 	"edge/meta":          {"edge/log"},
 	"edge/api":           {"edge/log", "edge/meta", "internal/httpauth"},
 	"bridge/mqtt":        {"edge/log", "core/wire", "bridge/route"},
-	"sync/upstream":      {"edge/log", "core/wire", "internal/netaddr", "internal/backoff"},
+	"sync/upstream":      {"edge/log", "core/wire", "internal/netaddr", "internal/backoff", "internal/schemacompile"},
 	"sync/schema":        {"core/wire", "sync/upstream"},
-	"bridge/schemacheck": {"core/wire", "edge/log", "bridge/route"},
+	"bridge/schemacheck": {"core/wire", "edge/log", "bridge/route", "internal/schemacompile"},
 	"edge/e2e":           {},
 
 	// The central side: nothing of the edge side.
 	"core/provision": {"core/wire"},
 	"core/sites":     {"core/wire"},
 	"core/tail":      {"core/wire"},
-	"core/schema":    {"core/wire"},
+	"core/schema":    {"core/wire", "internal/schemacompile"},
 	"core/natstest":  {"core/wire", "internal/polltest"},
 
 	// Composition roots wire across steps; nothing imports them but their
@@ -94,11 +95,11 @@ var binaries = []struct {
 }{
 	{
 		pkg:     "edge",
-		mayLink: []string{"edge", "bridge", "sync", "core/wire", "internal/buildinfo", "internal/probe", "internal/httpauth", "internal/netaddr", "internal/backoff"},
+		mayLink: []string{"edge", "bridge", "sync", "core/wire", "internal/buildinfo", "internal/probe", "internal/httpauth", "internal/netaddr", "internal/backoff", "internal/schemacompile"},
 	},
 	{
 		pkg:     "core",
-		mayLink: []string{"core", "internal/buildinfo", "internal/probe", "internal/httpauth", "internal/netaddr"},
+		mayLink: []string{"core", "internal/buildinfo", "internal/probe", "internal/httpauth", "internal/netaddr", "internal/schemacompile"},
 	},
 	{
 		pkg:     "firmware-sim",

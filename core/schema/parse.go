@@ -4,15 +4,14 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
-	"net/url"
 	"strings"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"github.com/twmb/avro"
 
 	"github.com/outpost-edge/outpost/core/wire"
+	"github.com/outpost-edge/outpost/internal/schemacompile"
 )
 
 // maxDepth bounds JSON nesting in a schema text. Parsers and the
@@ -28,8 +27,8 @@ const maxDepth = 128
 const maxNodes = 10000
 
 // maxReferences bounds the schemas one schema may pull in through
-// references, transitively.
-const maxReferences = 100
+// references, transitively (the compiler's bound, shared with the edge).
+const maxReferences = schemacompile.MaxReferences
 
 // parsed is a schema that parsed, with its references resolved.
 type parsed struct {
@@ -122,141 +121,32 @@ func checkDepth(text string) error {
 // A schema that does not parse is ErrInvalidSchema with the parser's
 // message.
 func parse(typ, text string, refs []wire.SchemaReference, resolve refResolver) (*parsed, error) {
-	deps, err := collectRefs(refs, resolve)
+	deps, err := schemacompile.CollectRefs(refs, schemacompile.Resolver(resolve))
 	if err != nil {
-		return nil, err
+		return nil, invalidSchema(err)
 	}
 	p := &parsed{typ: typ, text: text, refs: refs}
 	switch typ {
 	case wire.SchemaTypeAvro:
-		var cache avro.SchemaCache
-		for _, d := range deps {
-			if d.rec.Type != wire.SchemaTypeAvro {
-				return nil, errorf(ErrInvalidSchema, "Invalid schema: reference %q (subject %q version %d) is a %s schema, not AVRO", d.ref.Name, d.ref.Subject, d.ref.Version, d.rec.Type)
-			}
-			if _, err := cache.Parse(d.rec.Schema); err != nil {
-				return nil, errorf(ErrInvalidSchema, "Invalid schema: reference %q (subject %q version %d): %v", d.ref.Name, d.ref.Subject, d.ref.Version, err)
-			}
-		}
-		s, err := cache.Parse(text)
-		if err != nil {
-			return nil, errorf(ErrInvalidSchema, "Invalid schema: %v", err)
-		}
-		p.avro = s
+		p.avro, err = schemacompile.Avro(text, deps)
 	case wire.SchemaTypeJSON:
-		s, err := compileJSON(text, deps)
-		if err != nil {
-			return nil, err
-		}
-		p.json = s
+		p.json, err = schemacompile.JSON(text, deps)
 	default:
 		return nil, errorf(ErrInvalidSchema, "schemaType %s is not supported", typ)
+	}
+	if err != nil {
+		return nil, invalidSchema(err)
 	}
 	return p, nil
 }
 
-type resolvedRef struct {
-	ref wire.SchemaReference
-	rec wire.SchemaRecord
-}
-
-// collectRefs resolves refs and their references, depth first, so that
-// every schema comes after the ones it references (Avro needs named types
-// defined before use). A cycle or more than maxReferences schemas is
-// refused.
-func collectRefs(refs []wire.SchemaReference, resolve refResolver) ([]resolvedRef, error) {
-	var out []resolvedRef
-	done := map[wire.SchemaReference]bool{}
-	onPath := map[wire.SchemaReference]bool{}
-	var visit func(r wire.SchemaReference) error
-	visit = func(r wire.SchemaReference) error {
-		key := wire.SchemaReference{Subject: r.Subject, Version: r.Version}
-		if done[key] {
-			return nil
-		}
-		if onPath[key] {
-			return errorf(ErrInvalidSchema, "Invalid schema: references form a cycle through subject %q version %d", r.Subject, r.Version)
-		}
-		if len(done) >= maxReferences {
-			return errorf(ErrInvalidSchema, "Invalid schema: more than %d referenced schemas", maxReferences)
-		}
-		onPath[key] = true
-		rec, err := resolve(r)
-		if err != nil {
-			return err
-		}
-		for _, sub := range rec.References {
-			if err := visit(sub); err != nil {
-				return err
-			}
-		}
-		onPath[key] = false
-		done[key] = true
-		out = append(out, resolvedRef{ref: r, rec: rec})
-		return nil
+// invalidSchema answers a schema the compiler refused as 42201 with the
+// parser's message; the resolver's own errors (a missing reference is
+// 40402 …) pass unchanged.
+func invalidSchema(err error) error {
+	var ie *schemacompile.InvalidError
+	if errors.As(err, &ie) {
+		return errorf(ErrInvalidSchema, "Invalid schema: %s", ie.Msg)
 	}
-	for _, r := range refs {
-		if err := visit(r); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
-}
-
-// jsonBase is the URL the schema being compiled is known by; relative
-// $refs resolve against it (or against the schema's own $id).
-const jsonBase = "https://schema-registry.outpost.invalid/schema.json"
-
-// compileJSON compiles a JSON Schema (drafts 4, 6, 7, 2019-09, 2020-12 by
-// its $schema; 7 without one, as Confluent does). References are served
-// from deps by name; nothing is ever loaded from the network or disk.
-func compileJSON(text string, deps []resolvedRef) (*jsonschema.Schema, error) {
-	doc, err := jsonschema.UnmarshalJSON(strings.NewReader(text))
-	if err != nil {
-		return nil, errorf(ErrInvalidSchema, "Invalid schema: not JSON: %v", err)
-	}
-	ld := refLoader{}
-	for _, d := range deps {
-		if d.rec.Type != wire.SchemaTypeJSON {
-			return nil, errorf(ErrInvalidSchema, "Invalid schema: reference %q (subject %q version %d) is a %s schema, not JSON", d.ref.Name, d.ref.Subject, d.ref.Version, d.rec.Type)
-		}
-		rdoc, err := jsonschema.UnmarshalJSON(strings.NewReader(d.rec.Schema))
-		if err != nil {
-			return nil, errorf(ErrInvalidSchema, "Invalid schema: reference %q: %v", d.ref.Name, err)
-		}
-		ld[d.ref.Name] = rdoc
-	}
-	c := jsonschema.NewCompiler()
-	c.DefaultDraft(jsonschema.Draft7)
-	c.UseLoader(ld)
-	if err := c.AddResource(jsonBase, doc); err != nil {
-		return nil, errorf(ErrInvalidSchema, "Invalid schema: %v", err)
-	}
-	s, err := c.Compile(jsonBase)
-	if err != nil {
-		msg := strings.ReplaceAll(err.Error(), jsonBase, "schema")
-		return nil, errorf(ErrInvalidSchema, "Invalid schema: %s", msg)
-	}
-	return s, nil
-}
-
-// refLoader serves referenced JSON schemas by their reference name: a $ref
-// matches a name equal to the resolved URL, or a relative name the URL
-// ends with ("address.json" serves https://example.com/address.json).
-type refLoader map[string]any
-
-func (l refLoader) Load(u string) (any, error) {
-	if doc, ok := l[u]; ok {
-		return doc, nil
-	}
-	pu, err := url.Parse(u)
-	if err == nil {
-		for name, doc := range l {
-			if nu, err := url.Parse(name); err == nil && !nu.IsAbs() && name != "" &&
-				(strings.HasSuffix(pu.Path, "/"+strings.TrimPrefix(nu.Path, "/"))) {
-				return doc, nil
-			}
-		}
-	}
-	return nil, fmt.Errorf("$ref %s is not one of the schema's references; register it and list it in \"references\"", u)
+	return err
 }
