@@ -62,6 +62,7 @@ var policy = map[string][]string{
 	"core/tail":      {"core/wire"},
 	"core/schema":    {"core/wire", "internal/schemacompile"},
 	"core/natstest":  {"core/wire", "internal/polltest"},
+	"core/command":   {"core/wire"},
 
 	// Composition roots wire across steps; nothing imports them but their
 	// binary.
@@ -73,12 +74,12 @@ var policy = map[string][]string{
 	},
 	"core/service": {
 		"core/wire", "core/provision", "core/sites", "core/schema",
-		"internal/httpauth", "internal/netaddr",
+		"internal/httpauth", "internal/netaddr", "core/command",
 	},
 
 	// The binaries: flags, config, run.
 	"edge": {"edge/node", "internal/buildinfo", "internal/probe"},
-	"core": {"core/service", "core/tail", "internal/buildinfo", "internal/probe"},
+	"core": {"core/service", "core/tail", "internal/buildinfo", "internal/probe", "core/wire"},
 
 	// Where data comes from: a device fleet imports nothing of the broker
 	// it tests.

@@ -53,6 +53,9 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "healthcheck" {
 		os.Exit(runHealthcheck(os.Args[2:], os.Stderr))
 	}
+	if len(os.Args) > 2 && os.Args[1] == "command" && os.Args[2] == "send" {
+		os.Exit(runCommandSend(os.Args[3:], os.Stdout, os.Stderr))
+	}
 	if len(os.Args) > 1 && os.Args[1] == "tail" {
 		os.Exit(runTail(os.Args[2:], os.Stdout, os.Stderr))
 	}

@@ -13,6 +13,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/outpost-edge/outpost/core/command"
 	"github.com/outpost-edge/outpost/core/provision"
 	"github.com/outpost-edge/outpost/core/schema"
 	"github.com/outpost-edge/outpost/core/sites"
@@ -36,6 +37,8 @@ type Config struct {
 	// SchemaRegistry bounds the schema registry served on the HTTP
 	// listener (KV bucket <PREFIX>-SCHEMAS).
 	SchemaRegistry schema.Config `yaml:"schema_registry"`
+	// Commands bounds the downlink's command queue (core/command).
+	Commands command.Config `yaml:"commands"`
 }
 
 // NATSConfig selects and reaches the NATS server.
@@ -107,9 +110,10 @@ func DefaultConfig() Config {
 			DataDir:      "./core-data",
 			SyncInterval: "always",
 		}},
-		HTTP:    HTTPConfig{Listen: "127.0.0.1:8081"},
-		Streams: provision.DefaultConfig(),
-		Sites:   sites.DefaultConfig(),
+		HTTP:     HTTPConfig{Listen: "127.0.0.1:8081"},
+		Streams:  provision.DefaultConfig(),
+		Sites:    sites.DefaultConfig(),
+		Commands: command.DefaultConfig(),
 		SchemaRegistry: func() schema.Config {
 			c := schema.DefaultConfig()
 			c.Replicas = 0 // as streams.defaults.replicas
@@ -141,6 +145,10 @@ func (c *Config) Validate() error {
 	c.Streams.Prefix = c.Prefix
 	c.Sites.Prefix = c.Prefix
 	c.SchemaRegistry.Prefix = c.Prefix
+	c.Commands = c.Commands.WithDefaults()
+	if err := c.Commands.Validate(); err != nil {
+		return err
+	}
 	if c.Embedded() {
 		e := c.NATS.Embedded
 		if _, _, err := net.SplitHostPort(e.Listen); err != nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/outpost-edge/outpost/core/command"
 	"github.com/outpost-edge/outpost/core/provision"
 	"github.com/outpost-edge/outpost/core/schema"
 	"github.com/outpost-edge/outpost/core/sites"
@@ -183,6 +184,10 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	commands, err := command.New(js, s.cfg.Prefix, s.cfg.Commands, view, s.log.With("component", "command"), reg)
+	if err != nil {
+		return err
+	}
 	// Subscriptions are made while disconnected too (RetryOnFailedConnect)
 	// and resent by the client on every reconnect.
 	statusSub, err := nc.Subscribe(wire.StatusSubscription(s.cfg.Prefix), view.HandleStatus)
@@ -195,6 +200,16 @@ func (s *Service) Run(ctx context.Context) error {
 		return fmt.Errorf("service: subscribe provision: %w", err)
 	}
 	defer provSub.Unsubscribe()
+	for subj, h := range map[string]nats.MsgHandler{
+		wire.CommandSendSubject(s.cfg.Prefix): commands.HandleSend,
+		wire.CommandGetSubject(s.cfg.Prefix):  commands.HandleGet,
+	} {
+		sub, err := nc.QueueSubscribe(subj, "outpost-core", h)
+		if err != nil {
+			return fmt.Errorf("service: subscribe %s: %w", subj, err)
+		}
+		defer sub.Unsubscribe()
+	}
 
 	ln, err := net.Listen("tcp", s.cfg.HTTP.Listen)
 	if err != nil {
@@ -202,7 +217,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	s.httpAddr = ln.Addr()
 	hs := &http.Server{
-		Handler:           s.handler(nc, view, registry, token),
+		Handler:           s.handler(nc, view, registry, commands, token),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
@@ -223,8 +238,14 @@ func (s *Service) Run(ctx context.Context) error {
 	}()
 	regDone := make(chan error, 1)
 	go func() { regDone <- registry.Run(ctx) }()
+	cmdDone := make(chan struct{})
+	go func() {
+		defer close(cmdDone)
+		s.commandLoop(ctx, prov, commands)
+	}()
 	defer func() {
 		cancel()
+		<-cmdDone
 		<-provDone
 		if err := <-regDone; err != nil {
 			s.log.Error("schema registry stopped", "err", err)
@@ -419,7 +440,33 @@ func (s *Service) readToken() (string, error) {
 	return tok, nil
 }
 
-func (s *Service) handler(nc *nats.Conn, view *sites.Registry, registry *schema.Registry, token string) http.Handler {
+// commandLoop ensures the downlink's stream, bucket and the stream of the
+// status records edges forward, retrying while NATS is away, then folds
+// status records until ctx ends.
+func (s *Service) commandLoop(ctx context.Context, prov *provision.Provisioner, q *command.Queue) {
+	backoff := 250 * time.Millisecond
+	for {
+		actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := q.Ensure(actx)
+		if err == nil {
+			_, _, err = prov.Ensure(actx, wire.CommandStatusTopic)
+		}
+		cancel()
+		if err == nil {
+			break
+		}
+		s.log.Warn("cannot set up the command queue yet; retrying", "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 30*time.Second)
+	}
+	_ = q.RunFold(ctx)
+}
+
+func (s *Service) handler(nc *nats.Conn, view *sites.Registry, registry *schema.Registry, commands *command.Queue, token string) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "ok\n")
@@ -443,6 +490,7 @@ func (s *Service) handler(nc *nats.Conn, view *sites.Registry, registry *schema.
 		mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}))
 	}
 	mux.Handle("/v1/sites", view)
+	commands.Register(mux)
 	// The schema registry at the root paths of the Confluent API, so this
 	// listener's address is itself a schema.registry.url.
 	api := registry.Handler()

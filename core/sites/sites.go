@@ -378,3 +378,18 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descNodes, prometheus.GaugeValue, float64(nodes))
 }
+
+// Known reports whether a node of site is in the view (reported within
+// ForgetAfter, live or restored). core/command refuses commands for sites
+// it does not know.
+func (r *Registry) Known(site string) bool {
+	now := r.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for k, n := range r.nodes {
+		if k.site == site && !r.forgotten(n, now) {
+			return true
+		}
+	}
+	return false
+}
