@@ -54,6 +54,8 @@ var policy = map[string][]string{
 	"sync/upstream":      {"edge/log", "core/wire", "internal/netaddr", "internal/backoff", "internal/schemacompile"},
 	"sync/schema":        {"core/wire", "sync/upstream"},
 	"bridge/schemacheck": {"core/wire", "edge/log", "bridge/route", "internal/schemacompile"},
+	"sync/downlink":      {"edge/log", "core/wire", "sync/upstream"},
+	"bridge/deliver":     {"core/wire"},
 	"edge/e2e":           {},
 
 	// The central side: nothing of the edge side.
@@ -71,6 +73,7 @@ var policy = map[string][]string{
 		"bridge/auth", "bridge/mqtt", "bridge/route", "bridge/schemacheck", "sync/upstream", "sync/schema",
 		"internal/httpauth", "internal/netaddr",
 		"sync/peer",
+		"sync/downlink", "bridge/deliver",
 	},
 	"core/service": {
 		"core/wire", "core/provision", "core/sites", "core/schema",

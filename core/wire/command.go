@@ -83,7 +83,7 @@ const (
 	// it in time with its status still on the way, so a later delivered,
 	// succeeded or failed replaces this expiry (Apply).
 	ReasonExpiredInCentre = "ttl_centre"
-	ReasonBadCommand  = "bad_command"
+	ReasonBadCommand      = "bad_command"
 )
 
 // Command is one command for one device, as it travels in the commands

@@ -68,6 +68,9 @@ func New(cfg Config) (http.Handler, error) {
 	h.route("GET /v1/topics/{topic}", h.topic)
 	h.route("GET /v1/topics/{topic}/partitions/{partition}", h.partition)
 	h.route("GET /v1/topics/{topic}/partitions/{partition}/records", h.records)
+	for pattern, rh := range cfg.Routes {
+		h.route(pattern, rh.ServeHTTP)
+	}
 	return h, nil
 }
 

@@ -3,6 +3,7 @@ package api
 import (
 	"fmt"
 	"log/slog"
+	"net/http"
 	"time"
 
 	elog "github.com/outpost-edge/outpost/edge/log"
@@ -48,6 +49,9 @@ type Config struct {
 	// MaxWaiters caps how many long-polls may wait at once; more get 429.
 	// It bounds the memory idle readers can hold.
 	MaxWaiters int
+	// Routes adds read-only routes served by other components (pattern,
+	// e.g. "GET /v1/commands" → handler), behind the same token.
+	Routes map[string]http.Handler
 }
 
 // DefaultConfig returns the defaults as a fresh value (Log still to set).

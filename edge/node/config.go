@@ -55,6 +55,8 @@ type Config struct {
 	OnUnknownSchema string `yaml:"on_unknown_schema"`
 	// Replication configures site replication between nodes (sync/peer).
 	Replication ReplicationConfig `yaml:"replication"`
+	// Downlink configures commands from the centre to devices.
+	Downlink DownlinkConfig `yaml:"downlink"`
 }
 
 // MQTTConfig configures the broker.
@@ -183,6 +185,7 @@ func DefaultConfig() Config {
 	return Config{
 		Upstream:        defaultUpstream(),
 		Replication:     defaultReplication(),
+		Downlink:        defaultDownlink(),
 		DataDir:         "./data",
 		LogLevel:        "info",
 		ShutdownTimeout: 10 * time.Second,
@@ -298,6 +301,9 @@ func (c *Config) listeners() []ListenerConfig {
 func (c Config) Validate() error {
 	bad := func(field string, format string, args ...any) error {
 		return fmt.Errorf("config: %s: %s", field, fmt.Sprintf(format, args...))
+	}
+	if err := c.Downlink.validate(); err != nil {
+		return err
 	}
 	if err := c.Upstream.validate(); err != nil {
 		return err

@@ -26,6 +26,7 @@ import (
 	"github.com/outpost-edge/outpost/edge/log"
 	"github.com/outpost-edge/outpost/edge/meta"
 	"github.com/outpost-edge/outpost/internal/netaddr"
+	"github.com/outpost-edge/outpost/sync/downlink"
 	"github.com/outpost-edge/outpost/sync/peer"
 	"github.com/outpost-edge/outpost/sync/schema"
 	"github.com/outpost-edge/outpost/sync/upstream"
@@ -65,6 +66,7 @@ type Node struct {
 	forwarder  *upstream.Forwarder  // nil without upstream
 	checker    *schemacheck.Checker // nil when no route names a schema
 	schemaSync *schema.Syncer       // nil when no route names a schema
+	downlink   *downlink.Store      // nil without upstream or with downlink disabled
 
 	// Replication (nil and empty without it).
 	openFile    log.OpenFileFunc
@@ -161,6 +163,11 @@ func Open(ctx context.Context, cfg Config, opts Options) (_ *Node, err error) {
 		if err := n.openUpstream(ctx); err != nil {
 			return nil, err
 		}
+		if n.downlinkOn() {
+			if err := n.openDownlink(ctx); err != nil {
+				return nil, err
+			}
+		}
 	}
 
 	if err := n.openBroker(router); err != nil {
@@ -172,6 +179,7 @@ func Open(ctx context.Context, cfg Config, opts Options) (_ *Node, err error) {
 	handler, err := api.New(api.Config{
 		Log: n.log, Meta: n.meta, Gatherer: n.reg, Registerer: n.reg, Token: cfg.HTTP.Token, Replication: n.replicaState,
 		Ready: n.ready, Logger: logger.With("component", "api"),
+		Routes: n.apiRoutes(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
@@ -243,6 +251,11 @@ func (n *Node) openBroker(router *route.Router) error {
 	}
 	if err := n.server.AddHook(ah, nil); err != nil {
 		return fmt.Errorf("node: %w", err)
+	}
+	if n.downlink != nil {
+		if err := n.openDeliverer(ah); err != nil {
+			return err
+		}
 	}
 	n.ingest, err = bmqtt.New(bmqtt.Config{
 		Log: n.log, Router: router, Server: n.server, AckGate: n.ackGate(),
