@@ -15,7 +15,9 @@ import (
 
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/crypto/bcrypt"
 
+	"github.com/outpost-edge/outpost/bridge/auth"
 	"github.com/outpost-edge/outpost/core/natstest"
 	"github.com/outpost-edge/outpost/core/service"
 	"github.com/outpost-edge/outpost/core/wire"
@@ -49,6 +51,7 @@ func newDownlinkRig(t *testing.T, tune func(*node.Config)) *downlinkRig {
 	ccfg := service.DefaultConfig()
 	ccfg.NATS.URL = r.nats.URL()
 	ccfg.HTTP.Listen = "127.0.0.1:0"
+	ccfg.Commands.DuplicateWindow = time.Second
 	svc, err := service.New(ccfg, nil, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
@@ -411,4 +414,90 @@ func TestDownlinkRejections(t *testing.T) {
 	if code != http.StatusBadRequest || rep.Error == "" {
 		t.Errorf("wildcard topic: %d %+v", code, rep)
 	}
+}
+
+// TestDownlinkACL: a device whose ACL does not let it subscribe to the
+// command's topic never gets it: the command ends rejected (acl); one it
+// may subscribe to is delivered.
+func TestDownlinkACL(t *testing.T) {
+	hash, err := bcrypt.GenerateFromPassword([]byte("secret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newDownlinkRig(t, func(c *node.Config) {
+		c.Auth.Users = []auth.User{{Username: "lamp-1", PasswordHash: string(hash), Subscribe: []string{"cmd/lamp-1/#"}}}
+		no := false
+		c.Auth.AllowAnonymous = &no
+	})
+	_, denied := r.send("farm-1", "lamp-1", map[string]any{"topic": "cmd/other/on", "payload_text": "on"})
+	_, allowed := r.send("farm-1", "lamp-1", map[string]any{"topic": "cmd/lamp-1/on", "payload_text": "on"})
+	r.waitStatus("lamp-1", allowed.ID, wire.StatusAtEdge)
+
+	conn, err := net.Dial("tcp", r.edge.n.MQTTAddrs()[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	received := make(chan *paho.Publish, 8)
+	c := paho.NewClient(paho.ClientConfig{Conn: conn, OnPublishReceived: []func(paho.PublishReceived) (bool, error){
+		func(p paho.PublishReceived) (bool, error) { received <- p.Packet; return true, nil },
+	}})
+	ctx := context.Background()
+	if _, err := c.Connect(ctx, &paho.Connect{ClientID: "lamp-1", KeepAlive: 30, CleanStart: true,
+		Username: "lamp-1", UsernameFlag: true, Password: []byte("secret"), PasswordFlag: true}); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Disconnect(&paho.Disconnect{})
+	if _, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "cmd/lamp-1/#", QoS: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	st := r.waitStatus("lamp-1", denied.ID, wire.StatusRejected)
+	if st.Reason != wire.ReasonACL {
+		t.Errorf("reason %q, want acl", st.Reason)
+	}
+	select {
+	case p := <-received:
+		if p.Topic != "cmd/lamp-1/on" {
+			t.Fatalf("device got %s", p.Topic)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the allowed command was not delivered")
+	}
+	r.waitStatus("lamp-1", allowed.ID, wire.StatusDelivered)
+	select {
+	case p := <-received:
+		t.Fatalf("device got %s too", p.Topic)
+	case <-time.After(300 * time.Millisecond):
+	}
+}
+
+// TestDownlinkSiteOffline: commands sent while the site's edge is stopped,
+// for longer than the commands stream's duplicate window, are delivered
+// once each, in order, after it returns.
+func TestDownlinkSiteOffline(t *testing.T) {
+	r := newDownlinkRig(t, nil)
+	r.stopEdge()
+	var ids []string
+	for i := range 5 {
+		_, rep := r.send("farm-1", "meter-1", map[string]any{"topic": "cmd/meter-1", "payload_text": fmt.Sprint(i), "ttl": "1h"})
+		if rep.Status != wire.StatusQueued {
+			t.Fatalf("send %d: %+v", i, rep)
+		}
+		ids = append(ids, rep.ID)
+	}
+	// Longer than the duplicate window (the rig's core uses 1 s).
+	time.Sleep(1500 * time.Millisecond)
+	r.startEdge()
+	d := connectDevice(t, r.edge.n.MQTTAddrs()[0], "meter-1", true, 0, "cmd/meter-1")
+	for i := range 5 {
+		if got := string(d.next(t, 10*time.Second).Payload); got != fmt.Sprint(i) {
+			t.Fatalf("got %q, want %d", got, i)
+		}
+	}
+	for _, id := range ids {
+		st := r.waitStatus("meter-1", id, wire.StatusDelivered)
+		if got := statuses(st); fmt.Sprint(got) != "[queued at_edge delivered]" {
+			t.Errorf("%s: history %v", id, got)
+		}
+	}
+	d.nothing(t, 500*time.Millisecond)
 }
