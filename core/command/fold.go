@@ -39,7 +39,9 @@ func (q *Queue) fold(ctx context.Context, stream string) error {
 	cons, err := q.js.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
 		Durable:       FoldConsumer,
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       30 * time.Second,
+		// A record a killed core had fetched comes back after AckWait;
+		// Apply puts it into the history wherever it lands.
+		AckWait:       5 * time.Second,
 		MaxAckPending: 256,
 		Description:   "core folds command status records into " + wire.CommandStateBucket(q.prefix),
 	})

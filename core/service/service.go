@@ -480,6 +480,10 @@ func (s *Service) handler(nc *nats.Conn, view *sites.Registry, registry *schema.
 			http.Error(w, "not ready: "+*s.notReady.Load(), http.StatusServiceUnavailable)
 			return
 		}
+		if !commands.Ready() {
+			http.Error(w, "not ready: setting up the command queue (stream "+wire.CommandStreamName(s.cfg.Prefix)+", bucket "+wire.CommandStateBucket(s.cfg.Prefix)+")", http.StatusServiceUnavailable)
+			return
+		}
 		if !registry.Ready() {
 			http.Error(w, "not ready: loading the schema registry from KV bucket "+registry.Bucket(), http.StatusServiceUnavailable)
 			return

@@ -249,22 +249,46 @@ func DecodeCommandState(b []byte) (CommandState, error) {
 }
 
 // Apply folds one status record into s and reports whether s changed. It
-// is a pure function, idempotent and order-tolerant: a record only moves a
-// command forward (queued < at_edge < delivered < final), so a repeated
-// record, or an at_edge that arrives after delivered, changes nothing, and
-// a final status is never replaced. Every record that moves the status is
-// appended to the history.
+// is a pure function, idempotent and order-tolerant, because status
+// records may be folded late (a core killed mid-fold gets its unacked
+// records again after later ones):
+//   - a status already in the history changes nothing (repeats);
+//   - a status further along (queued < at_edge < delivered < final) moves
+//     the command and is appended to the history;
+//   - an earlier step arriving late (at_edge after delivered, delivered
+//     after succeeded) is inserted into the history by time, the current
+//     status stays;
+//   - a second final status never replaces the first, and nothing is
+//     delivered after expired or rejected — except that an expiry core
+//     inferred (ReasonExpiredInCentre) yields to the edge's delivered,
+//     succeeded or failed.
 func (s *CommandState) Apply(r CommandStatusRecord) bool {
+	for _, h := range s.History {
+		if h.Status == r.Status {
+			return false
+		}
+	}
 	inferred := s.Status == StatusExpired && s.Reason == ReasonExpiredInCentre
 	reached := r.Status == StatusDelivered || r.Status == StatusSucceeded || r.Status == StatusFailed
-	if r.Status.rank() <= s.Status.rank() && !(inferred && reached) {
+	change := StatusChange{Status: r.Status, Time: r.Time, Reason: r.Reason, Node: r.Node}
+	switch {
+	case r.Status.rank() > s.Status.rank() || (inferred && reached):
+		s.Status, s.Reason = r.Status, r.Reason
+		if len(r.Result) > 0 {
+			s.Result = r.Result
+		}
+		s.History = append(s.History, change)
+		return true
+	case r.Status.Final():
+		return false
+	case r.Status == StatusDelivered && (s.Status == StatusExpired || s.Status == StatusRejected):
 		return false
 	}
-	s.Status, s.Reason = r.Status, r.Reason
-	if len(r.Result) > 0 {
-		s.Result = r.Result
+	i := len(s.History)
+	for i > 0 && s.History[i-1].Time.After(r.Time) {
+		i--
 	}
-	s.History = append(s.History, StatusChange{Status: r.Status, Time: r.Time, Reason: r.Reason, Node: r.Node})
+	s.History = append(s.History[:i], append([]StatusChange{change}, s.History[i:]...)...)
 	return true
 }
 

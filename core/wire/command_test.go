@@ -21,11 +21,13 @@ func TestCommandStateApply(t *testing.T) {
 	}{
 		{"forward", StatusQueued, "", []CommandStatusRecord{rec(StatusAtEdge, ""), rec(StatusDelivered, ""), rec(StatusSucceeded, "")}, StatusSucceeded, 4},
 		{"repeat_is_noop", StatusQueued, "", []CommandStatusRecord{rec(StatusAtEdge, ""), rec(StatusAtEdge, "")}, StatusAtEdge, 2},
-		{"late_at_edge_ignored", StatusQueued, "", []CommandStatusRecord{rec(StatusDelivered, ""), rec(StatusAtEdge, "")}, StatusDelivered, 2},
+		{"late_at_edge_goes_into_history", StatusQueued, "", []CommandStatusRecord{rec(StatusDelivered, ""), rec(StatusAtEdge, "")}, StatusDelivered, 3},
+		{"late_delivered_after_answer", StatusQueued, "", []CommandStatusRecord{rec(StatusAtEdge, ""), rec(StatusSucceeded, ""), rec(StatusDelivered, "")}, StatusSucceeded, 4},
 		{"final_stays", StatusQueued, "", []CommandStatusRecord{rec(StatusExpired, ReasonTTL), rec(StatusDelivered, ""), rec(StatusSucceeded, "")}, StatusExpired, 2},
-		{"rejected_stays", StatusRejected, ReasonQueueFull, []CommandStatusRecord{rec(StatusAtEdge, "")}, StatusRejected, 1},
+		{"expired_keeps_late_at_edge", StatusQueued, "", []CommandStatusRecord{rec(StatusExpired, ReasonTTL), rec(StatusAtEdge, "")}, StatusExpired, 3},
+		{"rejected_stays", StatusRejected, ReasonACL, []CommandStatusRecord{rec(StatusAtEdge, ""), rec(StatusDelivered, "")}, StatusRejected, 2},
 		{"inferred_expiry_yields_to_edge", StatusExpired, ReasonExpiredInCentre, []CommandStatusRecord{rec(StatusDelivered, ""), rec(StatusSucceeded, "")}, StatusSucceeded, 3},
-		{"inferred_expiry_keeps_against_at_edge", StatusExpired, ReasonExpiredInCentre, []CommandStatusRecord{rec(StatusAtEdge, ""), rec(StatusExpired, ReasonTTL)}, StatusExpired, 1},
+		{"inferred_expiry_keeps_against_edge_expiry", StatusExpired, ReasonExpiredInCentre, []CommandStatusRecord{rec(StatusAtEdge, ""), rec(StatusExpired, ReasonTTL)}, StatusExpired, 2},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			s := NewCommandState(Command{ID: "x", Created: at}, c.start, c.reason)
