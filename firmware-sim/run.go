@@ -38,7 +38,7 @@ Flags:
 
 type fleetFlags struct {
 	broker, scenario, site, topic, clientID, deviceID, format string
-	username, password, mqttVersion                           string
+	username, password, mqttVersion, commands                 string
 	devices, qos, inflight, size                              int
 	count                                                     int64
 	rate, jitter, malformed, schemaViolations                 float64
@@ -114,6 +114,7 @@ func runFleet(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.StringVar(&f.password, "password", "", "MQTT password")
 	fs.StringVar(&f.topic, "topic", g.Topic, "topic template; {site}, {group}, {device}, {n} are expanded")
 	fs.StringVar(&f.clientID, "client-id", g.ClientID, "client id template")
+	fs.StringVar(&f.commands, "commands", "", "subscribe every device to this command topic filter template (e.g. 'cmd/{client}/#') and answer MQTT 5 commands on their response topic")
 	fs.StringVar(&f.deviceID, "device-id", g.DeviceID, "device id template")
 	fs.Float64Var(&f.malformed, "malformed", 0, "share of extra malformed payloads per reading (0..1)")
 	fs.Float64Var(&f.schemaViolations, "schema-violations", 0, "share of extra schema-violating payloads per reading (0..1)")
@@ -246,6 +247,7 @@ func applyFlags(cfg *fleet.Config, f *fleetFlags, set map[string]bool) {
 			"password":          func() { g.Password = f.password },
 			"topic":             func() { g.Topic = f.topic },
 			"client-id":         func() { g.ClientID = f.clientID },
+			"commands":          func() { g.Commands = f.commands },
 			"device-id":         func() { g.DeviceID = f.deviceID },
 			"malformed":         func() { g.Payload.MalformedShare = f.malformed },
 			"schema-violations": func() { g.Payload.SchemaViolationShare = f.schemaViolations },

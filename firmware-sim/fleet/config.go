@@ -41,6 +41,12 @@ type Group struct {
 	ClientID string `yaml:"client_id"`
 	// Topic is the telemetry topic template.
 	Topic string `yaml:"topic"`
+	// Commands, if set, is a topic filter template (e.g. cmd/{client}/#)
+	// devices subscribe to at QoS 1 after every connect; they answer each
+	// command that carries an MQTT 5 response topic with
+	// {"ok":true,...} at QoS 0 (Outpost's downlink makes that the
+	// command's result).
+	Commands string `yaml:"commands"`
 	// MQTTVersion is "3" (3.1.1), "5", or "mixed" (even devices 5, odd 3).
 	MQTTVersion string `yaml:"mqtt_version"`
 	// Username is sent when non-empty; templates are expanded.

@@ -133,6 +133,10 @@ type device struct {
 	seq     int64
 	backlog []*mqttc.Message
 	head    int
+
+	commands   string              // command topic filter; "" takes none
+	answers    chan *mqttc.Message // answers to commands, sent by run
+	answerKick chan struct{}       // wakes run when an answer is queued
 }
 
 func (f *Fleet) newDevice(g *Group, n, idx int, format payload.Format) (*device, error) {
@@ -174,7 +178,14 @@ func (f *Fleet) newDevice(g *Group, n, idx int, format payload.Format) (*device,
 			Retain:  g.Will.Retain,
 		}
 	}
-	d.client = mqttc.New(mc, mqttc.Handlers{OnAck: f.st.onAck})
+	h := mqttc.Handlers{OnAck: f.st.onAck}
+	if g.Commands != "" {
+		d.commands = expand(g.Commands, vars)
+		d.answers = make(chan *mqttc.Message, maxAnswers)
+		d.answerKick = make(chan struct{}, 1)
+		h.OnPublish = d.onCommand
+	}
+	d.client = mqttc.New(mc, h)
 	return d, nil
 }
 
@@ -365,7 +376,13 @@ func (d *device) run(ctx, genCtx context.Context, delay time.Duration) {
 					st.reconnects.Add(1)
 				}
 				everConnected = true
+				if d.commands != "" {
+					d.subscribeCommands(endCtx)
+				}
 			}
+		}
+		if connected && d.commands != "" {
+			d.sendAnswers(endCtx)
 		}
 		if connected {
 			if !d.send(genCtx, endCtx, gen) {
@@ -419,6 +436,7 @@ func (d *device) run(ctx, genCtx context.Context, delay time.Duration) {
 			connLost()
 		case <-genDone:
 		case <-endCtx.Done():
+		case <-d.answerKick: // nil without commands
 		}
 		if !timer.Stop() {
 			select {

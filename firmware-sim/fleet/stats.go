@@ -30,11 +30,15 @@ type stats struct {
 	connFails  atomic.Int64
 	lost       atomic.Int64 // connections lost (not counting planned offline)
 	offline    atomic.Int64 // offline periods started
-	lastDone   atomic.Int64 // unix nanos of the last ack (or QoS 0 send)
-	latency    histogram
-	ackCodes   [256]atomic.Int64
-	connCodes  [256]atomic.Int64
-	discCodes  [256]atomic.Int64
+
+	commands           atomic.Int64 // commands received (Group.Commands)
+	commandsAnswered   atomic.Int64 // answers sent
+	commandsUnanswered atomic.Int64 // answers dropped (queue full, not connected)
+	lastDone           atomic.Int64 // unix nanos of the last ack (or QoS 0 send)
+	latency            histogram
+	ackCodes           [256]atomic.Int64
+	connCodes          [256]atomic.Int64
+	discCodes          [256]atomic.Int64
 
 	errMu  sync.Mutex
 	errors map[string]int64
@@ -139,6 +143,10 @@ type Summary struct {
 	// Connects counts successful connects, Reconnects the ones after the first.
 	Connects   int64 `json:"connects"`
 	Reconnects int64 `json:"reconnects"`
+	// Commands counts commands received on the command filter, Answered
+	// the answers sent to their response topics.
+	Commands int64 `json:"commands,omitempty"`
+	Answered int64 `json:"answered,omitempty"`
 	// ConnectFailures counts failed connection attempts.
 	ConnectFailures int64 `json:"connect_failures"`
 	// ConnectionsLost counts connections that ended unplanned.
@@ -179,6 +187,8 @@ func (s *stats) summary(start time.Time, inFlight, resent int64) Summary {
 		Unsent:          s.unsent.Load(),
 		Bytes:           s.bytes.Load(),
 		Connects:        s.connects.Load(),
+		Commands:        s.commands.Load(),
+		Answered:        s.commandsAnswered.Load(),
 		Reconnects:      s.reconnects.Load(),
 		ConnectFailures: s.connFails.Load(),
 		ConnectionsLost: s.lost.Load(),
@@ -236,6 +246,9 @@ func (s *Summary) WriteText(w io.Writer) error {
 	fmt.Fprintf(&b, "firmware-sim: %d devices -> %s in %.2fs\n", s.Devices, s.Broker, s.ElapsedSeconds)
 	fmt.Fprintf(&b, "  sent        %d (QoS 1/2: %d, resent %d, invalid on purpose %d)\n", s.Sent, s.SentQoS, s.Resent, s.Invalid)
 	fmt.Fprintf(&b, "  acked       %d   refused %d   missing %d\n", s.Acked, s.Refused, s.Missing)
+	if s.Commands > 0 {
+		fmt.Fprintf(&b, "  commands    %d received, %d answered\n", s.Commands, s.Answered)
+	}
 	if s.Dropped > 0 || s.Unsent > 0 {
 		fmt.Fprintf(&b, "  device side dropped %d (backlog full), unsent %d (still buffered at the end)\n", s.Dropped, s.Unsent)
 	}

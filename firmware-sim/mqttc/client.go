@@ -97,6 +97,23 @@ type Handlers struct {
 	// OnMessage is called for each PUBLISH received on a subscription; the
 	// payload belongs to the callee. QoS 2 duplicates are suppressed.
 	OnMessage func(topic string, payload []byte, qos byte)
+	// OnPublish is called for each PUBLISH received, like OnMessage, with
+	// its MQTT 5 properties (commands carry a response topic, correlation
+	// data and the remaining expiry).
+	OnPublish func(Received)
+}
+
+// Received is a PUBLISH the client received.
+type Received struct {
+	Topic   string
+	Payload []byte
+	QoS     byte
+	// ResponseTopic, CorrelationData and MessageExpiry (seconds;
+	// HasMessageExpiry) are the MQTT 5 properties; empty for 3.1.1.
+	ResponseTopic    string
+	CorrelationData  []byte
+	MessageExpiry    uint32
+	HasMessageExpiry bool
 }
 
 // ConnAck is what the broker said at connect.
@@ -969,8 +986,9 @@ func (c *Client) onPublish(cn *conn, hdr byte, d *decoder) error {
 	if qos > 0 {
 		id = d.u16()
 	}
+	var p props
 	if cn.version == 5 {
-		d.properties()
+		p = d.properties()
 	}
 	if d.err != nil {
 		return d.err
@@ -987,6 +1005,10 @@ func (c *Client) onPublish(cn *conn, hdr byte, d *decoder) error {
 	}
 	if deliver && c.h.OnMessage != nil {
 		c.h.OnMessage(topic, d.b, qos)
+	}
+	if deliver && c.h.OnPublish != nil {
+		c.h.OnPublish(Received{Topic: topic, Payload: d.b, QoS: qos, ResponseTopic: p.responseTopic,
+			CorrelationData: p.correlationData, MessageExpiry: p.messageExpiry, HasMessageExpiry: p.hasMessageExpiry})
 	}
 	switch qos {
 	case 1:

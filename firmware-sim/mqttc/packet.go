@@ -35,6 +35,9 @@ const (
 	propReceiveMaximum   byte = 0x21
 	propMaximumQoS       byte = 0x24
 	propMaximumPacket    byte = 0x27
+	propMessageExpiry    byte = 0x02
+	propResponseTopic    byte = 0x08
+	propCorrelationData  byte = 0x09
 )
 
 // propKind is the wire type of each MQTT 5 property, so unknown ones can be
@@ -164,6 +167,11 @@ type props struct {
 	hasKeepAlive     bool
 	assignedClientID string
 	reasonString     string
+	// PUBLISH properties the downlink uses.
+	messageExpiry    uint32
+	hasMessageExpiry bool
+	responseTopic    string
+	correlationData  []byte
 }
 
 func (d *decoder) properties() props {
@@ -193,8 +201,11 @@ func (d *decoder) properties() props {
 			}
 		case 'w':
 			v := pd.u32()
-			if id == propMaximumPacket {
+			switch id {
+			case propMaximumPacket:
 				p.maximumPacket = v
+			case propMessageExpiry:
+				p.messageExpiry, p.hasMessageExpiry = v, true
 			}
 		case 'v':
 			pd.varint()
@@ -205,6 +216,10 @@ func (d *decoder) properties() props {
 				p.assignedClientID = v
 			case propReasonString:
 				p.reasonString = v
+			case propResponseTopic:
+				p.responseTopic = v
+			case propCorrelationData:
+				p.correlationData = []byte(v)
 			}
 		case 'p':
 			pd.str()
