@@ -74,9 +74,14 @@ Outpost is running:
   watch       go run ./core tail
 $DEVICES simulated devices publish $RATE readings/s each (QoS 1, MQTT 5), plus
 deliberate schema violations (${VIOLATIONS} of readings): the edge refuses them with
-PUBACK 0x99 (curl -s 127.0.0.1:8080/metrics | grep outpost_schema_violations). Ctrl-C stops.
+PUBACK 0x99 (curl -s 127.0.0.1:8080/metrics | grep outpost_schema_violations).
+The devices also take commands on cmd/<client id>/# and answer each one. Send one
+and follow it:
+  bin/core command send -site demo -device demo-sensor-00001 -topic cmd/demo-sensor-00001/rate -payload '{"rate":5}' -wait
+  curl -s 127.0.0.1:8081/v1/sites/demo/devices/demo-sensor-00001/commands
+Ctrl-C stops.
 
 TXT
-bin/firmware-sim -broker tcp://127.0.0.1:1883 -devices "$DEVICES" -rate "$RATE" -qos 1 -schema-violations "$VIOLATIONS" -duration "${DURATION:-24h}" -progress 5s &
+bin/firmware-sim -broker tcp://127.0.0.1:1883 -site demo -commands 'cmd/{client}/#' -devices "$DEVICES" -rate "$RATE" -qos 1 -schema-violations "$VIOLATIONS" -duration "${DURATION:-24h}" -progress 5s &
 pids+=($!)
 wait "${pids[-1]}"

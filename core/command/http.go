@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/outpost-edge/outpost/core/wire"
 )
@@ -81,13 +83,38 @@ func sendReply(st wire.CommandState) map[string]any {
 	return out
 }
 
+// stateView is a command's state as the HTTP API shows it: payload and
+// result also as text when they are printable UTF-8.
+type stateView struct {
+	wire.CommandState
+	PayloadText *string `json:"payload_text,omitempty"`
+	ResultText  *string `json:"result_text,omitempty"`
+}
+
+func asText(b []byte) *string {
+	if len(b) == 0 || !utf8.Valid(b) {
+		return nil
+	}
+	for _, r := range string(b) {
+		if unicode.IsControl(r) && r != '\n' && r != '\t' {
+			return nil
+		}
+	}
+	s := string(b)
+	return &s
+}
+
+func view(st wire.CommandState) stateView {
+	return stateView{CommandState: st, PayloadText: asText(st.Payload), ResultText: asText(st.Result)}
+}
+
 func (q *Queue) handleGet(w http.ResponseWriter, r *http.Request) {
 	st, err := q.Get(r.Context(), r.PathValue("site"), r.PathValue("device"), r.PathValue("id"))
 	if err != nil {
 		writeErr(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, st)
+	writeJSON(w, http.StatusOK, view(st))
 }
 
 func (q *Queue) handleList(w http.ResponseWriter, r *http.Request) {
@@ -96,8 +123,9 @@ func (q *Queue) handleList(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, err)
 		return
 	}
-	if list == nil {
-		list = []wire.CommandState{}
+	views := make([]stateView, len(list))
+	for i, st := range list {
+		views[i] = view(st)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"commands": list})
+	writeJSON(w, http.StatusOK, map[string]any{"commands": views})
 }

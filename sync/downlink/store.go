@@ -331,6 +331,13 @@ func (s *Store) Answer(ctx context.Context, site, device, id string, st wire.Com
 		s.m.finished.WithLabelValues(string(st), "").Inc()
 		return s.appendStatus(ctx, c, st, "", result)
 	}
+	// An answer can overtake the PUBACK (a device may publish it before
+	// acknowledging): the device has the command, so it is delivered too,
+	// and the PUBACK that follows finds it finished.
+	if err := s.appendStatus(ctx, c, wire.StatusDelivered, "", nil); err != nil {
+		return err
+	}
+	s.m.finished.WithLabelValues(string(wire.StatusDelivered), "").Inc()
 	return s.Finish(ctx, c, st, "", result)
 }
 
