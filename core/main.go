@@ -32,6 +32,8 @@ Usage:
   core tail [flags] [topic ...]      print records as they arrive
   core tail -h                       flags of tail
   core healthcheck [-http addr]      exit 0 if the local core is ready (container health checks)
+  core command send -site S -device D -topic T -payload P [-ttl 10m] [-wait]
+                                     send a command to a device (see -h of it)
 
 By default core embeds a single-node NATS server with JetStream (client port
 127.0.0.1:4222, store ./core-data) and serves HTTP on 127.0.0.1:8081:
@@ -42,6 +44,9 @@ By default core embeds a single-node NATS server with JetStream (client port
   /subjects, /schemas, /config, /compatibility, /mode
                   a Confluent-compatible schema registry (schema.registry.url
                   is this address), kept in KV bucket OUTPOST-SCHEMAS
+  POST/GET /v1/sites/{site}/devices/{device}/commands[/{id}]
+                  commands to devices and their status (stream
+                  OUTPOST-COMMANDS, KV bucket OUTPOST-COMMAND-STATE)
 With -nats URL it uses an existing NATS cluster instead and keeps no state
 outside JetStream (the sites view is kept in stream OUTPOST-STATUS, so
 /v1/sites lists silent nodes after a restart too).
