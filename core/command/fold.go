@@ -37,8 +37,8 @@ func (q *Queue) RunFold(ctx context.Context) error {
 
 func (q *Queue) fold(ctx context.Context, stream string) error {
 	cons, err := q.js.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
-		Durable:       FoldConsumer,
-		AckPolicy:     jetstream.AckExplicitPolicy,
+		Durable:   FoldConsumer,
+		AckPolicy: jetstream.AckExplicitPolicy,
 		// A record a killed core had fetched comes back after AckWait;
 		// Apply puts it into the history wherever it lands.
 		AckWait:       5 * time.Second,
