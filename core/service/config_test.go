@@ -60,6 +60,9 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		"sites_max":         {"sites:\n  max_nodes: 0\n", "sites.max_nodes:"},
 		"schema_size":       {"schema_registry:\n  max_schema_bytes: 10\n", "schema_registry.max_schema_bytes:"},
 		"schema_replicas":   {"schema_registry:\n  replicas: 3\n", "schema_registry.replicas:"},
+		"commands_ttl":      {"commands:\n  default_ttl: 1h\n  max_ttl: 30m\n", "commands.max_ttl:"},
+		"commands_payload":  {"commands:\n  max_payload_bytes: 9999999\n", "commands.max_payload_bytes:"},
+		"commands_site":     {"commands:\n  max_per_device: 50\n  max_per_site: 10\n", "commands.max_per_site:"},
 		"schema_unknown":    {"schema_registry:\n  max_schemas: 3\n", "max_schemas"},
 	}
 	for name, c := range cases {

@@ -112,6 +112,9 @@ func TestValidationNamesTheField(t *testing.T) {
 		{"user", func(c *node.Config) { c.Auth.Users = []auth.User{{Username: ""}} }, "auth: users[0].username"},
 		{"log level", func(c *node.Config) { c.LogLevel = "loud" }, "log_level"},
 		{"keepalive max", func(c *node.Config) { c.MQTT.Limits.KeepaliveMax = 1500 * time.Millisecond }, "mqtt.limits.keepalive_max"},
+		{"downlink per device", func(c *node.Config) { c.Downlink.MaxPerDevice = 0 }, "downlink.max_per_device"},
+		{"downlink queued", func(c *node.Config) { c.Downlink.MaxQueued = 1 }, "downlink.max_queued"},
+		{"downlink response prefix", func(c *node.Config) { c.Downlink.ResponsePrefix = "" }, "downlink.response_prefix"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
