@@ -16,8 +16,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"result"}),
 		status: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "outpost_command_status_total",
-			Help: "Status changes folded into command states, by status and reason.",
-		}, []string{"status", "reason"}),
+			Help: "Status changes written into command states, by site, status and reason.",
+		}, []string{"site", "status", "reason"}),
 		foldDropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "outpost_command_status_dropped_total",
 			Help: "Status records core could not decode or apply (logged).",

@@ -389,7 +389,7 @@ func (q *Queue) update(ctx context.Context, site, device, id string, r wire.Comm
 		}
 		b, _ := json.Marshal(st)
 		if _, err = kv.Update(ctx, key, b, e.Revision()); err == nil {
-			q.m.status.WithLabelValues(string(r.Status), r.Reason).Inc()
+			q.m.status.WithLabelValues(site, string(r.Status), r.Reason).Inc()
 			return st, nil
 		}
 		if attempt >= 20 || ctx.Err() != nil {

@@ -363,6 +363,28 @@ func TestDownlinkOfflineDevice(t *testing.T) {
 	}
 	r.waitStatus("persist-1", "p-2", wire.StatusAtEdge)
 	r.waitStatus("clean-1", "k-2", wire.StatusAtEdge)
+	// The edge lists what it holds, per device, in delivery order.
+	var held struct {
+		Site    string `json:"site"`
+		Devices []struct {
+			Device   string `json:"device"`
+			Commands []struct {
+				ID string `json:"id"`
+			} `json:"commands"`
+		} `json:"devices"`
+	}
+	resp, err := http.Get("http://" + r.edge.n.HTTPAddr() + "/v1/commands")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = json.NewDecoder(resp.Body).Decode(&held)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(held); got != "{farm-1 [{clean-1 [{k-0} {k-1} {k-2}]} {persist-1 [{p-0} {p-1} {p-2}]}]}" {
+		t.Fatalf("GET /v1/commands: %s", got)
+	}
 
 	p := connectDevice(t, addr, "persist-1", false, 3600, "")
 	k := connectDevice(t, addr, "clean-1", true, 0, "cmd/clean-1")
