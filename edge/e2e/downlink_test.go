@@ -590,3 +590,48 @@ func TestDownlinkLatency(t *testing.T) {
 	slices.Sort(lat)
 	t.Logf("HTTP call → device, %d commands in sequence: p50 %v, p99 %v, max %v", n, lat[n/2], lat[n*99/100], lat[n-1])
 }
+
+// TestDownlinkInFlightAtDisconnect: a device with a persistent session
+// drops its connection with a command in flight (received, not
+// acknowledged); on its next connection it gets the command once more,
+// not twice (mochi's own copy of the in-flight message is dropped; the
+// downlink resends), and the command ends delivered.
+func TestDownlinkInFlightAtDisconnect(t *testing.T) {
+	r := newDownlinkRig(t, nil)
+	addr := r.edge.n.MQTTAddrs()[0]
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan *paho.Publish, 4)
+	c := paho.NewClient(paho.ClientConfig{Conn: conn, EnableManualAcknowledgment: true,
+		OnPublishReceived: []func(paho.PublishReceived) (bool, error){
+			func(p paho.PublishReceived) (bool, error) { got <- p.Packet; return true, nil },
+		}})
+	ctx := context.Background()
+	expiry := uint32(3600)
+	if _, err := c.Connect(ctx, &paho.Connect{ClientID: "flaky-1", KeepAlive: 30, CleanStart: true,
+		Properties: &paho.ConnectProperties{SessionExpiryInterval: &expiry}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "cmd/flaky-1", QoS: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	_, rep := r.send("farm-1", "flaky-1", map[string]any{"topic": "cmd/flaky-1", "payload_text": "once"})
+	select {
+	case <-got: // received, never acknowledged
+	case <-time.After(5 * time.Second):
+		t.Fatal("not delivered")
+	}
+	conn.Close() // the connection drops, no DISCONNECT
+	if st := r.state("flaky-1", rep.ID); st.Status != wire.StatusAtEdge && st.Status != wire.StatusQueued {
+		t.Fatalf("status %s before any PUBACK", st.Status)
+	}
+
+	d := connectDevice(t, addr, "flaky-1", false, 3600, "")
+	if p := d.next(t, 5*time.Second); string(p.Payload) != "once" {
+		t.Fatalf("got %q", p.Payload)
+	}
+	d.nothing(t, time.Second)
+	r.waitStatus("flaky-1", rep.ID, wire.StatusDelivered)
+}
