@@ -163,6 +163,13 @@ func (d *Deliverer) OnDisconnect(cl *mochi.Client, _ error, _ bool) {
 // OnQosComplete: the device acknowledged a QoS 1 message; if it is the
 // command in flight, the command is delivered.
 func (d *Deliverer) OnQosComplete(cl *mochi.Client, pk packets.Packet) {
+	// mochi also calls this with the PUBACK it builds for a client's own
+	// QoS 1 publish (stamped with Created; a PUBACK read from the client
+	// is not), whose packet id may equal ours: packet ids of the two
+	// directions are independent.
+	if pk.Created != 0 {
+		return
+	}
 	d.mu.Lock()
 	f := d.flights[cl.ID]
 	if f == nil || f.packetID != pk.PacketID {
