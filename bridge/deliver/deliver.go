@@ -78,6 +78,9 @@ type flight struct {
 // it again on its next connection (mochi's copy of the in-flight message
 // is dropped, so it is resent once, by Run); a session taken over by a new
 // connection may see both. Devices drop duplicates by the command id.
+// A connected device that never acknowledges a QoS 1 command holds its own
+// queue until it reconnects (MQTT forbids resending on the same
+// connection); other devices are not affected.
 type Deliverer struct {
 	mochi.HookBase
 	cfg  Config

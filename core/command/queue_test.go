@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/outpost-edge/outpost/core/command"
@@ -174,4 +175,54 @@ func TestExpiredInCentre(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestNATSAPI: the same send and get over NATS request/reply.
+func TestNATSAPI(t *testing.T) {
+	srv := natstest.RunServer(t)
+	nc, js := srv.Connect()
+	q, err := command.New(js, wire.DefaultPrefix, command.Config{}, knownSites{"farm-1": true}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := q.Ensure(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for subj, h := range map[string]func(*nats.Msg){wire.CommandSendSubject(wire.DefaultPrefix): q.HandleSend, wire.CommandGetSubject(wire.DefaultPrefix): q.HandleGet} {
+		sub, err := nc.Subscribe(subj, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Unsubscribe()
+	}
+	request := func(subj string, v any) wire.CommandReply {
+		t.Helper()
+		b, _ := json.Marshal(v)
+		m, err := nc.Request(subj, b, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r wire.CommandReply
+		if err := json.Unmarshal(m.Data, &r); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	r := request(wire.CommandSendSubject(wire.DefaultPrefix), wire.CommandRequest{Site: "farm-1", Device: "dev", Topic: "cmd/dev", PayloadText: text("go"), ID: "n-1"})
+	if r.Error != "" || r.CommandState == nil || r.Status != wire.StatusQueued || r.ID != "n-1" {
+		t.Fatalf("send: %+v", r)
+	}
+	r = request(wire.CommandGetSubject(wire.DefaultPrefix), wire.CommandQuery{Site: "farm-1", Device: "dev", ID: "n-1"})
+	if r.Error != "" || r.CommandState == nil || string(r.Payload) != "go" {
+		t.Fatalf("get: %+v", r)
+	}
+	r = request(wire.CommandGetSubject(wire.DefaultPrefix), wire.CommandQuery{Site: "farm-1", Device: "dev", ID: "nope"})
+	if r.Error == "" || r.CommandState != nil {
+		t.Fatalf("get unknown: %+v", r)
+	}
+	r = request(wire.CommandSendSubject(wire.DefaultPrefix), wire.CommandRequest{Site: "farm-1", Device: "dev", Topic: "a/#"})
+	if r.Error == "" {
+		t.Fatalf("bad send: %+v", r)
+	}
 }

@@ -448,14 +448,18 @@ func (s *Service) commandLoop(ctx context.Context, prov *provision.Provisioner, 
 	for {
 		actx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		err := q.Ensure(actx)
-		if err == nil {
-			_, _, err = prov.Ensure(actx, wire.CommandStatusTopic)
+		// The streams of the downlink's edge topics: status records core
+		// folds, and the record of what edges took.
+		for _, topic := range []string{wire.CommandStatusTopic, wire.CommandLogTopic} {
+			if err == nil {
+				_, _, err = prov.Ensure(actx, topic)
+			}
 		}
 		cancel()
 		if err == nil {
 			break
 		}
-		s.log.Warn("cannot set up the command queue yet; retrying", "err", err, "retry_in", backoff)
+		s.log.Warn("cannot set up the command queue yet; retrying (with streams.auto_provision off, list topics _command-status and _commands under streams.topics)", "err", err, "retry_in", backoff)
 		select {
 		case <-ctx.Done():
 			return

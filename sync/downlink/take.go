@@ -29,9 +29,13 @@ func (s *Store) Run(ctx context.Context, link linkConn) error {
 		if err != nil {
 			return nil
 		}
+		began := time.Now()
 		err = s.pull(ctx, conn)
 		if ctx.Err() != nil {
 			return nil
+		}
+		if time.Since(began) > 10*time.Second {
+			retry = s.cfg.Retry // it ran a while: a new failure starts the backoff afresh
 		}
 		s.m.pulls.WithLabelValues("error").Inc()
 		s.log.Warn("downlink: taking commands paused; retrying", "err", err, "retry_in", retry)
