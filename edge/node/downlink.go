@@ -52,7 +52,7 @@ func (d DownlinkConfig) validate() error {
 func (n *Node) downlinkOn() bool { return n.cfg.Upstream.URL != "" && !n.cfg.Downlink.Disabled }
 
 // openDownlink creates the downlink's log topics and opens its queue,
-// which takes commands over the forwarder's link while the node runs.
+// which takes commands over the node's uplink (runUplink) while it runs.
 func (n *Node) openDownlink(ctx context.Context) error {
 	tc := log.TopicConfig{Partitions: 1, RetentionBytes: n.cfg.Log.RetentionBytes, RetentionAge: n.cfg.Log.RetentionAge}
 	for _, t := range []string{wire.CommandLogTopic, wire.CommandStatusTopic} {
@@ -73,9 +73,7 @@ func (n *Node) openDownlink(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
-	n.downlink = s
-	link := n.forwarder.Link()
-	n.services = append(n.services, func(ctx context.Context, _ *Node) error { return s.Run(ctx, link) })
+	n.downlink = s // runUplink runs its taker on the shared link
 	return nil
 }
 

@@ -127,17 +127,20 @@ func (n *Node) openUpstream(ctx context.Context) error {
 }
 
 // runUplink runs the shared link and its users (the forwarder, the schema
-// sync) until ctx ends. The link outlives its users: they stop first, so
+// sync, the downlink's taker) until ctx ends. The link outlives its users: they stop first, so
 // nothing they do at the end sees the connection closed under it.
 func (n *Node) runUplink(ctx context.Context, link *upstream.Link) error {
 	linkCtx, stopLink := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopLink()
 	var linkWG, users sync.WaitGroup
 	linkWG.Go(func() { _ = link.Run(linkCtx) })
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	users.Go(func() { errc <- n.forwarder.Run(ctx) })
 	if n.schemaSync != nil {
 		users.Go(func() { errc <- n.schemaSync.Run(ctx, link) })
+	}
+	if n.downlink != nil {
+		users.Go(func() { errc <- n.downlink.Run(ctx, link) })
 	}
 	users.Wait()
 	stopLink()

@@ -95,11 +95,6 @@ func newForwarder(ctx context.Context, cfg Config, src lister, store metaStore) 
 	return f, nil
 }
 
-// Link returns the forwarder's connection to the centre, for other
-// components that talk to it (the downlink). A link the forwarder made
-// itself runs only while Run does.
-func (f *Forwarder) Link() *Link { return f.link }
-
 // Run forwards until ctx ends, then commits the cursors and, if the
 // forwarder made its own link, closes the connection. It survives every
 // upstream failure (server down, wrong credentials, missing or full
