@@ -86,5 +86,15 @@
 // (OUTPOST-SCHEMAS); schema.go gives its keys and JSON values, which edges
 // watch (SchemaWatchSubjects, SchemaWatchIDs) to validate offline.
 //
+// # Downlink (command.go)
+//
+// Commands for a device travel in work-queue stream CommandStreamName
+// (OUTPOST-COMMANDS) on <prefix>.$cmd.<site>.<device>; a site's edge takes
+// them with durable consumer CommandConsumerName (edge-<site>). Status
+// records go up as records of edge log topic CommandStatusTopic
+// (_command-status) and core folds them into KV bucket CommandStateBucket
+// with CommandState.Apply, a pure, idempotent, order-tolerant fold.
+// PROTOCOL.md §9 has the JSON shapes, the NATS API and the permissions.
+//
 // The package keeps no state and starts no goroutines.
 package wire
