@@ -48,18 +48,24 @@ func (d DownlinkConfig) validate() error {
 	return nil
 }
 
-// downlinkOn reports whether the node runs the downlink.
-func (n *Node) downlinkOn() bool { return n.cfg.Upstream.URL != "" && !n.cfg.Downlink.Disabled }
-
-// openDownlink creates the downlink's log topics and opens its queue,
-// which takes commands over the node's uplink (runUplink) while it runs.
-func (n *Node) openDownlink(ctx context.Context) error {
+// createDownlinkTopics creates the downlink's log topics (one partition
+// each).
+func (n *Node) createDownlinkTopics() error {
 	tc := log.TopicConfig{Partitions: 1, RetentionBytes: n.cfg.Log.RetentionBytes, RetentionAge: n.cfg.Log.RetentionAge}
 	for _, t := range []string{wire.CommandLogTopic, wire.CommandStatusTopic} {
 		if err := n.log.CreateTopic(t, tc); err != nil && !errors.Is(err, log.ErrTopicExists) {
 			return fmt.Errorf("node: downlink: %w", err)
 		}
 	}
+	return nil
+}
+
+// downlinkOn reports whether the node runs the downlink.
+func (n *Node) downlinkOn() bool { return n.cfg.Upstream.URL != "" && !n.cfg.Downlink.Disabled }
+
+// openDownlink creates the downlink's log topics and opens its queue,
+// which takes commands over the node's uplink (runUplink) while it runs.
+func (n *Node) openDownlink(ctx context.Context) error {
 	dc := downlink.DefaultConfig()
 	dc.Site = n.cfg.Upstream.Site
 	dc.Node = n.cfg.Upstream.Node

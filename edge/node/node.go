@@ -147,6 +147,13 @@ func Open(ctx context.Context, cfg Config, opts Options) (_ *Node, err error) {
 		}
 	}
 
+	// The downlink's topics exist before replication starts, so peers
+	// follow them like any topic.
+	if n.downlinkOn() {
+		if err := n.createDownlinkTopics(); err != nil {
+			return nil, err
+		}
+	}
 	if err := n.openSchema(ctx, router); err != nil {
 		return nil, err
 	}
