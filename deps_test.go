@@ -51,7 +51,7 @@ var policy = map[string][]string{
 	"edge/meta":          {"edge/log"},
 	"edge/api":           {"edge/log", "edge/meta", "internal/httpauth"},
 	"bridge/mqtt":        {"edge/log", "core/wire", "bridge/route"},
-	"sync/upstream":      {"edge/log", "core/wire", "internal/netaddr", "internal/backoff", "internal/schemacompile"},
+	"sync/upstream":      {"edge/log", "core/wire", "internal/netaddr", "internal/backoff"},
 	"sync/schema":        {"core/wire", "sync/upstream"},
 	"bridge/schemacheck": {"core/wire", "edge/log", "bridge/route", "internal/schemacompile"},
 	"sync/downlink":      {"edge/log", "core/wire", "sync/upstream"},
