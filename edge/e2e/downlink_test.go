@@ -89,7 +89,20 @@ func newDownlinkRig(t *testing.T, tune func(*node.Config)) *downlinkRig {
 	r.edgeCfg = cfg
 	r.startEdge()
 	t.Cleanup(r.stopEdge)
-	// Core knows the site once the edge has reported.
+	// Core takes commands once /readyz says so (its stream and bucket are
+	// set up after Started), and knows the site once the edge has reported.
+	polltest.Until(t, 30*time.Second, func() error {
+		resp, err := http.Get(r.coreURL + "/readyz")
+		if err != nil {
+			return err
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("readyz %d: %s", resp.StatusCode, b)
+		}
+		return nil
+	})
 	polltest.Until(t, 30*time.Second, func() error {
 		var v struct {
 			Sites []struct {
@@ -161,6 +174,12 @@ func (r *downlinkRig) send(site, device string, body map[string]any) (int, sendR
 	var out sendReply
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
 		r.t.Fatal(err)
+	}
+	if out.ID == "" && resp.StatusCode < 400 {
+		r.t.Fatalf("send: %d with no id: %+v", resp.StatusCode, out)
+	}
+	if resp.StatusCode == http.StatusServiceUnavailable {
+		r.t.Fatalf("send: core unavailable: %s", out.Error)
 	}
 	return resp.StatusCode, out
 }
