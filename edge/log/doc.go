@@ -15,8 +15,14 @@
 //     Readers (Read, Notify) see a record only once Append may return it.
 //   - Recovery: Open cuts a torn tail back to the last valid batch, fsyncs,
 //     logs and counts what it dropped and keeps the cut bytes as a .broken
-//     file (capped). Damage followed by valid data is refused with a
-//     *CorruptionError unless Config.Recovery asks for truncation.
+//     file (capped). So is a torn unsynced region: damage followed by valid
+//     frames that all record (in their header) a durable position at or
+//     before it, which a power cut leaves when it writes back some unsynced
+//     pages and not others. Damage to bytes that were synced, followed by
+//     valid data, is refused with a *CorruptionError unless Config.Recovery
+//     asks for truncation. Index entries reach disk only after the
+//     fdatasync covering their frames; directories are synced after files
+//     are created, renamed or removed in them.
 //   - Sticky failure: after a failed write or fsync a partition refuses
 //     appends until the log is reopened; an fsync is never retried.
 //   - Retention keeps what readers hold: it never deletes a record at or

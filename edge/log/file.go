@@ -63,6 +63,11 @@ func (o *osFile) Size() (int64, error) {
 	return st.Size(), nil
 }
 
+// SyncDir makes a directory's entries (created, renamed, removed files)
+// durable. Exported for the metadata store, which keeps its file beside the
+// log.
+func SyncDir(dir string) error { return syncDir(dir) }
+
 // syncDir makes a directory's entries (created, renamed, removed files)
 // durable.
 func syncDir(dir string) error {
@@ -100,4 +105,30 @@ func writeFileAtomic(path string, data []byte) error {
 		return err
 	}
 	return syncDir(filepath.Dir(path))
+}
+
+// mkdirAllSynced is os.MkdirAll that also syncs the parent of every
+// directory it created, so that a data directory made at first start is
+// still there after a power cut (a new directory's entry lives in its
+// parent, which nothing else syncs).
+func mkdirAllSynced(dir string) error {
+	var created []string
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil {
+			break
+		}
+		created = append(created, d)
+		if filepath.Dir(d) == d {
+			break
+		}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for _, d := range created {
+		if err := syncDir(filepath.Dir(d)); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -85,7 +85,7 @@ func Open(dir string, cfg Config) (*Log, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := mkdirAllSynced(dir); err != nil {
 		return nil, fmt.Errorf("log: create %s: %w", dir, err)
 	}
 	lock, err := lockDir(dir)

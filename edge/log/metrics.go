@@ -7,19 +7,20 @@ import (
 // metrics are created per Log and registered only on the injected
 // Registerer: two logs in one process (tests) never collide.
 type metrics struct {
-	fsyncSeconds      prometheus.Histogram
-	appendedRecords   prometheus.Counter
-	bytes             prometheus.Gauge
-	tornTails         prometheus.Counter
-	tornBytes         prometheus.Counter
-	indexRebuilds     prometheus.Counter
-	segmentsRolled    prometheus.Counter
-	segmentsDeleted   *prometheus.CounterVec
-	budgetRefused     prometheus.Counter
-	partitionFailures prometheus.Counter
-	readErrors        prometheus.Counter
-	holdRetained      *prometheus.GaugeVec
-	holdOverridden    *prometheus.CounterVec
+	fsyncSeconds       prometheus.Histogram
+	appendedRecords    prometheus.Counter
+	bytes              prometheus.Gauge
+	tornTails          prometheus.Counter
+	tornUnsyncedFrames prometheus.Counter
+	tornBytes          prometheus.Counter
+	indexRebuilds      prometheus.Counter
+	segmentsRolled     prometheus.Counter
+	segmentsDeleted    *prometheus.CounterVec
+	budgetRefused      prometheus.Counter
+	partitionFailures  prometheus.Counter
+	readErrors         prometheus.Counter
+	holdRetained       *prometheus.GaugeVec
+	holdOverridden     *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -40,6 +41,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		tornTails: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "outpost_log_torn_tails_total",
 			Help: "Damaged segment tails cut back at open.",
+		}),
+		tornUnsyncedFrames: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "outpost_log_torn_unsynced_frames_total",
+			Help: "Valid frames cut at open because they lay after a tear in a region no fdatasync had covered (a power cut that kept some unsynced pages and lost others).",
 		}),
 		tornBytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "outpost_log_torn_bytes_total",
@@ -79,7 +84,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"holder"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.fsyncSeconds, m.appendedRecords, m.bytes, m.tornTails, m.tornBytes,
+		reg.MustRegister(m.fsyncSeconds, m.appendedRecords, m.bytes, m.tornTails, m.tornUnsyncedFrames, m.tornBytes,
 			m.indexRebuilds, m.segmentsRolled, m.segmentsDeleted, m.budgetRefused,
 			m.partitionFailures, m.readErrors, m.holdRetained, m.holdOverridden)
 	}

@@ -65,7 +65,11 @@ type Partition struct {
 	fsyncEWMA  time.Duration // smoothed fdatasync latency
 	nextOffset int64
 	writePos   int64 // bytes written to the active segment
-	dirty      bool  // written but not synced
+	// durablePos is the active segment's position up to which every byte
+	// has been fdatasynced; each frame records it (FORMAT.md, "Torn
+	// unsynced regions").
+	durablePos int64
+	dirty      bool // written but not synced
 	buf        []byte
 }
 
@@ -416,7 +420,7 @@ func (p *Partition) writeRequests(reqs []*appendReq) error {
 		}
 		frameStart := len(p.buf)
 		var err error
-		p.buf, err = appendFrame(p.buf, &batch)
+		p.buf, err = appendFrame(p.buf, &batch, p.durablePos)
 		if err != nil {
 			return err
 		}
@@ -475,30 +479,46 @@ func (p *Partition) writeRequests(reqs []*appendReq) error {
 	return err
 }
 
-// indexFrame adds an index entry for the frame about to be written at pos if
-// the last entry is far enough behind. Errors writing the index are logged,
-// not fatal: the index is a cache and is rebuilt at open if it is bad.
+// indexFrame queues an index entry for the frame about to be written at
+// pos if the last entry is far enough behind. The entry reaches the .idx
+// file only after the fdatasync that covers the frame (flushIndex): an
+// entry on disk never points at a frame a power cut may have torn.
 func (p *Partition) indexFrame(base, pos, maxTs int64) {
 	s := p.active()
 	if pos-s.lastIdxPos >= p.log.cfg.IndexIntervalBytes {
-		var b [indexEntrySize]byte
-		indexEntry{relOffset: uint32(base - s.base), pos: uint32(pos), maxTsBefore: s.maxTsBefore}.encode(b[:])
-		s.fmu.Lock()
-		idx := s.idx
-		s.fmu.Unlock()
-		if idx != nil {
-			if _, err := idx.Write(b[:]); err != nil {
-				p.log.cfg.Logger.Warn("log: index write failed; it will be rebuilt at next open", "segment", s.idxPath, "err", err)
-			} else {
-				s.idxEntries.Add(1)
-				p.addBytes(indexEntrySize)
-			}
-		}
+		s.idxPending = append(s.idxPending, indexEntry{relOffset: uint32(base - s.base), pos: uint32(pos), maxTsBefore: s.maxTsBefore})
 		s.lastIdxPos = pos
 	}
 	if maxTs > s.maxTsBefore {
 		s.maxTsBefore = maxTs
 	}
+}
+
+// flushIndex writes the queued index entries of s, whose frames an
+// fdatasync has just covered. Errors writing the index are logged, not
+// fatal: the index is a cache and is rebuilt at open if it is bad.
+func (p *Partition) flushIndex(s *segment) {
+	if len(s.idxPending) == 0 {
+		return
+	}
+	b := make([]byte, 0, len(s.idxPending)*indexEntrySize)
+	for _, e := range s.idxPending {
+		b = b[:len(b)+indexEntrySize]
+		e.encode(b[len(b)-indexEntrySize:])
+	}
+	s.idxPending = s.idxPending[:0]
+	s.fmu.Lock()
+	idx := s.idx
+	s.fmu.Unlock()
+	if idx == nil {
+		return
+	}
+	if _, err := idx.Write(b); err != nil {
+		p.log.cfg.Logger.Warn("log: index write failed; it will be rebuilt at next open", "segment", s.idxPath, "err", err)
+		return
+	}
+	s.idxEntries.Add(int64(len(b) / indexEntrySize))
+	p.addBytes(int64(len(b)))
 }
 
 func (p *Partition) active() *segment {
@@ -555,6 +575,7 @@ func (p *Partition) roll() error {
 	p.segments = append(p.segments, s)
 	p.mu.Unlock()
 	p.writePos = segmentHeaderSize
+	p.durablePos = segmentHeaderSize // createSegment synced the header
 	p.log.metrics.segmentsRolled.Inc()
 	p.trimOpen()
 	return nil
@@ -618,6 +639,8 @@ func (p *Partition) syncActive() error {
 		return fmt.Errorf("log: fdatasync %s: %w", s.logPath, err)
 	}
 	p.dirty = false
+	p.durablePos = p.writePos
+	p.flushIndex(s)
 	return nil
 }
 

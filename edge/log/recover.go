@@ -43,6 +43,7 @@ func (p *Partition) recover() error {
 		}
 		p.segments = []*segment{s}
 		p.writePos = segmentHeaderSize
+		p.durablePos = segmentHeaderSize
 		return nil
 	}
 	for i, base := range bases {
@@ -129,10 +130,14 @@ func (p *Partition) loadIndex(s *segment, logSize, end int64) (int64, bool) {
 		return 0, false
 	}
 	n := (size - indexHeaderSize) / indexEntrySize
-	prev := indexEntry{relOffset: 0, pos: segmentHeaderSize}
+	prev := indexEntry{relOffset: 0, pos: segmentHeaderSize, maxTsBefore: minTs}
 	for i := int64(0); i < n; i++ {
 		e := decodeIndexEntry(buf[indexHeaderSize+i*indexEntrySize:])
-		if e.pos <= prev.pos || e.relOffset <= prev.relOffset && i > 0 || int64(e.pos) >= logSize || s.base+int64(e.relOffset) >= end && end >= 0 {
+		// maxTsBefore is a running maximum: a smaller one is an entry a
+		// power cut tore across a page boundary (entries are not
+		// page-aligned), its timestamp half zeroed.
+		if e.pos <= prev.pos || e.relOffset <= prev.relOffset && i > 0 || e.maxTsBefore < prev.maxTsBefore ||
+			int64(e.pos) >= logSize || s.base+int64(e.relOffset) >= end && end >= 0 {
 			return 0, false
 		}
 		prev = e
@@ -270,14 +275,26 @@ func (p *Partition) openActive(s *segment) error {
 	pos := int64(start.pos)
 	next := s.base + int64(start.relOffset)
 	maxTs := start.maxTsBefore
+	cut := false
 	for pos < size {
 		b, fl, err := readFrameAt(f, pos, size)
 		if err == nil && b.BaseOffset != next {
 			err = fmt.Errorf("%w: frame at byte %d holds offset %d, expected %d", ErrBadOffset, pos, b.BaseOffset, next)
 		}
 		if err != nil {
-			if later := p.findValidFrame(f, pos+1, size); later >= 0 && cfg.Recovery != RecoveryTruncate {
-				return &CorruptionError{Segment: s.logPath, Pos: pos, Err: err}
+			// Valid frames after the damage make it damage to durable data
+			// only if one of them was written after an fdatasync that
+			// covered pos; otherwise pos lies in a region no fdatasync ever
+			// covered, which a power cut may tear anywhere, not only at its
+			// end (FORMAT.md, "Torn unsynced regions").
+			frames, durable := p.scanLater(f, pos+1, size)
+			if frames > 0 && durable > pos && cfg.Recovery != RecoveryTruncate {
+				return &CorruptionError{Segment: s.logPath, Pos: pos, Err: fmt.Errorf("%w (a valid frame after it records the segment durable up to byte %d)", err, durable)}
+			}
+			if frames > 0 && durable <= pos {
+				p.log.metrics.tornUnsyncedFrames.Add(float64(frames))
+				cfg.Logger.Warn("log: power cut tore the unsynced end of a segment; cutting it with the valid frames after the tear (never acknowledged under sync: always)",
+					"topic", p.topic, "partition", p.id, "segment", s.logPath, "pos", pos, "valid_frames_cut", frames, "durable_up_to", durable)
 			}
 			p.reportCut(s, f, pos, size, err)
 			if err := f.Truncate(pos); err != nil {
@@ -287,6 +304,7 @@ func (p *Partition) openActive(s *segment) error {
 				return fmt.Errorf("log: sync %s after truncate: %w", s.logPath, err)
 			}
 			size = pos
+			cut = true
 			break
 		}
 		if b.MaxTimestamp > maxTs {
@@ -294,6 +312,15 @@ func (p *Partition) openActive(s *segment) error {
 		}
 		next = b.BaseOffset + int64(len(b.Records))
 		pos += int64(fl)
+	}
+
+	// Frames record the position every byte before them was durable at; so
+	// the whole active segment must be durable now, whatever the previous
+	// process's sync policy left in the page cache. A cut already synced.
+	if !cut {
+		if err := f.Sync(); err != nil {
+			return fmt.Errorf("log: sync %s at open: %w", s.logPath, err)
+		}
 	}
 
 	// Index: keep the valid entries, or rebuild.
@@ -320,6 +347,12 @@ func (p *Partition) openActive(s *segment) error {
 		idx.Close()
 		return fmt.Errorf("log: truncate index %s: %w", s.idxPath, err)
 	}
+	// Synced, so that entries cut here cannot come back after a power cut
+	// in pages that new entries have not reached yet.
+	if err := idx.Sync(); err != nil {
+		idx.Close()
+		return fmt.Errorf("log: sync index %s: %w", s.idxPath, err)
+	}
 	s.fmu.Lock()
 	if s.idx != nil {
 		s.idx.Close()
@@ -340,6 +373,7 @@ func (p *Partition) openActive(s *segment) error {
 	s.end.Store(next)
 	p.nextOffset = next
 	p.writePos = size
+	p.durablePos = size
 	p.end.Store(next)
 	p.addBytes(size + indexHeaderSize + s.idxEntries.Load()*indexEntrySize)
 	return nil
@@ -366,20 +400,48 @@ func (s *segment) entryAt(i int64) (indexEntry, error) {
 // returns its position or -1. This is what tells a torn tail (nothing valid
 // after the damage) from damage in the middle.
 func (p *Partition) findValidFrame(f File, from, size int64) int64 {
+	pos, _ := nextValidFrame(f, from, size)
+	return pos
+}
+
+// scanLater counts the frames that validate at or after from and returns
+// the largest durable position they record (durableUnknown for an OPB1
+// frame, which proves nothing either way and so counts as durable).
+func (p *Partition) scanLater(f File, from, size int64) (frames int, durable int64) {
+	for from < size {
+		pos, n := nextValidFrame(f, from, size)
+		if pos < 0 {
+			break
+		}
+		frames++
+		buf := make([]byte, n)
+		if _, err := readFull(f, buf, pos); err == nil {
+			if _, _, d, err := decodeFrame(buf); err == nil && d > durable {
+				durable = d
+			}
+		}
+		from = pos + int64(n)
+	}
+	return frames, durable
+}
+
+// nextValidFrame returns the position and length of the first frame that
+// validates at or after from, or -1.
+func nextValidFrame(f File, from, size int64) (int64, int) {
 	const chunk = 1 << 20
 	buf := make([]byte, chunk+frameHeaderSize)
 	for off := from; off < size; off += chunk {
 		n, _ := f.ReadAt(buf, off)
 		for i := 0; i+4 <= n; i++ {
-			if buf[i] != 0x4F || buf[i+1] != 0x50 || buf[i+2] != 0x42 || buf[i+3] != 0x31 {
+			if buf[i] != 0x4F || buf[i+1] != 0x50 || buf[i+2] != 0x42 || (buf[i+3] != 0x31 && buf[i+3] != 0x32) {
 				continue
 			}
-			if _, _, err := readFrameAt(f, off+int64(i), size); err == nil {
-				return off + int64(i)
+			if _, fl, err := readFrameAt(f, off+int64(i), size); err == nil {
+				return off + int64(i), fl
 			}
 		}
 	}
-	return -1
+	return -1, 0
 }
 
 // reportCut logs and counts bytes cut from a segment, and keeps up to
@@ -444,6 +506,7 @@ func (p *Partition) recoverAgain(base int64) error {
 		}
 		p.segments = []*segment{s}
 		p.writePos = segmentHeaderSize
+		p.durablePos = segmentHeaderSize
 		p.nextOffset = base
 		p.end.Store(base)
 		p.start.Store(base)

@@ -18,8 +18,21 @@ const (
 	formatVersion     = 1
 	segmentHeaderSize = 32
 
-	frameMagic      = 0x4F504231 // "OPB1"
-	frameHeaderSize = 12
+	// frameMagic starts a frame written by this version: its header carries
+	// the segment's durable position when it was written (FORMAT.md,
+	// "Torn unsynced regions"). frameMagicV1 frames (no durable position)
+	// are still read.
+	frameMagic        = 0x4F504232 // "OPB2"
+	frameMagicV1      = 0x4F504231 // "OPB1"
+	frameHeaderSize   = 20         // OPB2: magic, length, crc32c, durable position
+	frameHeaderSizeV1 = 12
+	// frameMinHeader is what a reader needs to tell a frame's version and
+	// length.
+	frameMinHeader = frameHeaderSizeV1
+	// durableUnknown is the durable position of a frame that does not record
+	// one (OPB1): recovery treats it as proof that whatever precedes it was
+	// durable, as it did before positions were recorded.
+	durableUnknown = int64(1<<63 - 1)
 	// frameMaxLen bounds a frame's announced length independent of the
 	// current config, so recovery never allocates what a torn length says.
 	frameMaxLen = 64 << 20
@@ -62,8 +75,11 @@ func checkSegmentHeader(b []byte, base int64) error {
 	return nil
 }
 
-// appendFrame appends one frame holding batch to dst.
-func appendFrame(dst []byte, b *Batch) ([]byte, error) {
+// appendFrame appends one frame holding batch to dst. durable is the
+// segment's position up to which every byte was fdatasynced before this
+// frame was written: recovery compares it with the position of damage to
+// tell a torn unsynced region from damage to durable data.
+func appendFrame(dst []byte, b *Batch, durable int64) ([]byte, error) {
 	start := len(dst)
 	dst = append(dst, make([]byte, frameHeaderSize)...)
 	dst, err := b.MarshalMsg(dst)
@@ -73,48 +89,70 @@ func appendFrame(dst []byte, b *Batch) ([]byte, error) {
 	payload := dst[start+frameHeaderSize:]
 	binary.BigEndian.PutUint32(dst[start:], frameMagic)
 	binary.BigEndian.PutUint32(dst[start+4:], uint32(len(payload)))
-	binary.BigEndian.PutUint32(dst[start+8:], crc32.Checksum(payload, castagnoli))
+	binary.BigEndian.PutUint64(dst[start+12:], uint64(durable))
+	binary.BigEndian.PutUint32(dst[start+8:], crc32.Checksum(dst[start+12:], castagnoli))
 	return dst, nil
 }
 
-// EncodeBatch returns one frame holding b, as it is stored in a segment.
-func EncodeBatch(b *Batch) ([]byte, error) { return appendFrame(nil, b) }
+// EncodeBatch returns one frame holding b, as it is stored in a segment
+// (with no durable position: 0).
+func EncodeBatch(b *Batch) ([]byte, error) { return appendFrame(nil, b, 0) }
 
 // DecodeFrame decodes the first frame of buf. It returns the batch and the
 // frame's total length. The records' byte slices alias buf. It never panics
 // on arbitrary input.
 func DecodeFrame(buf []byte) (*Batch, int, error) {
-	n, err := frameLen(buf)
-	if err != nil {
-		return nil, 0, err
-	}
-	if len(buf) < n {
-		return nil, 0, ErrShortFrame
-	}
-	b, err := decodePayload(buf[frameHeaderSize:n], binary.BigEndian.Uint32(buf[8:12]))
-	if err != nil {
-		return nil, 0, err
-	}
-	return b, n, nil
+	b, n, _, err := decodeFrame(buf)
+	return b, n, err
 }
 
-// frameLen validates a frame header and returns the whole frame's length.
+// decodeFrame is DecodeFrame that also returns the frame's durable position
+// (durableUnknown for an OPB1 frame).
+func decodeFrame(buf []byte) (*Batch, int, int64, error) {
+	n, err := frameLen(buf)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	if len(buf) < n {
+		return nil, 0, 0, ErrShortFrame
+	}
+	sum := binary.BigEndian.Uint32(buf[8:12])
+	if binary.BigEndian.Uint32(buf[0:4]) == frameMagicV1 {
+		b, err := decodePayload(buf[frameHeaderSizeV1:n], buf[frameHeaderSizeV1:n], sum)
+		return b, n, durableUnknown, err
+	}
+	b, err := decodePayload(buf[12:n], buf[frameHeaderSize:n], sum)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	return b, n, int64(binary.BigEndian.Uint64(buf[12:20])), nil
+}
+
+// frameLen validates a frame header (at least frameMinHeader bytes) and
+// returns the whole frame's length.
 func frameLen(hdr []byte) (int, error) {
-	if len(hdr) < frameHeaderSize {
+	if len(hdr) < frameMinHeader {
 		return 0, ErrShortFrame
 	}
-	if binary.BigEndian.Uint32(hdr[0:4]) != frameMagic {
+	hsize := frameHeaderSize
+	switch binary.BigEndian.Uint32(hdr[0:4]) {
+	case frameMagic:
+	case frameMagicV1:
+		hsize = frameHeaderSizeV1
+	default:
 		return 0, ErrBadMagic
 	}
 	n := binary.BigEndian.Uint32(hdr[4:8])
 	if n == 0 || n > frameMaxLen {
 		return 0, fmt.Errorf("%w: frame length %d", ErrShortFrame, n)
 	}
-	return frameHeaderSize + int(n), nil
+	return hsize + int(n), nil
 }
 
-func decodePayload(payload []byte, sum uint32) (*Batch, error) {
-	if crc32.Checksum(payload, castagnoli) != sum {
+// decodePayload checks sum against covered (the payload, and for OPB2 the
+// durable position before it) and decodes payload.
+func decodePayload(covered, payload []byte, sum uint32) (*Batch, error) {
+	if crc32.Checksum(covered, castagnoli) != sum {
 		return nil, ErrChecksum
 	}
 	b, rest, err := decodeBatch(payload)
@@ -195,8 +233,9 @@ type segment struct {
 	idxEntries atomic.Int64
 
 	// Committer-owned (active segment only).
-	lastIdxPos  int64 // byte pos of the last indexed frame
-	maxTsBefore int64 // largest timestamp before the write position
+	lastIdxPos  int64        // byte pos of the last indexed frame
+	idxPending  []indexEntry // entries whose frames are not synced yet (flushIndex)
+	maxTsBefore int64        // largest timestamp before the write position
 }
 
 const minTs = -1 << 63

@@ -13,6 +13,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
+
+	elog "github.com/outpost-edge/outpost/edge/log"
 )
 
 // layoutVersion is the bucket layout this code writes and reads (doc.go).
@@ -60,9 +62,19 @@ func Open(path string, cfg Config) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("meta: create directory for %s: %w", path, err)
 	}
+	_, statErr := os.Stat(path)
 	db, err := openBolt(path, cfg)
 	if err != nil {
 		return nil, err
+	}
+	if os.IsNotExist(statErr) {
+		// bbolt syncs a new file's pages, not the directory entry that
+		// names it: without this a power cut soon after the first start
+		// could leave no metadata file at all.
+		if err := elog.SyncDir(filepath.Dir(path)); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("meta: sync directory of %s: %w", path, err)
+		}
 	}
 	s := &Store{path: path, cfg: cfg, log: cfg.Logger, db: db}
 	db.MaxBatchDelay = cfg.BatchMaxDelay

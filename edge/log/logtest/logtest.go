@@ -17,11 +17,15 @@ var ErrInjected = errors.New("logtest: injected fault")
 // FS opens files through the operating system and wraps them. The zero value
 // is not usable; call NewFS.
 type FS struct {
-	mu         sync.Mutex
-	synced     map[string]int64 // path -> length at last successful sync
-	failSyncs  int              // fail this many upcoming syncs
-	failWrite  int64            // fail a write once this many more bytes are written; -1 off
-	hold       chan struct{}    // if non-nil, Sync waits for it to be closed
+	mu     sync.Mutex
+	synced map[string]int64 // path -> length at last successful sync
+	// shadow keeps, per path, bytes a truncate below the synced length
+	// removed: until the next sync they are what a torn page may show
+	// again (the content the disk still holds).
+	shadow     map[string]shadowBytes
+	failSyncs  int           // fail this many upcoming syncs
+	failWrite  int64         // fail a write once this many more bytes are written; -1 off
+	hold       chan struct{} // if non-nil, Sync waits for it to be closed
 	syncCount  int
 	writeBytes int64
 	dead       bool // after Crash: nothing reaches the files any more
@@ -51,7 +55,14 @@ func (fs *FS) isDead() bool {
 }
 
 // NewFS returns a file layer with no faults armed.
-func NewFS() *FS { return &FS{synced: make(map[string]int64), failWrite: -1} }
+func NewFS() *FS {
+	return &FS{synced: make(map[string]int64), shadow: make(map[string]shadowBytes), failWrite: -1}
+}
+
+type shadowBytes struct {
+	off  int64
+	data []byte
+}
 
 // Open is an elog.OpenFileFunc.
 func (fs *FS) Open(name string, flag int, perm os.FileMode) (elog.File, error) {
@@ -148,6 +159,72 @@ func (fs *FS) PowerLoss(tb testing.TB, rnd *rand.Rand) {
 		}
 	}
 	fs.synced = make(map[string]int64)
+	fs.shadow = make(map[string]shadowBytes)
+}
+
+// PageSize is the unit PowerLossTorn tears files in.
+const PageSize = 4096
+
+// TornStats counts what PowerLossTorn did to the unsynced pages.
+type TornStats struct{ Kept, Zeroed, Stale, Files int }
+
+// PowerLossTorn simulates a power cut that writes back an arbitrary subset
+// of the unsynced pages, in no order, as the page cache, flash translation
+// layers and XFS may: in every file, each PageSize page holding bytes past
+// the file's length at its last successful fsync is independently kept as
+// written, zeroed, or left stale (the bytes the disk held at the last sync:
+// what a truncate since removed, else zeros); the file's length is kept or
+// cut back to a random point after the synced length. Bytes before the
+// synced length are never touched. Call it after abandoning the log
+// without Close (the process "died").
+func (fs *FS) PowerLossTorn(tb testing.TB, rnd *rand.Rand) TornStats {
+	tb.Helper()
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	var st TornStats
+	for name, synced := range fs.synced {
+		info, err := os.Stat(name)
+		if err != nil {
+			continue // removed since
+		}
+		size := info.Size()
+		if size <= synced {
+			continue
+		}
+		st.Files++
+		data, err := os.ReadFile(name)
+		if err != nil {
+			tb.Fatalf("power loss: %v", err)
+		}
+		sh := fs.shadow[name]
+		for page := synced / PageSize * PageSize; page < size; page += PageSize {
+			from, to := max(page, synced), min(page+PageSize, size)
+			switch rnd.IntN(3) {
+			case 0:
+				st.Kept++
+			case 1:
+				st.Zeroed++
+				clear(data[from:to])
+			case 2:
+				st.Stale++
+				for i := from; i < to; i++ {
+					data[i] = 0
+					if j := i - sh.off; j >= 0 && j < int64(len(sh.data)) {
+						data[i] = sh.data[j]
+					}
+				}
+			}
+		}
+		if rnd.IntN(2) == 0 {
+			data = data[:synced+rnd.Int64N(size-synced+1)]
+		}
+		if err := os.WriteFile(name, data, 0o644); err != nil {
+			tb.Fatalf("power loss: %v", err)
+		}
+	}
+	fs.synced = make(map[string]int64)
+	fs.shadow = make(map[string]shadowBytes)
+	return st
 }
 
 type file struct {
@@ -211,6 +288,7 @@ func (f *file) Sync() error {
 	if size > f.fs.synced[f.name] {
 		f.fs.synced[f.name] = size
 	}
+	delete(f.fs.shadow, f.name)
 	f.fs.syncCount++
 	f.fs.mu.Unlock()
 	return nil
@@ -220,6 +298,15 @@ func (f *file) Truncate(size int64) error {
 	if f.fs.isDead() {
 		return ErrInjected
 	}
+	f.fs.mu.Lock()
+	if synced := f.fs.synced[f.name]; synced > size {
+		if _, ok := f.fs.shadow[f.name]; !ok {
+			old := make([]byte, synced-size)
+			n, _ := f.File.ReadAt(old, size)
+			f.fs.shadow[f.name] = shadowBytes{off: size, data: old[:n]}
+		}
+	}
+	f.fs.mu.Unlock()
 	if err := f.File.Truncate(size); err != nil {
 		return err
 	}
