@@ -50,6 +50,7 @@ var policy = map[string][]string{
 	"edge/log/logtest":   {"edge/log"},
 	"edge/meta":          {"edge/log"},
 	"edge/api":           {"edge/log", "edge/meta", "internal/httpauth"},
+	"edge/ui":            {},
 	"bridge/mqtt":        {"edge/log", "core/wire", "bridge/route"},
 	"sync/upstream":      {"edge/log", "core/wire", "internal/netaddr", "internal/backoff"},
 	"sync/schema":        {"core/wire", "sync/upstream"},
@@ -74,6 +75,7 @@ var policy = map[string][]string{
 		"internal/httpauth", "internal/netaddr",
 		"sync/peer",
 		"sync/downlink", "bridge/deliver",
+		"edge/ui", "internal/buildinfo",
 	},
 	"core/service": {
 		"core/wire", "core/provision", "core/sites", "core/schema",

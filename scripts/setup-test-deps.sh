@@ -13,6 +13,7 @@ command -v make >/dev/null || need_apt+=(make)
 command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 command -v unshare >/dev/null || need_apt+=(util-linux)
 command -v curl >/dev/null || need_apt+=(curl)
+command -v chromium >/dev/null || need_apt+=(chromium) # the dashboards' browser tests (edge/e2e)
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=; [ "$(id -u)" -ne 0 ] && SUDO=sudo
   $SUDO apt-get update -qq

@@ -37,7 +37,7 @@ func New(cfg Config) (http.Handler, error) {
 	h := &handler{cfg: cfg, mux: http.NewServeMux()}
 	// Exactly /healthz is open: anything else, including paths the mux
 	// would redirect or reject, asks for the token first (fail closed).
-	h.auth = httpauth.New(cfg.Token, "outpost", "the node's http.token", "/healthz")
+	h.auth = httpauth.New(cfg.Token, "outpost", "the node's http.token", append([]string{"/healthz"}, cfg.OpenPaths...)...)
 	if cfg.Registerer != nil {
 		m := &metrics{
 			requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -112,7 +112,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			h.count("unknown", http.StatusMethodNotAllowed)
 			return
 		}
-		writeError(w, http.StatusNotFound, "no such route: "+r.URL.Path+"; see GET /v1/topics, /healthz, /readyz, /metrics")
+		writeError(w, http.StatusNotFound, "no such route: "+r.URL.Path+"; see GET / (the dashboard), /v1/topics, /healthz, /readyz, /metrics")
 		h.count("unknown", http.StatusNotFound)
 		return
 	}

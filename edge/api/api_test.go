@@ -569,6 +569,32 @@ func TestToken(t *testing.T) {
 	}
 }
 
+// TestOpenPaths: the dashboard's page loads without the token (it asks
+// for it); its data does not, and a path that is only a prefix of an open
+// one is not open.
+func TestOpenPaths(t *testing.T) {
+	const token = "s3cret-token"
+	ok := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("page")) })
+	e := newEnv(t, func(c *api.Config) {
+		c.Token = token
+		c.OpenPaths = []string{"/", "/ui/app.js"}
+		c.Routes = map[string]http.Handler{"GET /{$}": ok, "GET /ui/app.js": ok, "GET /ui/events": ok}
+	}, nil)
+	for _, path := range []string{"/", "/ui/app.js"} {
+		if r := get(t, e.url+path); r.code != 200 || string(r.body) != "page" {
+			t.Errorf("%s without token: %d %s", path, r.code, r.body)
+		}
+	}
+	for _, path := range []string{"/ui/events", "/ui/app.js/x", "/v1/topics"} {
+		if r := get(t, e.url+path); r.code != 401 {
+			t.Errorf("%s without token: %d, want 401", path, r.code)
+		}
+	}
+	if r := get(t, e.url+"/ui/events", "Authorization", "Bearer "+token); r.code != 200 {
+		t.Errorf("/ui/events with token: %d", r.code)
+	}
+}
+
 func TestMetrics(t *testing.T) {
 	e := newEnv(t, nil, nil)
 	appendN(t, e.log, 0, 3, textRec)

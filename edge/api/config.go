@@ -52,6 +52,9 @@ type Config struct {
 	// Routes adds read-only routes served by other components (pattern,
 	// e.g. "GET /v1/commands" → handler), behind the same token.
 	Routes map[string]http.Handler
+	// OpenPaths are exact paths served without the token besides /healthz:
+	// pages that carry no data and must load to ask for it (the dashboard).
+	OpenPaths []string
 }
 
 // DefaultConfig returns the defaults as a fresh value (Log still to set).

@@ -25,6 +25,7 @@ import (
 	"github.com/outpost-edge/outpost/edge/api"
 	"github.com/outpost-edge/outpost/edge/log"
 	"github.com/outpost-edge/outpost/edge/meta"
+	"github.com/outpost-edge/outpost/edge/ui"
 	"github.com/outpost-edge/outpost/internal/netaddr"
 	"github.com/outpost-edge/outpost/sync/downlink"
 	"github.com/outpost-edge/outpost/sync/peer"
@@ -63,6 +64,7 @@ type Node struct {
 	httpSrv  *http.Server
 
 	services   []func(ctx context.Context, n *Node) error
+	dash       *ui.Dashboard
 	forwarder  *upstream.Forwarder  // nil without upstream
 	checker    *schemacheck.Checker // nil when no route names a schema
 	schemaSync *schema.Syncer       // nil when no route names a schema
@@ -183,10 +185,14 @@ func Open(ctx context.Context, cfg Config, opts Options) (_ *Node, err error) {
 	if n.httpLn, err = net.Listen("tcp", cfg.HTTP.Address); err != nil {
 		return nil, fmt.Errorf("node: http.address: %w (is another node running? choose another with -http)", err)
 	}
+	routes, err := n.openDashboard()
+	if err != nil {
+		return nil, err
+	}
 	handler, err := api.New(api.Config{
 		Log: n.log, Meta: n.meta, Gatherer: n.reg, Registerer: n.reg, Token: cfg.HTTP.Token, Replication: n.replicaState,
 		Ready: n.ready, Logger: logger.With("component", "api"),
-		Routes: n.apiRoutes(),
+		Routes: routes, OpenPaths: ui.OpenPaths,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)

@@ -1,0 +1,154 @@
+package ui
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// HistoryPoints is how many samples the dashboard keeps for its chart and
+// forecasts: 5 minutes at the default Interval.
+const HistoryPoints = 300
+
+// Info is what the dashboard shows that is not a metric.
+type Info struct {
+	Node, Site string
+	Sync       string // log.sync
+	DiskBudget int64  // log.disk_budget_bytes; 0: none
+	Upstream   bool   // an uplink is configured
+	Version    string
+}
+
+// Config is what a Dashboard reads.
+type Config struct {
+	// Gatherer is the node's metrics registry.
+	Gatherer prometheus.Gatherer
+	// Info returns the static facts; called once per sample.
+	Info func() Info
+	// Ready returns nil when the node is ready, else why not (the same
+	// answer as /readyz).
+	Ready func() error
+	// Interval between samples; 0 means one second.
+	Interval time.Duration
+	Logger   *slog.Logger
+	// Now is the clock (tests); nil means time.Now.
+	Now func() time.Time
+}
+
+// Dashboard samples the node's metrics and serves them to viewers.
+type Dashboard struct {
+	cfg Config
+
+	mu      sync.Mutex
+	last    []byte     // the latest snapshot, JSON
+	history []Point    // ring of samples, oldest first
+	prev    *sampleRaw // the previous sample's counters
+	down    time.Time  // when the uplink was last seen going down; zero while up
+	viewers map[chan []byte]struct{}
+}
+
+// New returns a Dashboard; Run samples.
+func New(cfg Config) (*Dashboard, error) {
+	if cfg.Gatherer == nil {
+		return nil, errors.New("ui: Config.Gatherer is nil")
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Info == nil {
+		cfg.Info = func() Info { return Info{} }
+	}
+	d := &Dashboard{cfg: cfg, viewers: make(map[chan []byte]struct{})}
+	d.sample() // the first viewer never sees an empty page
+	return d, nil
+}
+
+// Run samples every Interval until ctx ends.
+func (d *Dashboard) Run(ctx context.Context) error {
+	t := time.NewTicker(d.cfg.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			d.sample()
+		}
+	}
+}
+
+// sample gathers the registry once, computes a snapshot and hands it to
+// every viewer's mailbox without waiting for any of them.
+func (d *Dashboard) sample() {
+	mfs, err := d.cfg.Gatherer.Gather()
+	if err != nil && len(mfs) == 0 {
+		d.cfg.Logger.Warn("ui: gathering metrics failed; the dashboard shows the last sample", "err", err)
+		return
+	}
+	now := d.cfg.Now()
+	raw := readRaw(mfs)
+	info := d.cfg.Info()
+	var notReady string
+	if d.cfg.Ready != nil {
+		if err := d.cfg.Ready(); err != nil {
+			notReady = err.Error()
+		}
+	}
+
+	d.mu.Lock()
+	snap := d.compute(now, raw, info, notReady)
+	b, err := json.Marshal(snap)
+	if err != nil {
+		d.mu.Unlock()
+		d.cfg.Logger.Error("ui: encode snapshot", "err", err)
+		return
+	}
+	d.last = b
+	for ch := range d.viewers {
+		select {
+		case <-ch: // drop the unread older snapshot
+		default:
+		}
+		ch <- b
+	}
+	d.mu.Unlock()
+}
+
+// Snapshot returns the latest snapshot as JSON.
+func (d *Dashboard) Snapshot() []byte {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.last
+}
+
+// watch registers a viewer: its mailbox holds the latest snapshot at once.
+func (d *Dashboard) watch() (<-chan []byte, func()) {
+	ch := make(chan []byte, 1)
+	d.mu.Lock()
+	d.viewers[ch] = struct{}{}
+	ch <- d.last
+	d.mu.Unlock()
+	return ch, func() {
+		d.mu.Lock()
+		delete(d.viewers, ch)
+		d.mu.Unlock()
+	}
+}
+
+// Viewers returns how many event streams are open.
+func (d *Dashboard) Viewers() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.viewers)
+}
