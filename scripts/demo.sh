@@ -69,6 +69,8 @@ cat <<TXT
 
 Outpost is running:
   MQTT        tcp://127.0.0.1:1883   (try: mosquitto_sub -t 'sensors/#' -v)
+  dashboard   http://127.0.0.1:8080/          (the edge node: ingest, uplink, partitions)
+  dashboard   http://127.0.0.1:8081/          (core: sites and nodes)
   edge API    http://127.0.0.1:8080/v1/topics
   core API    http://127.0.0.1:8081/v1/sites
   watch       go run ./core tail

@@ -49,7 +49,9 @@ func (r *rig) snapshot(t *testing.T, d *Dashboard) Snapshot {
 func TestSnapshot(t *testing.T) {
 	r := newRig(t)
 	d, err := New(Config{Gatherer: r.reg, Now: func() time.Time { return r.now },
-		Info: func() Info { return Info{Node: "pi-a", Site: "farm", Sync: "always", DiskBudget: 1 << 20, Upstream: true} }})
+		Info: func() Info {
+			return Info{Node: "pi-a", Site: "farm", Sync: "always", DiskBudget: 1 << 20, Upstream: true}
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -157,6 +157,16 @@ func (p *partition) forward(ctx context.Context, c *Conn) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	// A pause for a lost link ends once the stream answered again: an idle
+	// partition may send nothing for hours, and would otherwise show as
+	// paused (outpost_upstream_partition_paused) all that time. Other
+	// pauses end at the first acknowledgement, which proves the cause gone.
+	p.mu.Lock()
+	disconnected := p.errKind == kindDisconnected
+	p.mu.Unlock()
+	if disconnected {
+		p.setError(nil)
+	}
 	return p.pump(ctx, c, epoch, d.next, d.cuts, lastSeq)
 }
 
