@@ -45,12 +45,13 @@ var policy = map[string][]string{
 	"internal/buftest":       {},
 	"internal/httpauth":      {},
 	"internal/netaddr":       {},
+	"internal/sse":           {},
 
 	// The edge side: data enters (bridge), lands (edge), leaves (sync).
 	"edge/log/logtest":   {"edge/log"},
 	"edge/meta":          {"edge/log"},
 	"edge/api":           {"edge/log", "edge/meta", "internal/httpauth"},
-	"edge/ui":            {},
+	"edge/ui":            {"internal/sse"},
 	"bridge/mqtt":        {"edge/log", "core/wire", "bridge/route"},
 	"sync/upstream":      {"edge/log", "core/wire", "internal/netaddr", "internal/backoff"},
 	"sync/schema":        {"core/wire", "sync/upstream"},
@@ -62,6 +63,7 @@ var policy = map[string][]string{
 	// The central side: nothing of the edge side.
 	"core/provision": {"core/wire"},
 	"core/sites":     {"core/wire"},
+	"core/ui":        {"core/sites", "internal/sse"},
 	"core/tail":      {"core/wire"},
 	"core/schema":    {"core/wire", "internal/schemacompile"},
 	"core/natstest":  {"core/wire", "internal/polltest"},
@@ -79,7 +81,7 @@ var policy = map[string][]string{
 	},
 	"core/service": {
 		"core/wire", "core/provision", "core/sites", "core/schema",
-		"internal/httpauth", "internal/netaddr", "core/command",
+		"internal/httpauth", "internal/netaddr", "core/command", "core/ui",
 	},
 
 	// The binaries: flags, config, run.
@@ -101,11 +103,11 @@ var binaries = []struct {
 }{
 	{
 		pkg:     "edge",
-		mayLink: []string{"edge", "bridge", "sync", "core/wire", "internal/buildinfo", "internal/probe", "internal/httpauth", "internal/netaddr", "internal/backoff", "internal/schemacompile"},
+		mayLink: []string{"edge", "bridge", "sync", "core/wire", "internal/buildinfo", "internal/probe", "internal/httpauth", "internal/netaddr", "internal/backoff", "internal/schemacompile", "internal/sse"},
 	},
 	{
 		pkg:     "core",
-		mayLink: []string{"core", "internal/buildinfo", "internal/probe", "internal/httpauth", "internal/netaddr", "internal/schemacompile"},
+		mayLink: []string{"core", "internal/buildinfo", "internal/probe", "internal/httpauth", "internal/netaddr", "internal/schemacompile", "internal/sse"},
 	},
 	{
 		pkg:     "firmware-sim",

@@ -171,3 +171,20 @@ func (r *Registry) storeFor() (*store, error) {
 	}
 	return s, nil
 }
+
+// Subjects returns the live subjects with their latest version, "name vN"
+// (for core's dashboard).
+func (r *Registry) Subjects() []string {
+	names := r.st.subjectNames("", false, false)
+	out := make([]string, 0, len(names))
+	for _, name := range names {
+		s := name
+		if rec, ok := r.st.subject(name); ok {
+			if v, ok := rec.Latest(); ok {
+				s = fmt.Sprintf("%s v%d", name, v.Version)
+			}
+		}
+		out = append(out, s)
+	}
+	return out
+}

@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -24,6 +25,7 @@ import (
 	"github.com/outpost-edge/outpost/core/provision"
 	"github.com/outpost-edge/outpost/core/schema"
 	"github.com/outpost-edge/outpost/core/sites"
+	"github.com/outpost-edge/outpost/core/ui"
 	"github.com/outpost-edge/outpost/core/wire"
 	"github.com/outpost-edge/outpost/internal/httpauth"
 	"github.com/outpost-edge/outpost/internal/netaddr"
@@ -216,8 +218,12 @@ func (s *Service) Run(ctx context.Context) error {
 		return fmt.Errorf("service: http listen %s: %w (another core running? pick another -http address)", s.cfg.HTTP.Listen, err)
 	}
 	s.httpAddr = ln.Addr()
+	dash := ui.New(ui.Config{
+		Sites: view.Sites, Subjects: registry.Subjects, Logger: s.log.With("component", "ui"),
+		Ready: func() error { return s.readiness(nc, registry, commands) },
+	})
 	hs := &http.Server{
-		Handler:           s.handler(nc, view, registry, commands, token),
+		Handler:           s.handler(nc, view, registry, commands, dash, token),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
@@ -243,8 +249,14 @@ func (s *Service) Run(ctx context.Context) error {
 		defer close(cmdDone)
 		s.commandLoop(ctx, prov, commands)
 	}()
+	dashDone := make(chan struct{})
+	go func() {
+		defer close(dashDone)
+		_ = dash.Run(ctx)
+	}()
 	defer func() {
 		cancel()
+		<-dashDone
 		<-cmdDone
 		<-provDone
 		if err := <-regDone; err != nil {
@@ -470,30 +482,37 @@ func (s *Service) commandLoop(ctx context.Context, prov *provision.Provisioner, 
 	_ = q.RunFold(ctx)
 }
 
-func (s *Service) handler(nc *nats.Conn, view *sites.Registry, registry *schema.Registry, commands *command.Queue, token string) http.Handler {
+// readiness is nil when core is ready, else why not (/readyz, the
+// dashboard).
+func (s *Service) readiness(nc *nats.Conn, registry *schema.Registry, commands *command.Queue) error {
+	switch {
+	case !nc.IsConnected():
+		return errors.New("NATS " + nc.Status().String())
+	case !s.ready.Load():
+		return errors.New(*s.notReady.Load())
+	case !commands.Ready():
+		return errors.New("setting up the command queue (stream " + wire.CommandStreamName(s.cfg.Prefix) + ", bucket " + wire.CommandStateBucket(s.cfg.Prefix) + ")")
+	case !registry.Ready():
+		return errors.New("loading the schema registry from KV bucket " + registry.Bucket())
+	}
+	return nil
+}
+
+func (s *Service) handler(nc *nats.Conn, view *sites.Registry, registry *schema.Registry, commands *command.Queue, dash *ui.Dashboard, token string) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "ok\n")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !nc.IsConnected() {
-			http.Error(w, "not ready: NATS "+nc.Status().String(), http.StatusServiceUnavailable)
-			return
-		}
-		if !s.ready.Load() {
-			http.Error(w, "not ready: "+*s.notReady.Load(), http.StatusServiceUnavailable)
-			return
-		}
-		if !commands.Ready() {
-			http.Error(w, "not ready: setting up the command queue (stream "+wire.CommandStreamName(s.cfg.Prefix)+", bucket "+wire.CommandStateBucket(s.cfg.Prefix)+")", http.StatusServiceUnavailable)
-			return
-		}
-		if !registry.Ready() {
-			http.Error(w, "not ready: loading the schema registry from KV bucket "+registry.Bucket(), http.StatusServiceUnavailable)
+		if err := s.readiness(nc, registry, commands); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = io.WriteString(w, "ready\n")
 	})
+	for pattern, h := range dash.Routes() {
+		mux.Handle(pattern, h)
+	}
 	if s.reg != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}))
 	}
@@ -507,5 +526,6 @@ func (s *Service) handler(nc *nats.Conn, view *sites.Registry, registry *schema.
 	}
 	// Everything but the probes needs the token, unknown paths included
 	// (fail closed), as on the edge.
-	return httpauth.New(token, "outpost-core", "the token in core's http.token_file", "/healthz", "/readyz").Wrap(mux, nil)
+	open := append([]string{"/healthz", "/readyz"}, ui.OpenPaths...)
+	return httpauth.New(token, "outpost-core", "the token in core's http.token_file", open...).Wrap(mux, nil)
 }

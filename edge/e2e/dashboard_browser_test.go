@@ -14,6 +14,8 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/outpost-edge/outpost/core/service"
 )
 
 // chromium finds Debian's chromium. In CI (CI set) a missing browser is a
@@ -245,6 +247,44 @@ func TestDashboardInBrowser(t *testing.T) {
 	if cells == 0 {
 		t.Fatal("the partition view shows no records")
 	}
+	if errs := b.consoleErrors(); len(errs) != 0 {
+		t.Fatalf("console errors: %v", errs)
+	}
+}
+
+// TestCoreDashboardInBrowser: core's dashboard in headless chromium lists
+// the site and node an edge reports, with the node's partitions on a tap;
+// stopping the edge marks the node stale (red, a warning) and its return
+// clears that; no console errors.
+func TestCoreDashboardInBrowser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("e2e: skipped under -short")
+	}
+	b := newBrowser(t)
+	r := newRig(t, func(c *service.Config) { c.Sites.StaleAfter = 8 * time.Second }, nil)
+	nav, ncancel := context.WithTimeout(b.ctx, 20*time.Second)
+	defer ncancel()
+	if err := chromedp.Do(nav, chromedp.Navigate(r.coreURL+"/"), chromedp.WaitVisible("#dash")); err != nil {
+		t.Fatalf("open core's dashboard: %v", err)
+	}
+	b.waitText(t, "sites", 10*time.Second, func(s string) bool { return s == "1" })
+	b.waitText(t, "status", 10*time.Second, func(s string) bool { return s == "HEALTHY" })
+	row := `#nodes-table tbody tr[data-node="pi-a"]`
+	if err := chromedp.Do(nav, chromedp.Click(row), chromedp.WaitVisible("#detail-table tbody tr")); err != nil {
+		t.Fatalf("node detail: %v", err)
+	}
+	if s := b.text(t, "detail-title"); s != "Partitions of farm-1 / pi-a" {
+		t.Errorf("detail title %q", s)
+	}
+	b.screenshot(t, "dashboard-core-desktop.png", 1280, 800)
+
+	r.stopEdge()
+	b.waitText(t, "status", 30*time.Second, func(s string) bool { return s == "ATTENTION" })
+	if s := b.text(t, "nodes"); !strings.Contains(s, "1 stale") {
+		t.Errorf("nodes card with the edge stopped: %q", s)
+	}
+	r.startEdge()
+	b.waitText(t, "status", 30*time.Second, func(s string) bool { return s == "HEALTHY" })
 	if errs := b.consoleErrors(); len(errs) != 0 {
 		t.Fatalf("console errors: %v", errs)
 	}

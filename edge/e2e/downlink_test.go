@@ -47,6 +47,12 @@ type edgeRun struct {
 
 func newDownlinkRig(t *testing.T, tune func(*node.Config)) *downlinkRig {
 	t.Helper()
+	return newRig(t, nil, tune)
+}
+
+// newRig is newDownlinkRig that also tunes core's config.
+func newRig(t *testing.T, tuneCore func(*service.Config), tune func(*node.Config)) *downlinkRig {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("e2e: skipped under -short")
 	}
@@ -55,6 +61,9 @@ func newDownlinkRig(t *testing.T, tune func(*node.Config)) *downlinkRig {
 	ccfg.NATS.URL = r.nats.URL()
 	ccfg.HTTP.Listen = "127.0.0.1:0"
 	ccfg.Commands.DuplicateWindow = time.Second
+	if tuneCore != nil {
+		tuneCore(&ccfg)
+	}
 	svc, err := service.New(ccfg, nil, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/outpost-edge/outpost/internal/sse"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -44,12 +45,12 @@ type Config struct {
 type Dashboard struct {
 	cfg Config
 
-	mu      sync.Mutex
-	last    []byte     // the latest snapshot, JSON
+	hub *sse.Hub
+
+	mu      sync.Mutex // guards the sampler's state below
 	history []Point    // ring of samples, oldest first
 	prev    *sampleRaw // the previous sample's counters
 	down    time.Time  // when the uplink was last seen going down; zero while up
-	viewers map[chan []byte]struct{}
 }
 
 // New returns a Dashboard; Run samples.
@@ -69,7 +70,7 @@ func New(cfg Config) (*Dashboard, error) {
 	if cfg.Info == nil {
 		cfg.Info = func() Info { return Info{} }
 	}
-	d := &Dashboard{cfg: cfg, viewers: make(map[chan []byte]struct{})}
+	d := &Dashboard{cfg: cfg, hub: sse.NewHub()}
 	d.sample() // the first viewer never sees an empty page
 	return d, nil
 }
@@ -108,47 +109,17 @@ func (d *Dashboard) sample() {
 
 	d.mu.Lock()
 	snap := d.compute(now, raw, info, notReady)
+	d.mu.Unlock()
 	b, err := json.Marshal(snap)
 	if err != nil {
-		d.mu.Unlock()
 		d.cfg.Logger.Error("ui: encode snapshot", "err", err)
 		return
 	}
-	d.last = b
-	for ch := range d.viewers {
-		select {
-		case <-ch: // drop the unread older snapshot
-		default:
-		}
-		ch <- b
-	}
-	d.mu.Unlock()
+	d.hub.Publish(b)
 }
 
 // Snapshot returns the latest snapshot as JSON.
-func (d *Dashboard) Snapshot() []byte {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.last
-}
-
-// watch registers a viewer: its mailbox holds the latest snapshot at once.
-func (d *Dashboard) watch() (<-chan []byte, func()) {
-	ch := make(chan []byte, 1)
-	d.mu.Lock()
-	d.viewers[ch] = struct{}{}
-	ch <- d.last
-	d.mu.Unlock()
-	return ch, func() {
-		d.mu.Lock()
-		delete(d.viewers, ch)
-		d.mu.Unlock()
-	}
-}
+func (d *Dashboard) Snapshot() []byte { return d.hub.Last() }
 
 // Viewers returns how many event streams are open.
-func (d *Dashboard) Viewers() int {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return len(d.viewers)
-}
+func (d *Dashboard) Viewers() int { return d.hub.Viewers() }

@@ -4,7 +4,6 @@ import (
 	"embed"
 	"io/fs"
 	"net/http"
-	"time"
 )
 
 //go:embed assets
@@ -32,39 +31,6 @@ func (d *Dashboard) Routes() map[string]http.Handler {
 			w.Header().Set("Cache-Control", "no-store")
 			_, _ = w.Write(d.Snapshot())
 		}),
-		"GET /ui/events": http.HandlerFunc(d.serveEvents),
-	}
-}
-
-// serveEvents streams one snapshot per sample as server-sent events until
-// the viewer goes away. A write that stalls (a viewer that stopped
-// reading) ends the stream after 10 s instead of holding a goroutine.
-func (d *Dashboard) serveEvents(w http.ResponseWriter, r *http.Request) {
-	rc := http.NewResponseController(w)
-	w.Header().Set("Content-Type", "text/event-stream")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	ch, stop := d.watch()
-	defer stop()
-	for {
-		select {
-		case <-r.Context().Done():
-			return
-		case b := <-ch:
-			_ = rc.SetWriteDeadline(time.Now().Add(10 * time.Second))
-			if _, err := w.Write([]byte("event: snapshot\ndata: ")); err != nil {
-				return
-			}
-			if _, err := w.Write(b); err != nil {
-				return
-			}
-			if _, err := w.Write([]byte("\n\n")); err != nil {
-				return
-			}
-			if err := rc.Flush(); err != nil {
-				return
-			}
-		}
+		"GET /ui/events": d.hub,
 	}
 }

@@ -1,0 +1,130 @@
+// Outpost core dashboard: sites and nodes, live from /ui/events
+// (server-sent events read with fetch so the token stays in a header).
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+let token = sessionStorage.getItem("outpost-core-token") || "";
+let selected = null;
+let last = null;
+
+function num(n) {
+  if (n === null || n === undefined || isNaN(n)) return "–";
+  if (Math.abs(n) >= 1e6) return (n / 1e6).toFixed(1) + " M";
+  if (Math.abs(n) >= 1e4) return (n / 1e3).toFixed(1) + " k";
+  return String(Math.round(n));
+}
+function dur(s) {
+  if (!(s >= 0)) return "–";
+  if (s < 1) return "< 1 s";
+  if (s < 90) return Math.round(s) + " s";
+  if (s < 5400) return Math.round(s / 60) + " min";
+  if (s < 172800) return (s / 3600).toFixed(1) + " h";
+  return (s / 86400).toFixed(1) + " days";
+}
+function cell(tr, text, cls) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  if (cls) td.className = cls;
+  tr.appendChild(td);
+}
+
+function render(s) {
+  last = s;
+  $("login").hidden = true;
+  $("dash").hidden = false;
+  const warnings = [];
+  if (!s.ready) warnings.push("Not ready: " + s.not_ready);
+  if (s.stale) warnings.push(s.stale + " node(s) have not reported recently: their uplink or the node may be down.");
+  const st = $("status");
+  if (!s.ready) { st.textContent = "NOT READY"; st.className = "pill bad"; }
+  else if (warnings.length) { st.textContent = "ATTENTION"; st.className = "pill warn"; }
+  else { st.textContent = "HEALTHY"; st.className = "pill ok"; }
+  $("warnings").replaceChildren(...warnings.map((t) => { const li = document.createElement("li"); li.textContent = t; return li; }));
+
+  $("sites").textContent = num(s.sites.length);
+  $("nodes").textContent = num(s.nodes) + " nodes" + (s.stale ? ", " + s.stale + " stale" : "");
+  $("lag").textContent = num(s.lag_records) + " records";
+  $("lag-sub").textContent = s.lag_seconds > 0 ? "oldest waiting " + dur(s.lag_seconds) : "nothing old waiting";
+  $("subjects").textContent = num(s.subjects.length);
+  $("subjects-sub").textContent = s.subjects.slice(0, 4).join(", ");
+
+  const rows = [];
+  for (const site of s.sites) {
+    for (const n of site.nodes) {
+      const tr = document.createElement("tr");
+      tr.dataset.site = site.site;
+      tr.dataset.node = n.node;
+      let oldest = 0;
+      for (const p of n.partitions) oldest = Math.max(oldest, p.oldest_unforwarded_age_ms / 1000);
+      cell(tr, site.site + " / " + n.node);
+      cell(tr, dur(n.last_contact_age_seconds) + " ago", n.stale ? "bad" : "good");
+      cell(tr, num(n.lag_records), n.lag_records > 0 ? "warnc" : "");
+      cell(tr, oldest > 0 ? dur(oldest) : "–");
+      cell(tr, num(n.partitions.length));
+      cell(tr, n.software || "–");
+      tr.addEventListener("click", () => { selected = { site: site.site, node: n.node }; detail(); });
+      rows.push(tr);
+    }
+  }
+  $("nodes-table").tBodies[0].replaceChildren(...rows);
+  detail();
+  $("foot").textContent = "updated " + new Date(s.time).toLocaleTimeString();
+}
+
+function detail() {
+  if (!selected || !last) return;
+  const site = last.sites.find((x) => x.site === selected.site);
+  const n = site && site.nodes.find((x) => x.node === selected.node);
+  if (!n) { $("detail").hidden = true; return; }
+  $("detail").hidden = false;
+  $("detail-title").textContent = "Partitions of " + selected.site + " / " + selected.node;
+  $("detail-table").tBodies[0].replaceChildren(...n.partitions.map((p) => {
+    const tr = document.createElement("tr");
+    cell(tr, p.topic + " / " + p.partition);
+    cell(tr, num(p.end_offset));
+    cell(tr, num(p.forwarded_offset));
+    cell(tr, num(p.lag_records), p.lag_records > 0 ? "warnc" : "");
+    cell(tr, p.oldest_unforwarded_age_ms > 0 ? dur(p.oldest_unforwarded_age_ms / 1000) : "–");
+    cell(tr, p.error || "", p.error ? "bad" : "");
+    return tr;
+  }));
+}
+
+async function follow() {
+  try {
+    const r = await fetch("/ui/events", { headers: token ? { Authorization: "Bearer " + token } : {}, cache: "no-store" });
+    if (r.status === 401) {
+      $("dash").hidden = true;
+      $("login").hidden = false;
+      $("login-error").textContent = token ? "That token was refused." : "";
+      return;
+    }
+    if (!r.ok || !r.body) throw new Error("HTTP " + r.status);
+    const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buf = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buf += value;
+      let i;
+      while ((i = buf.indexOf("\n\n")) >= 0) {
+        const data = buf.slice(0, i).split("\n").filter((l) => l.startsWith("data: ")).map((l) => l.slice(6)).join("\n");
+        buf = buf.slice(i + 2);
+        if (data) render(JSON.parse(data));
+      }
+    }
+  } catch (e) {
+    // fall through: show it and retry
+  }
+  $("status").textContent = "NO CONNECTION TO CORE";
+  $("status").className = "pill bad";
+  setTimeout(follow, 2000);
+}
+
+$("login-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  token = $("token").value.trim();
+  sessionStorage.setItem("outpost-core-token", token);
+  follow();
+});
+follow();
