@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -46,6 +47,8 @@ func (h *Hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 		return fromFanout(pk), nil
 	}
 	s := h.sessionFor(cl)
+	s.published.Add(1)
+	s.lastPublish.Store(time.Now().UnixNano())
 	b := burstOf(cl)
 
 	if err := h.admit(&pk); err != nil {

@@ -27,6 +27,11 @@ type session struct {
 	// taken over can share it (headers.go).
 	topic atomic.Pointer[topicCache]
 
+	// published and lastPublish (Unix ns) count what the device sent, for
+	// the dashboard's devices list (DeviceStats).
+	published   atomic.Int64
+	lastPublish atomic.Int64
+
 	mu       sync.Mutex
 	cl       *mochi.Client     // mu; the current connection
 	queue    []*entry          // mu; arrival order, not yet completed

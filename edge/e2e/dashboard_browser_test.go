@@ -209,6 +209,13 @@ func TestDashboardInBrowser(t *testing.T) {
 	next := b.waitText(t, "rate", 2*time.Second, func(s string) bool { return s != first })
 	t.Logf("ingest rate shown %q, then %q %v later", first, next, time.Since(changedAt).Round(10*time.Millisecond))
 	b.waitText(t, "uplink", 10*time.Second, func(s string) bool { return s == "connected" })
+	// The devices list names the publishing device, connected, counting.
+	dctx, dcancel := context.WithTimeout(b.ctx, 10*time.Second)
+	defer dcancel()
+	row, err := chromedp.Run(dctx, chromedp.TextContent(`#devices tbody tr`))
+	if err != nil || !strings.Contains(row, "dash-sensor-1") || !strings.Contains(row, "connected") {
+		t.Fatalf("devices list: %q %v", row, err)
+	}
 	b.screenshot(t, "dashboard-edge-desktop.png", 1280, 900)
 	b.screenshot(t, "dashboard-edge-phone.png", 390, 844)
 

@@ -19,6 +19,7 @@ func (n *Node) openDashboard() (map[string]http.Handler, error) {
 		Gatherer: n.reg,
 		Ready:    n.ready,
 		Logger:   n.logger.With("component", "ui"),
+		Devices:  n.devices,
 		Info: func() ui.Info {
 			return ui.Info{
 				Node: n.identity.NodeID, Site: n.identity.Site, Sync: cfg.Log.Sync,
@@ -35,4 +36,20 @@ func (n *Node) openDashboard() (map[string]http.Handler, error) {
 	routes := d.Routes()
 	maps.Copy(routes, n.apiRoutes())
 	return routes, nil
+}
+
+// devices lists the broker's clients (connected, or with a kept session)
+// with what the ingest hook counted of each.
+func (n *Node) devices() []ui.Device {
+	stats := n.ingest.DeviceStats()
+	var out []ui.Device
+	for _, cl := range n.server.Clients.GetAll() {
+		if cl.Net.Inline {
+			continue
+		}
+		st := stats[cl.ID]
+		out = append(out, ui.Device{ID: cl.ID, Protocol: cl.Properties.ProtocolVersion, Address: cl.Net.Remote,
+			Connected: !cl.Closed(), Messages: st.Published, LastSeen: st.LastPublish})
+	}
+	return out
 }

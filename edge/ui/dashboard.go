@@ -34,6 +34,9 @@ type Config struct {
 	// Ready returns nil when the node is ready, else why not (the same
 	// answer as /readyz).
 	Ready func() error
+	// Devices returns the devices the broker knows (connected or with a
+	// kept session); nil shows none.
+	Devices func() []Device
 	// Interval between samples; 0 means one second.
 	Interval time.Duration
 	Logger   *slog.Logger
@@ -107,9 +110,14 @@ func (d *Dashboard) sample() {
 		}
 	}
 
+	var devices []Device
+	if d.cfg.Devices != nil {
+		devices = d.cfg.Devices()
+	}
 	d.mu.Lock()
 	snap := d.compute(now, raw, info, notReady)
 	d.mu.Unlock()
+	snap.DevicesKnown, snap.Devices = len(devices), topDevices(devices, now)
 	b, err := json.Marshal(snap)
 	if err != nil {
 		d.cfg.Logger.Error("ui: encode snapshot", "err", err)

@@ -32,6 +32,10 @@ type Snapshot struct {
 	Clients      float64            `json:"clients"`
 	Connections  float64            `json:"connections"`
 
+	// Devices are the MaxDevices that sent the most, of DevicesKnown.
+	Devices      []Device `json:"devices"`
+	DevicesKnown int      `json:"devices_known"`
+
 	Uplink      Uplink      `json:"uplink"`
 	Partitions  []Partition `json:"partitions"`
 	Disk        Disk        `json:"disk"`
@@ -360,4 +364,42 @@ func (d *Dashboard) compute(now time.Time, r *sampleRaw, info Info, notReady str
 	}
 	d.prev = r
 	return s
+}
+
+// MaxDevices bounds the devices a snapshot lists: the page shows the
+// busiest; the total is in DevicesKnown.
+const MaxDevices = 100
+
+// Device is one device the broker knows.
+type Device struct {
+	ID        string    `json:"id"`
+	Protocol  byte      `json:"protocol"` // 3, 4 (3.1.1) or 5
+	Address   string    `json:"address"`
+	Connected bool      `json:"connected"`
+	Messages  int64     `json:"messages"`
+	LastSeen  time.Time `json:"last_seen,omitzero"` // its last publish
+	// LastSeenSeconds is how long ago that was (-1: never published).
+	LastSeenSeconds float64 `json:"last_seen_seconds"`
+}
+
+// topDevices sorts by messages (then id) and keeps MaxDevices.
+func topDevices(ds []Device, now time.Time) []Device {
+	sort.Slice(ds, func(i, j int) bool {
+		if ds[i].Messages != ds[j].Messages {
+			return ds[i].Messages > ds[j].Messages
+		}
+		return ds[i].ID < ds[j].ID
+	})
+	if len(ds) > MaxDevices {
+		ds = ds[:MaxDevices]
+	}
+	out := make([]Device, len(ds))
+	for i, d := range ds {
+		d.LastSeenSeconds = -1
+		if !d.LastSeen.IsZero() {
+			d.LastSeenSeconds = max(0, now.Sub(d.LastSeen).Seconds())
+		}
+		out[i] = d
+	}
+	return out
 }

@@ -58,7 +58,8 @@ function render(s) {
   setText("rate", num(s.ingest.total, s.ingest.total < 10 ? 1 : 0) + " msg/s");
   $("rate-qos").textContent = "QoS 0: " + num(s.ingest.qos0) + " · QoS 1: " + num(s.ingest.qos1) + " · QoS 2: " + num(s.ingest.qos2);
   setText("clients", num(s.clients));
-  $("connections").textContent = num(s.connections) + " open connections";
+  const top = s.devices.filter((d) => d.messages > 0).slice(0, 3).map((d) => d.id).join(", ");
+  $("connections").textContent = num(s.connections) + " open connections" + (top ? " · busiest: " + top : "");
   const ok = s.acks_per_s.success || 0;
   setText("acks", num(ok, ok < 10 ? 1 : 0) + " /s");
   const refused = Object.entries(s.acks_total).filter(([r]) => r !== "success").reduce((a, [, v]) => a + v, 0)
@@ -90,6 +91,7 @@ function render(s) {
   }
   setText("downlink", num(s.downlink.queued));
 
+  devices(s.devices, s.devices_known);
   chart(s.history);
   parts(s.partitions);
   schema(s.schema);
@@ -135,6 +137,21 @@ function parts(ps) {
     cell(tr, bytes(p.bytes));
     cell(tr, p.insync_followers === undefined ? "–" : num(p.insync_followers) + " in sync, HW " + num(p.high_watermark));
     tr.addEventListener("click", () => openRecords(p.topic, p.partition, Math.max(p.start, p.end - 20)));
+    return tr;
+  }));
+}
+
+function devices(ds, known) {
+  $("devices-title").textContent = "Devices" + (known > ds.length ? " (the " + ds.length + " busiest of " + known + ")" : " (" + known + ")");
+  const proto = { 3: "3.1", 4: "3.1.1", 5: "5" };
+  $("devices").tBodies[0].replaceChildren(...ds.map((d) => {
+    const tr = document.createElement("tr");
+    cell(tr, d.id);
+    cell(tr, d.connected ? "connected" : "offline", d.connected ? "good" : "warnc");
+    cell(tr, proto[d.protocol] || String(d.protocol));
+    cell(tr, d.address || "–");
+    cell(tr, num(d.messages));
+    cell(tr, d.last_seen_seconds >= 0 ? dur(d.last_seen_seconds) + " ago" : "never");
     return tr;
   }));
 }
