@@ -63,7 +63,7 @@ var policy = map[string][]string{
 	// The central side: nothing of the edge side.
 	"core/provision": {"core/wire"},
 	"core/sites":     {"core/wire"},
-	"core/ui":        {"core/sites", "internal/sse"},
+	"core/ui":        {"core/sites", "core/command", "internal/sse"},
 	"core/tail":      {"core/wire"},
 	"core/schema":    {"core/wire", "internal/schemacompile"},
 	"core/natstest":  {"core/wire", "internal/polltest"},

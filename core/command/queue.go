@@ -28,7 +28,8 @@ type Sites interface {
 
 // Queue is the centre's command queue: it accepts commands (Send), keeps
 // their state (Get, List) and folds the status records edges send
-// upstream into it (RunFold). It keeps no state outside JetStream.
+// upstream into it (RunFold). It keeps no state outside JetStream (Recent
+// is a view of what this instance saw, for the dashboard).
 type Queue struct {
 	cfg    Config
 	prefix string
@@ -41,6 +42,7 @@ type Queue struct {
 	ready  atomic.Bool
 	stream atomic.Pointer[jetstream.Stream]
 	kv     atomic.Pointer[jetstream.KeyValue]
+	recent recent // the dashboard's list (Recent)
 }
 
 // New returns a Queue; Ensure (or Run) creates the stream and bucket. log
@@ -212,6 +214,7 @@ func (q *Queue) Send(ctx context.Context, site, device string, req wire.CommandR
 		}
 		return wire.CommandState{}, fmt.Errorf("%w: store state: %w", ErrUnavailable, err)
 	}
+	q.recent.note(st, q.now())
 	if status == wire.StatusRejected {
 		q.m.sent.WithLabelValues(reason).Inc()
 		return st, nil
@@ -390,6 +393,7 @@ func (q *Queue) update(ctx context.Context, site, device, id string, r wire.Comm
 		b, _ := json.Marshal(st)
 		if _, err = kv.Update(ctx, key, b, e.Revision()); err == nil {
 			q.m.status.WithLabelValues(site, string(r.Status), r.Reason).Inc()
+			q.recent.note(st, q.now())
 			return st, nil
 		}
 		if attempt >= 20 || ctx.Err() != nil {

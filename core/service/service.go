@@ -219,7 +219,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	s.httpAddr = ln.Addr()
 	dash := ui.New(ui.Config{
-		Sites: view.Sites, Subjects: registry.Subjects, Logger: s.log.With("component", "ui"),
+		Sites: view.Sites, Subjects: registry.Subjects, Commands: commands.Recent, Logger: s.log.With("component", "ui"),
 		Ready: func() error { return s.readiness(nc, registry, commands) },
 	})
 	hs := &http.Server{

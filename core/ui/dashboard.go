@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/outpost-edge/outpost/core/command"
 	"github.com/outpost-edge/outpost/core/sites"
 	"github.com/outpost-edge/outpost/internal/sse"
 )
@@ -25,6 +26,8 @@ type Config struct {
 	Sites func() []sites.Site
 	// Subjects returns the schema registry's subjects; nil shows none.
 	Subjects func() []string
+	// Commands returns the recent commands; nil shows none.
+	Commands func() []command.Recent
 	// Ready returns nil when core is ready, else why not.
 	Ready    func() error
 	Interval time.Duration // 0: one second
@@ -43,8 +46,9 @@ type Snapshot struct {
 	LagRecords int64        `json:"lag_records"`
 	// LagSeconds is the age of the oldest record any node has not
 	// forwarded yet.
-	LagSeconds float64  `json:"lag_seconds"`
-	Subjects   []string `json:"subjects"`
+	LagSeconds float64          `json:"lag_seconds"`
+	Subjects   []string         `json:"subjects"`
+	Commands   []command.Recent `json:"commands"`
 }
 
 // Dashboard samples and serves.
@@ -84,7 +88,12 @@ func (d *Dashboard) Run(ctx context.Context) error {
 }
 
 func (d *Dashboard) sample() {
-	s := Snapshot{Time: d.cfg.Now().UTC(), Ready: true, Sites: []sites.Site{}, Subjects: []string{}}
+	s := Snapshot{Time: d.cfg.Now().UTC(), Ready: true, Sites: []sites.Site{}, Subjects: []string{}, Commands: []command.Recent{}}
+	if d.cfg.Commands != nil {
+		if c := d.cfg.Commands(); c != nil {
+			s.Commands = c
+		}
+	}
 	if d.cfg.Ready != nil {
 		if err := d.cfg.Ready(); err != nil {
 			s.Ready, s.NotReady = false, err.Error()

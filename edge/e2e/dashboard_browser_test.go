@@ -283,6 +283,11 @@ func TestCoreDashboardInBrowser(t *testing.T) {
 	if s := b.text(t, "detail-title"); s != "Partitions of farm-1 / pi-a" {
 		t.Errorf("detail title %q", s)
 	}
+	// A command sent now shows in the recent commands, with its status.
+	_, rep := r.send("farm-1", "valve-9", map[string]any{"topic": "cmd/valve-9", "payload_text": "open"})
+	b.waitText(t, "commands", 10*time.Second, func(s string) bool {
+		return strings.Contains(s, "farm-1 / valve-9") && strings.Contains(s, rep.ID) && (strings.Contains(s, "queued") || strings.Contains(s, "at_edge"))
+	})
 	b.screenshot(t, "dashboard-core-desktop.png", 1280, 800)
 
 	r.stopEdge()

@@ -67,6 +67,17 @@ function render(s) {
     }
   }
   $("nodes-table").tBodies[0].replaceChildren(...rows);
+  const bad = { failed: "bad", rejected: "bad", expired: "warnc", succeeded: "good", delivered: "good" };
+  $("commands").tBodies[0].replaceChildren(...s.commands.map((c) => {
+    const tr = document.createElement("tr");
+    cell(tr, new Date(c.updated).toLocaleTimeString());
+    cell(tr, c.site + " / " + c.device);
+    cell(tr, c.topic);
+    cell(tr, c.status + (c.reason ? " (" + c.reason + ")" : ""), bad[c.status] || "");
+    cell(tr, c.id);
+    return tr;
+  }));
+  $("commands-hint").textContent = s.commands.length ? "" : "No command sent or answered since core started.";
   detail();
   $("foot").textContent = "updated " + new Date(s.time).toLocaleTimeString();
 }
@@ -110,7 +121,9 @@ async function follow() {
       while ((i = buf.indexOf("\n\n")) >= 0) {
         const data = buf.slice(0, i).split("\n").filter((l) => l.startsWith("data: ")).map((l) => l.slice(6)).join("\n");
         buf = buf.slice(i + 2);
-        if (data) render(JSON.parse(data));
+        if (data) {
+          try { render(JSON.parse(data)); } catch (e) { console.error("dashboard: cannot show a snapshot:", e); }
+        }
       }
     }
   } catch (e) {

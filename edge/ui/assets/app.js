@@ -230,7 +230,9 @@ async function follow() {
         const ev = buf.slice(0, i);
         buf = buf.slice(i + 2);
         const data = ev.split("\n").filter((l) => l.startsWith("data: ")).map((l) => l.slice(6)).join("\n");
-        if (data) render(JSON.parse(data));
+        if (data) {
+          try { render(JSON.parse(data)); } catch (e) { console.error("dashboard: cannot show a snapshot:", e); }
+        }
       }
     }
   } catch (e) {
