@@ -46,12 +46,13 @@ var policy = map[string][]string{
 	"internal/httpauth":      {},
 	"internal/netaddr":       {},
 	"internal/sse":           {},
+	"internal/uikit":         {},
 
 	// The edge side: data enters (bridge), lands (edge), leaves (sync).
 	"edge/log/logtest":   {"edge/log"},
 	"edge/meta":          {"edge/log"},
 	"edge/api":           {"edge/log", "edge/meta", "internal/httpauth"},
-	"edge/ui":            {"internal/sse"},
+	"edge/ui":            {"internal/sse", "internal/uikit"},
 	"bridge/mqtt":        {"edge/log", "core/wire", "bridge/route"},
 	"sync/upstream":      {"edge/log", "core/wire", "internal/netaddr", "internal/backoff"},
 	"sync/schema":        {"core/wire", "sync/upstream"},
@@ -63,7 +64,7 @@ var policy = map[string][]string{
 	// The central side: nothing of the edge side.
 	"core/provision": {"core/wire"},
 	"core/sites":     {"core/wire"},
-	"core/ui":        {"core/sites", "core/command", "internal/sse"},
+	"core/ui":        {"core/sites", "core/command", "internal/sse", "internal/uikit"},
 	"core/tail":      {"core/wire"},
 	"core/schema":    {"core/wire", "internal/schemacompile"},
 	"core/natstest":  {"core/wire", "internal/polltest"},
@@ -103,11 +104,11 @@ var binaries = []struct {
 }{
 	{
 		pkg:     "edge",
-		mayLink: []string{"edge", "bridge", "sync", "core/wire", "internal/buildinfo", "internal/probe", "internal/httpauth", "internal/netaddr", "internal/backoff", "internal/schemacompile", "internal/sse"},
+		mayLink: []string{"edge", "bridge", "sync", "core/wire", "internal/buildinfo", "internal/probe", "internal/httpauth", "internal/netaddr", "internal/backoff", "internal/schemacompile", "internal/sse", "internal/uikit"},
 	},
 	{
 		pkg:     "core",
-		mayLink: []string{"core", "internal/buildinfo", "internal/probe", "internal/httpauth", "internal/netaddr", "internal/schemacompile", "internal/sse"},
+		mayLink: []string{"core", "internal/buildinfo", "internal/probe", "internal/httpauth", "internal/netaddr", "internal/schemacompile", "internal/sse", "internal/uikit"},
 	},
 	{
 		pkg:     "firmware-sim",

@@ -526,6 +526,6 @@ func (s *Service) handler(nc *nats.Conn, view *sites.Registry, registry *schema.
 	}
 	// Everything but the probes needs the token, unknown paths included
 	// (fail closed), as on the edge.
-	open := append([]string{"/healthz", "/readyz"}, ui.OpenPaths...)
+	open := append([]string{"/healthz", "/readyz"}, ui.OpenPaths()...)
 	return httpauth.New(token, "outpost-core", "the token in core's http.token_file", open...).Wrap(mux, nil)
 }

@@ -6,19 +6,22 @@ import (
 	"encoding/json"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"net/http"
 	"time"
 
 	"github.com/outpost-edge/outpost/core/command"
 	"github.com/outpost-edge/outpost/core/sites"
 	"github.com/outpost-edge/outpost/internal/sse"
+	"github.com/outpost-edge/outpost/internal/uikit"
 )
 
 //go:embed assets
 var assets embed.FS
 
-// OpenPaths carry no data; core serves them without its token.
-var OpenPaths = []string{"/", "/ui/app.js", "/ui/app.css"}
+// OpenPaths returns the paths that carry no data; core serves them without
+// its token.
+func OpenPaths() []string { return append([]string{"/", "/ui/app.js"}, uikit.Paths()...) }
 
 // Config is what the dashboard reads.
 type Config struct {
@@ -129,13 +132,12 @@ func (d *Dashboard) sample() {
 func (d *Dashboard) Routes() map[string]http.Handler {
 	static, _ := fs.Sub(assets, "assets")
 	files := http.StripPrefix("/ui", http.FileServerFS(static))
-	return map[string]http.Handler{
+	routes := map[string]http.Handler{
 		"GET /{$}": http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Cache-Control", "no-cache")
 			http.ServeFileFS(w, r, static, "index.html")
 		}),
-		"GET /ui/app.js":  files,
-		"GET /ui/app.css": files,
+		"GET /ui/app.js": files,
 		"GET /ui/snapshot": http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "application/json")
 			w.Header().Set("Cache-Control", "no-store")
@@ -143,4 +145,6 @@ func (d *Dashboard) Routes() map[string]http.Handler {
 		}),
 		"GET /ui/events": d.hub,
 	}
+	maps.Copy(routes, uikit.Routes())
+	return routes
 }

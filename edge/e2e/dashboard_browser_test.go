@@ -16,6 +16,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/outpost-edge/outpost/core/service"
+	"github.com/outpost-edge/outpost/edge/node"
 )
 
 // chromium finds Debian's chromium. In CI (CI set) a missing browser is a
@@ -299,5 +300,42 @@ func TestCoreDashboardInBrowser(t *testing.T) {
 	b.waitText(t, "status", 30*time.Second, func(s string) bool { return s == "HEALTHY" })
 	if errs := b.consoleErrors(); len(errs) != 0 {
 		t.Fatalf("console errors: %v", errs)
+	}
+}
+
+// TestDashboardToken: with http.token set the page loads, asks for the
+// token, says so when a wrong one is given, and shows the node with the
+// right one (kept for the tab: a reload does not ask again).
+func TestDashboardToken(t *testing.T) {
+	if testing.Short() {
+		t.Skip("e2e: skipped under -short")
+	}
+	b := newBrowser(t)
+	r := newDownlinkRig(t, func(c *node.Config) { c.HTTP.Token = "s3cret-token" })
+	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, chromedp.Navigate("http://"+r.edge.n.HTTPAddr()+"/"), chromedp.WaitVisible("#login")); err != nil {
+		t.Fatalf("the page does not ask for the token: %v", err)
+	}
+	if err := chromedp.Do(ctx, chromedp.SendKeys("#token", "wrong"), chromedp.Click("#login-form button")); err != nil {
+		t.Fatal(err)
+	}
+	b.waitText(t, "login-error", 10*time.Second, func(s string) bool { return strings.Contains(s, "refused") })
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.getElementById("token").value = ""; true`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(ctx, chromedp.SendKeys("#token", "s3cret-token"), chromedp.Click("#login-form button"), chromedp.WaitVisible("#dash")); err != nil {
+		t.Fatalf("the right token does not open the dashboard: %v", err)
+	}
+	b.waitText(t, "status", 10*time.Second, func(s string) bool { return s == "HEALTHY" })
+	if err := chromedp.Do(ctx, chromedp.Reload(), chromedp.WaitVisible("#dash")); err != nil {
+		t.Fatalf("after a reload: %v", err)
+	}
+	// The browser logs the two refused event streams (no token, the wrong
+	// one) as failed loads; anything else is a fault of the page.
+	for _, e := range b.consoleErrors() {
+		if !strings.Contains(e, "401 (Unauthorized)") {
+			t.Errorf("console error: %s", e)
+		}
 	}
 }

@@ -192,7 +192,7 @@ func Open(ctx context.Context, cfg Config, opts Options) (_ *Node, err error) {
 	handler, err := api.New(api.Config{
 		Log: n.log, Meta: n.meta, Gatherer: n.reg, Registerer: n.reg, Token: cfg.HTTP.Token, Replication: n.replicaState,
 		Ready: n.ready, Logger: logger.With("component", "api"),
-		Routes: routes, OpenPaths: ui.OpenPaths,
+		Routes: routes, OpenPaths: ui.OpenPaths(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)

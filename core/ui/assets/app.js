@@ -2,31 +2,11 @@
 // (server-sent events read with fetch so the token stays in a header).
 "use strict";
 
-const $ = (id) => document.getElementById(id);
-let token = sessionStorage.getItem("outpost-core-token") || "";
+// Helpers ($, num, dur, cell, follow, login) are in /ui/kit.js
+// (internal/uikit).
+const TOKEN = "outpost-core-token";
 let selected = null;
 let last = null;
-
-function num(n) {
-  if (n === null || n === undefined || isNaN(n)) return "–";
-  if (Math.abs(n) >= 1e6) return (n / 1e6).toFixed(1) + " M";
-  if (Math.abs(n) >= 1e4) return (n / 1e3).toFixed(1) + " k";
-  return String(Math.round(n));
-}
-function dur(s) {
-  if (!(s >= 0)) return "–";
-  if (s < 1) return "< 1 s";
-  if (s < 90) return Math.round(s) + " s";
-  if (s < 5400) return Math.round(s / 60) + " min";
-  if (s < 172800) return (s / 3600).toFixed(1) + " h";
-  return (s / 86400).toFixed(1) + " days";
-}
-function cell(tr, text, cls) {
-  const td = document.createElement("td");
-  td.textContent = text;
-  if (cls) td.className = cls;
-  tr.appendChild(td);
-}
 
 function render(s) {
   last = s;
@@ -101,43 +81,6 @@ function detail() {
   }));
 }
 
-async function follow() {
-  try {
-    const r = await fetch("/ui/events", { headers: token ? { Authorization: "Bearer " + token } : {}, cache: "no-store" });
-    if (r.status === 401) {
-      $("dash").hidden = true;
-      $("login").hidden = false;
-      $("login-error").textContent = token ? "That token was refused." : "";
-      return;
-    }
-    if (!r.ok || !r.body) throw new Error("HTTP " + r.status);
-    const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
-    let buf = "";
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      buf += value;
-      let i;
-      while ((i = buf.indexOf("\n\n")) >= 0) {
-        const data = buf.slice(0, i).split("\n").filter((l) => l.startsWith("data: ")).map((l) => l.slice(6)).join("\n");
-        buf = buf.slice(i + 2);
-        if (data) {
-          try { render(JSON.parse(data)); } catch (e) { console.error("dashboard: cannot show a snapshot:", e); }
-        }
-      }
-    }
-  } catch (e) {
-    // fall through: show it and retry
-  }
-  $("status").textContent = "NO CONNECTION TO CORE";
-  $("status").className = "pill bad";
-  setTimeout(follow, 2000);
-}
-
-$("login-form").addEventListener("submit", (e) => {
-  e.preventDefault();
-  token = $("token").value.trim();
-  sessionStorage.setItem("outpost-core-token", token);
-  follow();
-});
-follow();
+const start = () => follow("/ui/events", TOKEN, render, lockedPage, () => lostPage("CORE"));
+login(TOKEN, start);
+start();

@@ -1,45 +1,14 @@
 // Outpost edge dashboard. No dependencies, no build step: it reads one
-// snapshot per second from /ui/events (server-sent events, read with fetch
-// so that a token travels in a header, never in a URL).
+// snapshot per second from /ui/events (server-sent events).
 "use strict";
 
-const $ = (id) => document.getElementById(id);
-let token = sessionStorage.getItem("outpost-token") || "";
-let stream = null;
+// Helpers ($, num, bytes, dur, cell, setText, follow, login) are in
+// /ui/kit.js (internal/uikit).
+const TOKEN = "outpost-token";
 
 function headers() {
+  const token = sessionStorage.getItem(TOKEN) || "";
   return token ? { Authorization: "Bearer " + token } : {};
-}
-
-// Number formatting with units a technician reads without thinking.
-function num(n, digits) {
-  if (n === null || n === undefined || isNaN(n)) return "–";
-  const a = Math.abs(n);
-  if (a >= 1e9) return (n / 1e9).toFixed(1) + " G";
-  if (a >= 1e6) return (n / 1e6).toFixed(1) + " M";
-  if (a >= 1e4) return (n / 1e3).toFixed(1) + " k";
-  return n.toFixed(digits === undefined ? 0 : digits);
-}
-function bytes(n) {
-  if (!(n >= 0)) return "–";
-  const u = ["B", "KB", "MB", "GB", "TB"];
-  let i = 0;
-  while (n >= 1000 && i < u.length - 1) { n /= 1000; i++; }
-  return n.toFixed(i ? 1 : 0) + " " + u[i];
-}
-function dur(s) {
-  if (!(s >= 0)) return "–";
-  if (s < 1) return "< 1 s";
-  if (s < 90) return Math.round(s) + " s";
-  if (s < 5400) return Math.round(s / 60) + " min";
-  if (s < 172800) return (s / 3600).toFixed(1) + " h";
-  return (s / 86400).toFixed(1) + " days";
-}
-function setText(id, text, cls) {
-  const el = $(id);
-  el.textContent = text;
-  el.className = el.className.replace(/\b(good|warnc|bad)\b/g, "").trim();
-  if (cls) el.classList.add(cls);
 }
 
 function render(s) {
@@ -113,13 +82,6 @@ function chart(h) {
   line.setAttribute("vector-effect", "non-scaling-stroke");
   svg.replaceChildren(line);
   $("chart-max").textContent = "5 min ago · peak " + num(max) + " msg/s";
-}
-
-function cell(tr, text, cls) {
-  const td = document.createElement("td");
-  td.textContent = text;
-  if (cls) td.className = cls;
-  tr.appendChild(td);
 }
 
 function parts(ps) {
@@ -200,55 +162,8 @@ async function readRecords() {
   }
 }
 
-function needToken(message) {
-  $("dash").hidden = true;
-  $("login").hidden = false;
-  $("login-error").textContent = message || "";
-  $("status").textContent = "LOCKED";
-  $("status").className = "pill";
-}
-
-// follow reads the event stream; on any end it retries after a pause.
-async function follow() {
-  const ctl = new AbortController();
-  stream = ctl;
-  try {
-    const r = await fetch("/ui/events", { headers: headers(), signal: ctl.signal, cache: "no-store" });
-    if (r.status === 401) {
-      needToken(token ? "That token was refused." : "");
-      return;
-    }
-    if (!r.ok || !r.body) throw new Error("HTTP " + r.status);
-    const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
-    let buf = "";
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      buf += value;
-      let i;
-      while ((i = buf.indexOf("\n\n")) >= 0) {
-        const ev = buf.slice(0, i);
-        buf = buf.slice(i + 2);
-        const data = ev.split("\n").filter((l) => l.startsWith("data: ")).map((l) => l.slice(6)).join("\n");
-        if (data) {
-          try { render(JSON.parse(data)); } catch (e) { console.error("dashboard: cannot show a snapshot:", e); }
-        }
-      }
-    }
-  } catch (e) {
-    if (ctl.signal.aborted) return;
-  }
-  $("status").textContent = "NO CONNECTION TO NODE";
-  $("status").className = "pill bad";
-  setTimeout(follow, 2000);
-}
-
-$("login-form").addEventListener("submit", (e) => {
-  e.preventDefault();
-  token = $("token").value.trim();
-  sessionStorage.setItem("outpost-token", token);
-  follow();
-});
+const start = () => follow("/ui/events", TOKEN, render, lockedPage, () => lostPage("NODE"));
+login(TOKEN, start);
 $("records-form").addEventListener("submit", (e) => { e.preventDefault(); readRecords(); });
 $("records-close").addEventListener("click", () => { $("records").hidden = true; current = null; });
-follow();
+start();
