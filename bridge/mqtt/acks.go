@@ -52,16 +52,22 @@ func (h *Hook) completeBatch(s *session, cl *mochi.Client, batch []*entry) {
 			h.m.ackLatency.Observe(now.Sub(e.at).Seconds())
 		}
 	}
+	// Counted before the write: a client that has its ack finds it in
+	// the metrics.
+	for _, e := range batch {
+		switch {
+		case e.err != nil:
+		case e.answer:
+			h.m.ack(reasonDuplicate)
+		default:
+			h.m.ackSuccess.Inc()
+		}
+	}
 	writeAcks(h.cfg.Server, h.cfg.Logger, cl, buf)
 	for _, e := range batch {
-		if e.err != nil {
+		if e.err != nil || e.answer {
 			continue
 		}
-		if e.answer {
-			h.m.ack(reasonDuplicate)
-			continue
-		}
-		h.m.ackSuccess.Inc()
 		if !e.noFanout && h.wantsFanout(s, &e.pk) {
 			h.fanout(e, now)
 		}

@@ -112,6 +112,20 @@ type Config struct {
 	// when the previous round carried several records (see FORMAT.md,
 	// "Group commit"). Zero takes the default; a negative value disables it.
 	CommitDelayMax time.Duration
+	// Journal turns on the node-wide write-ahead journal (SyncAlways
+	// only): one fdatasync of the journal per commit window covers every
+	// partition, and segments are fdatasynced only at checkpoints, rolls
+	// and close. FORMAT.md, "The journal".
+	Journal bool
+	// CommitWindow is how long the journal's first record of a commit
+	// waits for others before the fdatasync: the acknowledgement latency
+	// traded for fewer fdatasyncs and page writes at low rates. A commit
+	// also starts once enough bytes are waiting. Zero takes the default;
+	// a negative value commits at once.
+	CommitWindow time.Duration
+	// JournalFileBytes is the size at which a journal file is
+	// checkpointed and the other one written; two exist.
+	JournalFileBytes int64
 	// SegmentMaxBytes rolls the active segment once it reaches this size.
 	SegmentMaxBytes int64
 	// IndexIntervalBytes is the distance between sparse index entries.
@@ -159,6 +173,8 @@ func DefaultConfig() Config {
 		Sync:                   SyncAlways,
 		SyncInterval:           100 * time.Millisecond,
 		CommitDelayMax:         time.Millisecond,
+		CommitWindow:           10 * time.Millisecond,
+		JournalFileBytes:       16 << 20,
 		SegmentMaxBytes:        64 << 20,
 		IndexIntervalBytes:     16 << 10,
 		MaxBatchBytes:          4 << 20,
@@ -180,6 +196,12 @@ func (c *Config) fill() {
 	}
 	if c.CommitDelayMax == 0 {
 		c.CommitDelayMax = d.CommitDelayMax
+	}
+	if c.CommitWindow == 0 {
+		c.CommitWindow = d.CommitWindow
+	}
+	if c.JournalFileBytes == 0 {
+		c.JournalFileBytes = d.JournalFileBytes
 	}
 	if c.IndexIntervalBytes == 0 {
 		c.IndexIntervalBytes = d.IndexIntervalBytes
@@ -218,6 +240,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("log: SyncInterval: %v is below 1ms", c.SyncInterval)
 	case c.CommitDelayMax > time.Second:
 		return fmt.Errorf("log: CommitDelayMax: %v is above 1s", c.CommitDelayMax)
+	case c.Journal && c.Sync != SyncAlways:
+		return fmt.Errorf("log: Journal: needs Sync always (it is how always is made cheap), not %v", c.Sync)
+	case c.CommitWindow > time.Second:
+		return fmt.Errorf("log: CommitWindow: %v is above 1s", c.CommitWindow)
 	case c.SegmentMaxBytes < 4<<10:
 		return fmt.Errorf("log: SegmentMaxBytes: %d is below 4096", c.SegmentMaxBytes)
 	case c.SegmentMaxBytes > 1<<31:
@@ -226,6 +252,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("log: IndexIntervalBytes: %d is below 256", c.IndexIntervalBytes)
 	case c.MaxBatchBytes < 1<<10 || int64(c.MaxBatchBytes) > c.SegmentMaxBytes:
 		return fmt.Errorf("log: MaxBatchBytes: %d must be between 1024 and SegmentMaxBytes (%d)", c.MaxBatchBytes, c.SegmentMaxBytes)
+	case c.Journal && c.JournalFileBytes < 2*int64(c.MaxBatchBytes)+64<<10:
+		return fmt.Errorf("log: JournalFileBytes: %d is below two batches and 64 KiB (2 × MaxBatchBytes + 65536 = %d)", c.JournalFileBytes, 2*int64(c.MaxBatchBytes)+64<<10)
+	case c.JournalFileBytes > 1<<30:
+		return fmt.Errorf("log: JournalFileBytes: %d is above 1 GiB", c.JournalFileBytes)
 	case c.DiskBudgetBytes < 0:
 		return fmt.Errorf("log: DiskBudgetBytes: %d is negative", c.DiskBudgetBytes)
 	case c.DiskBudgetBytes > 0 && c.DiskBudgetBytes < 2*c.SegmentMaxBytes:

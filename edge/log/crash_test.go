@@ -37,14 +37,23 @@ func seedFor(t *testing.T) uint64 {
 }
 
 func TestFailedFsyncIsSticky(t *testing.T) {
+	for _, journal := range []bool{false, true} {
+		t.Run(fmt.Sprintf("journal=%v", journal), func(t *testing.T) { testFailedFsyncIsSticky(t, journal) })
+	}
+}
+
+// testFailedFsyncIsSticky: with the journal, the failed fdatasync is the
+// journal's, and every partition refuses appends after it.
+func testFailedFsyncIsSticky(t *testing.T, journal bool) {
 	fs := logtest.NewFS()
 	dir := t.TempDir()
-	cfg := elog.Config{OpenFile: fs.Open, SegmentMaxBytes: 16 << 10}
+	cfg := elog.Config{OpenFile: fs.Open, SegmentMaxBytes: 16 << 10, Journal: journal, CommitWindow: -1}
 	l, err := elog.Open(dir, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := mustPartition(t, l, "t", 0)
+	other := mustPartition(t, l, "u", 0)
 	ctx := context.Background()
 	for i := 0; i < 50; i++ {
 		if _, err := p.Append(ctx, []elog.Record{rec(i)}); err != nil {
@@ -62,6 +71,9 @@ func TestFailedFsyncIsSticky(t *testing.T) {
 			t.Fatalf("append after failed fsync: %v, want ErrPartitionFailed", err)
 		}
 	}
+	if _, err := other.Append(ctx, []elog.Record{rec(1)}); journal && !errors.Is(err, elog.ErrPartitionFailed) {
+		t.Fatalf("append to another partition after the journal's fsync failed: %v, want ErrPartitionFailed", err)
+	}
 	if err := l.Health(); !errors.Is(err, elog.ErrPartitionFailed) {
 		t.Fatalf("Health = %v", err)
 	}
@@ -70,7 +82,7 @@ func TestFailedFsyncIsSticky(t *testing.T) {
 	}
 	l.Close()
 	// Reopen: every acknowledged record is there, and appends work again.
-	l2 := openLog(t, dir, elog.Config{SegmentMaxBytes: 16 << 10})
+	l2 := openLog(t, dir, elog.Config{SegmentMaxBytes: 16 << 10, Journal: journal})
 	p2, _ := l2.Partition("t", 0)
 	if p2.EndOffset() < 50 {
 		t.Fatalf("lost acknowledged records: end %d", p2.EndOffset())
@@ -152,11 +164,21 @@ func TestPowerLoss(t *testing.T) {
 		rounds = 300
 	}
 	dir := t.TempDir()
-	cfg := elog.Config{SegmentMaxBytes: 16 << 10, IndexIntervalBytes: 1024}
+	cfg := elog.Config{SegmentMaxBytes: 16 << 10, IndexIntervalBytes: 1024, JournalFileBytes: 96 << 10}
 	acked := map[int64]string{} // offset -> value, across rounds (same dir)
+	journaled := 0
 	for round := 0; round < rounds; round++ {
 		fs := logtest.NewFS()
 		cfg.OpenFile = fs.Open
+		// Half the rounds write through the journal (small files, so that
+		// they wrap and checkpoint), with a commit window of 0–3 ms; a log
+		// written with the journal is opened without it and the other way
+		// round too.
+		cfg.Journal = rnd.IntN(2) == 0
+		cfg.CommitWindow = time.Duration(rnd.IntN(4))*time.Millisecond - time.Nanosecond
+		if cfg.Journal {
+			journaled++
+		}
 		l, err := elog.Open(dir, cfg)
 		if err != nil {
 			t.Fatalf("round %d: open: %v", round, err)
@@ -199,8 +221,9 @@ func TestPowerLoss(t *testing.T) {
 	}
 	p, _ := l.Partition("t", 0)
 	verify(t, rounds, p, acked)
-	if len(acked) == 0 {
-		t.Fatal("no append was acknowledged: the test tested nothing")
+	t.Logf("seed %d: %d rounds (%d through the journal), %d records acknowledged", seed, rounds, journaled, len(acked))
+	if len(acked) == 0 || journaled == 0 {
+		t.Fatal("no append was acknowledged or no round used the journal: the test tested nothing")
 	}
 }
 
@@ -229,7 +252,10 @@ func verify(t *testing.T, round int, p *elog.Partition, acked map[int64]string) 
 	}
 }
 
-const killHelperEnv = "OUTPOST_LOG_KILL_HELPER"
+const (
+	killHelperEnv  = "OUTPOST_LOG_KILL_HELPER"
+	killJournalEnv = "OUTPOST_LOG_KILL_JOURNAL"
+)
 
 func TestMain(m *testing.M) {
 	if dir := os.Getenv(killHelperEnv); dir != "" {
@@ -243,7 +269,8 @@ func TestMain(m *testing.M) {
 // partitions and writes "partition offset value" for each acknowledged
 // record to stdout, until it is killed.
 func killHelper(dir string) {
-	l, err := elog.Open(dir, elog.Config{SegmentMaxBytes: 32 << 10, IndexIntervalBytes: 1024})
+	l, err := elog.Open(dir, elog.Config{SegmentMaxBytes: 32 << 10, IndexIntervalBytes: 1024,
+		Journal: os.Getenv(killJournalEnv) != "", JournalFileBytes: 160 << 10, CommitWindow: time.Millisecond})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "helper open:", err)
 		os.Exit(3)
@@ -293,6 +320,9 @@ func TestKill(t *testing.T) {
 	for round := 0; round < rounds; round++ {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), killHelperEnv+"="+dir)
+		if round%2 == 1 {
+			cmd.Env = append(cmd.Env, killJournalEnv+"=1")
+		}
 		cmd.Stderr = os.Stderr
 		stdout, err := cmd.StdoutPipe()
 		if err != nil {
@@ -335,7 +365,10 @@ func TestKill(t *testing.T) {
 		}
 		cmd.Wait()
 
-		l, err := elog.Open(dir, elog.Config{SegmentMaxBytes: 32 << 10, IndexIntervalBytes: 1024})
+		// Reopened with the journal in some rounds and without in others,
+		// whichever the helper used.
+		l, err := elog.Open(dir, elog.Config{SegmentMaxBytes: 32 << 10, IndexIntervalBytes: 1024,
+			Journal: rnd.IntN(2) == 0, JournalFileBytes: 160 << 10})
 		if err != nil {
 			t.Fatalf("round %d: reopen after kill: %v", round, err)
 		}

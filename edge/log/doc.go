@@ -11,7 +11,11 @@
 //     reordering, across crashes and reopen.
 //   - Durability (G1): under SyncAlways, Append returns nil only after an
 //     fdatasync that covers its records; concurrent appends share that
-//     fdatasync (group commit). SyncInterval and SyncNone state what they lose.
+//     fdatasync (group commit). With Config.Journal that fdatasync is the
+//     node-wide journal's, shared by every partition's appends of one
+//     commit window; segments are fdatasynced at checkpoints, and Open
+//     replays the journal into them. SyncInterval and SyncNone state what
+//     they lose.
 //     Readers (Read, Notify) see a record only once Append may return it.
 //   - Recovery: Open cuts a torn tail back to the last valid batch, fsyncs,
 //     logs and counts what it dropped and keeps the cut bytes as a .broken
@@ -73,6 +77,9 @@
 //
 //	log.go        Log: open, topics, close, housekeeping (retention, interval syncs)
 //	partition.go  Partition: appends, the committer (group commit), roll, close
+//	journal.go    the node-wide write-ahead journal: commit window, checkpoints
+//	journal_entry.go  journal entry layout
+//	journal_replay.go recovery from the journal at open
 //	reader.go     Read, Notify, OffsetForTime, Check
 //	hold.go       Hold: retention holds per reader and partition
 //	retention.go  retention by bytes and age, the disk budget's delete-oldest
@@ -90,7 +97,10 @@
 //
 // Lock order: Partition.roundMu (the committer's round, which may apply
 // the disk budget), then Log.budgetMu (segment deletion), then Log.mu, then
-// Partition.mu, then segment.fmu. The committer takes Partition.mu only to
+// Partition.mu, then journal.mu, then segment.fmu. A partition's committer
+// waits for its journal commit holding roundMu; the journal's goroutines
+// never take a partition's locks (the checkpointer fdatasyncs segment
+// files under segment.fmu only), so that wait cannot deadlock. The committer takes Partition.mu only to
 // swap the pending queue and to publish a new end; file I/O happens outside
 // it. A partition's holds are a copy-on-write list: changed under
 // Partition.mu, read by retention without it.

@@ -39,6 +39,8 @@ type Log struct {
 	cfg     Config
 	metrics *metrics
 	lock    *os.File
+	// journal is set by Open when Config.Journal is on, before any append.
+	journal *journal
 
 	mu     sync.RWMutex
 	topics map[string]*topic // mu
@@ -108,6 +110,13 @@ func Open(dir string, cfg Config) (*Log, error) {
 		l.closeAll()
 		lock.Close()
 		return nil, err
+	}
+	if cfg.Journal || journalExists(dir) {
+		if err := l.openJournal(cfg.Journal); err != nil {
+			l.closeAll()
+			lock.Close()
+			return nil, err
+		}
 	}
 	l.wg.Add(1)
 	go l.housekeeping()
@@ -277,8 +286,14 @@ func (l *Log) Bytes() int64 {
 	return n
 }
 
-// Health returns nil, or the first sticky failure of any partition.
+// Health returns nil, or the journal's sticky failure, or the first
+// sticky failure of any partition.
 func (l *Log) Health() error {
+	if l.journal != nil {
+		if err := l.journal.err(); err != nil {
+			return err
+		}
+	}
 	for _, p := range l.allPartitions() {
 		if err := p.Failed(); err != nil {
 			return err
@@ -322,6 +337,11 @@ func (l *Log) closeAll() error {
 		if err := p.close(); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	// Partitions first: their close waits for their last commit and
+	// fdatasyncs their segments, after which nothing needs the journal.
+	if l.journal != nil {
+		errs = append(errs, l.journal.close())
 	}
 	return errors.Join(errs...)
 }

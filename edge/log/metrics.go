@@ -21,6 +21,14 @@ type metrics struct {
 	readErrors         prometheus.Counter
 	holdRetained       *prometheus.GaugeVec
 	holdOverridden     *prometheus.CounterVec
+
+	journalCommits       prometheus.Counter
+	journalBytes         prometheus.Counter
+	journalCommitRecords prometheus.Histogram
+	journalCheckpoints   prometheus.Counter
+	checkpointSeconds    prometheus.Histogram
+	journalReplayed      prometheus.Counter
+	writtenBytes         prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -82,11 +90,43 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "outpost_log_hold_overridden_records_total",
 			Help: "Records this holder still needed that the disk budget's delete-oldest policy deleted.",
 		}, []string{"holder"}),
+		journalCommits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "outpost_log_journal_commits_total",
+			Help: "Journal commits: one fdatasync each, covering every partition's records of one commit window.",
+		}),
+		journalBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "outpost_log_journal_bytes_total",
+			Help: "Bytes written to the journal, padding to page boundaries included.",
+		}),
+		journalCommitRecords: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "outpost_log_journal_commit_records",
+			Help:    "Records made durable by one journal commit (one fdatasync).",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 14),
+		}),
+		journalCheckpoints: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "outpost_log_journal_checkpoints_total",
+			Help: "Journal files checkpointed (the segments they reached fdatasynced) so they can be written again.",
+		}),
+		checkpointSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "outpost_log_journal_checkpoint_seconds",
+			Help:    "Time to checkpoint one journal file.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2.5, 12),
+		}),
+		journalReplayed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "outpost_log_journal_replayed_records_total",
+			Help: "Records restored from the journal into their segments at open (a crash or power cut lost them from the segment's unsynced tail).",
+		}),
+		writtenBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "outpost_log_written_bytes_total",
+			Help: "Bytes the log wrote to segments, indexes and the journal (what reaches the page cache; the disk writes whole pages: see outpost_node_disk_written_bytes_total).",
+		}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.fsyncSeconds, m.appendedRecords, m.bytes, m.tornTails, m.tornUnsyncedFrames, m.tornBytes,
 			m.indexRebuilds, m.segmentsRolled, m.segmentsDeleted, m.budgetRefused,
-			m.partitionFailures, m.readErrors, m.holdRetained, m.holdOverridden)
+			m.partitionFailures, m.readErrors, m.holdRetained, m.holdOverridden,
+			m.journalCommits, m.journalBytes, m.journalCommitRecords, m.journalCheckpoints, m.checkpointSeconds,
+			m.journalReplayed, m.writtenBytes)
 	}
 	return m
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -71,6 +72,9 @@ type Partition struct {
 	durablePos int64
 	dirty      bool // written but not synced
 	buf        []byte
+	// commit is the journal commit carrying the round's last frames
+	// (Config.Journal); syncRound waits for it instead of fdatasyncing.
+	commit *journalCommit
 }
 
 type appendReq struct {
@@ -261,8 +265,8 @@ func (p *Partition) committer() {
 func (p *Partition) gather() {
 	maxDelay := p.log.cfg.CommitDelayMax
 	target := p.inFlight
-	if maxDelay <= 0 || target < commitDelayMinRecords || p.log.cfg.Sync != SyncAlways {
-		return
+	if maxDelay <= 0 || target < commitDelayMinRecords || p.log.cfg.Sync != SyncAlways || p.log.journal != nil {
+		return // the journal's commit window gathers instead
 	}
 	d := min(p.fsyncEWMA/4, maxDelay)
 	if d <= 0 {
@@ -341,6 +345,7 @@ func (p *Partition) prepare() *round {
 		return r
 	}
 	if err := p.writeRequests(reqs); err != nil {
+		p.commit = nil
 		p.setFailed(err)
 		r.err = err
 		return r
@@ -404,14 +409,23 @@ func (p *Partition) writeRequests(reqs []*appendReq) error {
 	p.buf = p.buf[:0]
 	var batch Batch
 	runStart := 0 // index in p.buf where the unwritten run begins
+	runRecs := 0
 	flushRun := func() error {
 		if len(p.buf) == runStart {
 			return nil
 		}
-		if err := p.writeActive(p.buf[runStart:]); err != nil {
+		run := p.buf[runStart:]
+		if err := p.writeActive(run); err != nil {
 			return err
 		}
-		runStart = len(p.buf)
+		if j := p.log.journal; j != nil {
+			c, err := j.submit(p, p.active(), p.writePos, run, runRecs)
+			if err != nil {
+				return err
+			}
+			p.commit = c
+		}
+		runStart, runRecs = len(p.buf), 0
 		return nil
 	}
 	emit := func() error {
@@ -439,6 +453,7 @@ func (p *Partition) writeRequests(reqs []*appendReq) error {
 		}
 		p.indexFrame(batch.BaseOffset, p.writePos+int64(frameStart-runStart), batch.MaxTimestamp)
 		p.nextOffset = batch.BaseOffset + int64(len(batch.Records))
+		runRecs += len(batch.Records)
 		batch.Records = batch.Records[:0]
 		return nil
 	}
@@ -486,7 +501,8 @@ func (p *Partition) writeRequests(reqs []*appendReq) error {
 func (p *Partition) indexFrame(base, pos, maxTs int64) {
 	s := p.active()
 	if pos-s.lastIdxPos >= p.log.cfg.IndexIntervalBytes {
-		s.idxPending = append(s.idxPending, indexEntry{relOffset: uint32(base - s.base), pos: uint32(pos), maxTsBefore: s.maxTsBefore})
+		pend := append(slices.Clip(s.pendingIndex()), indexEntry{relOffset: uint32(base - s.base), pos: uint32(pos), maxTsBefore: s.maxTsBefore})
+		s.idxPending.Store(&pend)
 		s.lastIdxPos = pos
 	}
 	if maxTs > s.maxTsBefore {
@@ -494,31 +510,46 @@ func (p *Partition) indexFrame(base, pos, maxTs int64) {
 	}
 }
 
-// flushIndex writes the queued index entries of s, whose frames an
-// fdatasync has just covered. Errors writing the index are logged, not
-// fatal: the index is a cache and is rebuilt at open if it is bad.
-func (p *Partition) flushIndex(s *segment) {
-	if len(s.idxPending) == 0 {
+// flushIndex writes the queued index entries of s whose frames start
+// before synced, a position an fdatasync has just covered (frames never
+// straddle it: it is the end of a write). Errors writing the index are
+// logged, not fatal: the index is a cache and is rebuilt at open if it is
+// bad.
+func (p *Partition) flushIndex(s *segment, synced int64) {
+	pend := s.pendingIndex()
+	k := 0
+	for k < len(pend) && int64(pend[k].pos) < synced {
+		k++
+	}
+	if k == 0 {
 		return
 	}
-	b := make([]byte, 0, len(s.idxPending)*indexEntrySize)
-	for _, e := range s.idxPending {
+	b := make([]byte, 0, k*indexEntrySize)
+	for _, e := range pend[:k] {
 		b = b[:len(b)+indexEntrySize]
 		e.encode(b[len(b)-indexEntrySize:])
 	}
-	s.idxPending = s.idxPending[:0]
 	s.fmu.Lock()
 	idx := s.idx
 	s.fmu.Unlock()
 	if idx == nil {
 		return
 	}
-	if _, err := idx.Write(b); err != nil {
+	_, err := idx.Write(b)
+	if err == nil {
+		s.idxEntries.Add(int64(len(b) / indexEntrySize))
+	}
+	// Entries leave the pending list once written, or once the write
+	// failed (readers then start further back; the file is rebuilt at the
+	// next open).
+	rest := slices.Clone(pend[k:])
+	s.idxPending.Store(&rest)
+	if err != nil {
 		p.log.cfg.Logger.Warn("log: index write failed; it will be rebuilt at next open", "segment", s.idxPath, "err", err)
 		return
 	}
-	s.idxEntries.Add(int64(len(b) / indexEntrySize))
 	p.addBytes(int64(len(b)))
+	p.log.metrics.writtenBytes.Add(float64(len(b)))
 }
 
 func (p *Partition) active() *segment {
@@ -533,6 +564,7 @@ func (p *Partition) writeActive(b []byte) error {
 	if n > 0 {
 		p.writePos += int64(n)
 		p.addBytes(int64(n))
+		p.log.metrics.writtenBytes.Add(float64(n))
 	}
 	if err == nil && n < len(b) {
 		err = fmt.Errorf("short write: %d of %d bytes", n, len(b))
@@ -640,19 +672,47 @@ func (p *Partition) syncActive() error {
 	}
 	p.dirty = false
 	p.durablePos = p.writePos
-	p.flushIndex(s)
+	p.flushIndex(s, p.writePos)
 	return nil
 }
 
-// syncRound makes a prepared round durable. roundMu must be held.
+// syncRound makes a prepared round durable: by the journal commit that
+// carries its frames, else by an fdatasync of the segment. roundMu must
+// be held.
 func (p *Partition) syncRound(r *round) {
 	if r.err != nil || !r.needs {
+		return
+	}
+	if c := p.commit; c != nil {
+		p.commit = nil
+		if err := c.wait(); err != nil {
+			p.setFailed(err)
+			r.err = err
+			return
+		}
+		p.applyCheckpoint()
 		return
 	}
 	if err := p.syncActive(); err != nil {
 		p.setFailed(err)
 		r.err = err
 	}
+}
+
+// applyCheckpoint takes in what a journal checkpoint fdatasynced of the
+// active segment: later frames record it as their durable position, and
+// the index entries it covers may now be written. roundMu must be held.
+func (p *Partition) applyCheckpoint() {
+	s := p.active()
+	synced := s.syncedPos.Load()
+	if synced <= p.durablePos {
+		return
+	}
+	p.durablePos = synced
+	if synced >= p.writePos {
+		p.dirty = false
+	}
+	p.flushIndex(s, synced)
 }
 
 // publish makes a round's records visible and completes its appends.

@@ -232,10 +232,51 @@ type segment struct {
 	// adds to it after writing an entry.
 	idxEntries atomic.Int64
 
+	// idxPending holds the entries whose frames no fdatasync covers yet:
+	// they reach the .idx only after one does (flushIndex), and readers
+	// see them at once. Copy-on-write: the committer replaces the slice.
+	idxPending atomic.Pointer[[]indexEntry]
+	// syncedPos is the position up to which a journal checkpoint
+	// fdatasynced the segment; the committer folds it into its durable
+	// position at its next round.
+	syncedPos atomic.Int64
+
 	// Committer-owned (active segment only).
-	lastIdxPos  int64        // byte pos of the last indexed frame
-	idxPending  []indexEntry // entries whose frames are not synced yet (flushIndex)
-	maxTsBefore int64        // largest timestamp before the write position
+	lastIdxPos  int64 // byte pos of the last indexed frame
+	maxTsBefore int64 // largest timestamp before the write position
+}
+
+// pendingIndex returns the entries not yet in the .idx file.
+func (s *segment) pendingIndex() []indexEntry {
+	if p := s.idxPending.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// syncTo fdatasyncs the segment for a journal checkpoint and records that
+// everything before end is durable. A segment deleted or closed since was
+// sealed, and so synced, at roll.
+func (s *segment) syncTo(end int64) error {
+	if !s.acquire() {
+		return nil
+	}
+	defer s.release()
+	s.fmu.Lock()
+	f := s.f
+	s.fmu.Unlock()
+	if f == nil {
+		return nil
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("log: checkpoint fdatasync %s: %w", s.logPath, err)
+	}
+	for {
+		cur := s.syncedPos.Load()
+		if end <= cur || s.syncedPos.CompareAndSwap(cur, end) {
+			return nil
+		}
+	}
 }
 
 const minTs = -1 << 63
@@ -349,7 +390,17 @@ func readFull(f File, p []byte, off int64) (int, error) {
 // not grow with the index.
 func (s *segment) lookupIndex(n int64, pred func(indexEntry) bool) (indexEntry, error) {
 	best := indexEntry{relOffset: 0, pos: segmentHeaderSize, maxTsBefore: minTs}
-	if n == 0 {
+	// Entries not yet in the file come after every entry in it; only
+	// those pointing at published bytes may start a scan.
+	limit := s.size.Load()
+	found := false
+	for _, e := range s.pendingIndex() {
+		if int64(e.pos) >= limit || !pred(e) {
+			break
+		}
+		best, found = e, true
+	}
+	if found || n == 0 {
 		return best, nil
 	}
 	f, err := s.idxFile()

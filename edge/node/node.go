@@ -99,6 +99,7 @@ func Open(ctx context.Context, cfg Config, opts Options) (_ *Node, err error) {
 		}
 	}()
 	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	registerDiskWrites(n.reg)
 
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("node: data_dir %s: %w (create it or choose another with -data)", cfg.DataDir, err)

@@ -114,7 +114,9 @@ func (h *holdFS) openFile(name string, flag int, perm os.FileMode) (log.File, er
 	if err != nil {
 		return nil, err
 	}
-	return &heldFile{File: f, h: h, log: strings.HasSuffix(name, ".log")}, nil
+	// The fdatasync that makes a record durable: the journal's, or the
+	// segment's when the journal is off.
+	return &heldFile{File: f, h: h, log: strings.HasSuffix(name, ".log") || strings.HasSuffix(name, ".wal")}, nil
 }
 
 type heldFile struct {
