@@ -50,7 +50,7 @@ CLK=$(getconf CLK_TCK)
 cpu() { awk -v c="$CLK" '{printf "%d %d\n", $14*1e6/c, $15*1e6/c}' "/proc/$1/stat"; } # user, system µs
 wbytes() { awk '/^write_bytes/ {print $2}' "/proc/$1/io"; }
 DEV=$(basename "$(df --output=source "$WORK" | tail -1)")
-devbytes() { if [ -r "/sys/class/block/$DEV/stat" ]; then awk '{printf "%d", $7*512}' "/sys/class/block/$DEV/stat"; else echo 0; fi; }
+devbytes() { if [ -r "/sys/class/block/$DEV/stat" ]; then awk '{printf "%.0f", $7*512}' "/sys/class/block/$DEV/stat"; else echo 0; fi; }
 metric() { curl -fsS "http://127.0.0.1:$HTTP_PORT/metrics" | awk -v m="$1" '$1==m {s+=$2} END {printf "%d", s}'; }
 
 free_port() {

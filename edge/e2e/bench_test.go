@@ -28,8 +28,9 @@ type benchCase struct {
 
 // BenchmarkIngestVsMochi compares the edge node (sync: always, a real disk)
 // with an in-memory mochi broker under the same firmware-sim fleet, both in
-// this process. Each iteration is one pair of runs, mochi and edge
-// alternately; medians are reported. Run it with
+// this process. Each iteration is one run of each: mochi, the edge with its
+// journal (the default) and the edge without it (log.journal: false);
+// medians are reported. Run it with
 //
 //	go test -run '^$' -bench IngestVsMochi -benchtime 3x ./edge/e2e/
 //
@@ -43,8 +44,8 @@ func BenchmarkIngestVsMochi(b *testing.B) {
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
-			var edge, mem []float64
-			var edgeP50, memP50, edgePerSync, edgeCPU, memCPU []float64
+			var edge, mem, nj []float64
+			var edgeP50, memP50, njP50, edgePerSync, njPerSync, edgeCPU, memCPU, njCPU []float64
 			for i := 0; i < b.N; i++ {
 				// Labels let a CPU profile tell the two apart (goroutines
 				// inherit them): go tool pprof -tagfocus broker=edge.
@@ -60,7 +61,7 @@ func BenchmarkIngestVsMochi(b *testing.B) {
 				var nb broker
 				cpu, wall = processCPU(), time.Now()
 				pprof.Do(context.Background(), pprof.Labels("broker", "edge"), func(context.Context) {
-					nb = startNode(b)
+					nb = startNode(b, true)
 					s = runFleet(b, c, secs, nb)
 				})
 				edgeCPU = append(edgeCPU, perMsg(processCPU()-cpu, s.Sent))
@@ -68,6 +69,16 @@ func BenchmarkIngestVsMochi(b *testing.B) {
 				edge = append(edge, s.MsgsPerSec)
 				edgePerSync = append(edgePerSync, nb.perSync())
 				edgeP50 = append(edgeP50, s.Latency.P50)
+				cpu, wall = processCPU(), time.Now()
+				pprof.Do(context.Background(), pprof.Labels("broker", "edge-nojournal"), func(context.Context) {
+					nb = startNode(b, false)
+					s = runFleet(b, c, secs, nb)
+				})
+				njCPU = append(njCPU, perMsg(processCPU()-cpu, s.Sent))
+				logRun(b, "edge-nojournal", s, cpu, wall)
+				nj = append(nj, s.MsgsPerSec)
+				njPerSync = append(njPerSync, nb.perSync())
+				njP50 = append(njP50, s.Latency.P50)
 			}
 			me, mm := median(edge), median(mem)
 			b.ReportMetric(me, "edge-msg/s")
@@ -76,8 +87,11 @@ func BenchmarkIngestVsMochi(b *testing.B) {
 			b.ReportMetric(median(edgePerSync), "records/fdatasync")
 			b.ReportMetric(median(edgeCPU), "edge-cpu-us/msg")
 			b.ReportMetric(median(memCPU), "mochi-cpu-us/msg")
-			b.Logf("%-14s edge %8.0f msg/s (p50 %.2f ms, %.2f cpu-us/msg)  mochi-mem %8.0f msg/s (p50 %.2f ms, %.2f cpu-us/msg)  runs edge=%v mochi=%v",
-				c.name, me, median(edgeP50), median(edgeCPU), mm, median(memP50), median(memCPU), round(edge), round(mem))
+			b.ReportMetric(median(nj), "nojournal-msg/s")
+			b.ReportMetric(median(njPerSync), "nojournal-records/fdatasync")
+			b.ReportMetric(median(njCPU), "nojournal-cpu-us/msg")
+			b.Logf("%-14s edge %8.0f msg/s (p50 %.2f ms, %.2f cpu-us/msg)  edge-nojournal %8.0f msg/s (p50 %.2f ms, %.2f cpu-us/msg)  mochi-mem %8.0f msg/s (p50 %.2f ms, %.2f cpu-us/msg)  runs edge=%v nojournal=%v mochi=%v",
+				c.name, me, median(edgeP50), median(edgeCPU), median(nj), median(njP50), median(njCPU), mm, median(memP50), median(memCPU), round(edge), round(nj), round(mem))
 		})
 	}
 }
@@ -145,8 +159,9 @@ func startMochi(t testing.TB) broker {
 	return broker{addr: tcp.Address(), stop: func() { srv.Close() }}
 }
 
-func startNode(t testing.TB) broker {
+func startNode(t testing.TB, journal bool) broker {
 	cfg := node.DefaultConfig()
+	cfg.Log.Journal = journal
 	cfg.DataDir = t.TempDir()
 	cfg.MQTT.Address = "127.0.0.1:0"
 	cfg.HTTP.Address = "127.0.0.1:0"

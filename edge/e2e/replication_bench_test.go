@@ -34,7 +34,7 @@ func BenchmarkReplication(b *testing.B) {
 		c := benchCase{"qos1_100x100", 100, 100, 1}
 		var single, repl, singleP50, replP50, singleP99, replP99 []float64
 		for i := 0; i < b.N; i++ {
-			s := runFleet(b, c, secs, startNode(b))
+			s := runFleet(b, c, secs, startNode(b, true))
 			single, singleP50, singleP99 = append(single, s.MsgsPerSec), append(singleP50, s.Latency.P50), append(singleP99, s.Latency.P99)
 			p := startPair(b)
 			s = runFleet(b, c, secs, p.broker)

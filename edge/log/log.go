@@ -333,6 +333,15 @@ func (l *Log) Close() error {
 
 func (l *Log) closeAll() error {
 	var errs []error
+	if l.journal != nil {
+		// The journal's committer writes every partition: stop new
+		// appends, let it commit and publish what is queued, then close
+		// the partitions, which find nothing in flight.
+		for _, p := range l.allPartitions() {
+			p.refuseAppends()
+		}
+		l.journal.flush()
+	}
 	for _, p := range l.allPartitions() {
 		if err := p.close(); err != nil {
 			errs = append(errs, err)

@@ -28,6 +28,7 @@ type metrics struct {
 	journalCheckpoints   prometheus.Counter
 	checkpointSeconds    prometheus.Histogram
 	journalReplayed      prometheus.Counter
+	journalDirect        prometheus.Counter
 	writtenBytes         prometheus.Counter
 }
 
@@ -116,6 +117,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "outpost_log_journal_replayed_records_total",
 			Help: "Records restored from the journal into their segments at open (a crash or power cut lost them from the segment's unsynced tail).",
 		}),
+		journalDirect: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "outpost_log_journal_direct_commits_total",
+			Help: "Commits so large that they fdatasynced their segments instead of writing the journal (saturation: group commit as without the journal).",
+		}),
 		writtenBytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "outpost_log_written_bytes_total",
 			Help: "Bytes the log wrote to segments, indexes and the journal (what reaches the page cache; the disk writes whole pages: see outpost_node_disk_written_bytes_total).",
@@ -126,7 +131,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			m.indexRebuilds, m.segmentsRolled, m.segmentsDeleted, m.budgetRefused,
 			m.partitionFailures, m.readErrors, m.holdRetained, m.holdOverridden,
 			m.journalCommits, m.journalBytes, m.journalCommitRecords, m.journalCheckpoints, m.checkpointSeconds,
-			m.journalReplayed, m.writtenBytes)
+			m.journalReplayed, m.journalDirect, m.writtenBytes)
 	}
 	return m
 }

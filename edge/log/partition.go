@@ -42,8 +42,10 @@ type Partition struct {
 	spaceFreed    chan struct{} // mu; closed when pending is taken
 	notify        chan struct{} // mu; closed and replaced when end moves, and at close
 	syncRequested bool          // mu
-	closed        bool          // mu
+	closed        bool          // mu; appends are refused
+	stopped       bool          // mu; close ran
 	failed        error         // mu; sticky
+	jReady        bool          // journal.mu; on the journal's ready list
 
 	// holds is copy-on-write: replaced under mu, read without it.
 	holds atomic.Pointer[[]*Hold]
@@ -72,9 +74,6 @@ type Partition struct {
 	durablePos int64
 	dirty      bool // written but not synced
 	buf        []byte
-	// commit is the journal commit carrying the round's last frames
-	// (Config.Journal); syncRound waits for it instead of fdatasyncing.
-	commit *journalCommit
 }
 
 type appendReq struct {
@@ -219,6 +218,10 @@ func (p *Partition) AppendAsync(ctx context.Context, recs []Record, done func(fi
 	p.pendingBytes += size
 	p.pendingRecs += len(recs)
 	p.mu.Unlock()
+	if j := p.log.journal; j != nil {
+		j.queued(p, len(recs), size) // the journal's committer writes every partition
+		return nil
+	}
 	p.kick()
 	return nil
 }
@@ -245,7 +248,7 @@ func (p *Partition) committer() {
 		}
 		p.gather()
 		p.roundMu.Lock()
-		r := p.prepare()
+		r := p.prepare(nil, 0)
 		p.syncRound(r)
 		p.publish(r)
 		p.roundMu.Unlock()
@@ -308,25 +311,46 @@ type round struct {
 	needs   bool // needs an fdatasync before publish
 	err     error
 	written bool
+	left    int      // records left queued (a journal commit's byte limit)
+	seg     *segment // the active segment when the round was written
 }
 
 // prepare takes the pending appends, assigns offsets, writes their frames to
 // the active segment (rolling as needed) and returns what must be synced.
-// roundMu must be held.
-func (p *Partition) prepare() *round {
+// With a journal j (its committer calling), the frames also go to j's
+// commit, and prepare takes appends of at most limit bytes, or one if j
+// has nothing yet. roundMu must be held.
+func (p *Partition) prepare(j *journal, limit int) *round {
 	p.mu.Lock()
 	reqs := p.pending
-	p.pending = nil
-	p.pendingBytes = 0
-	p.pendingRecs = 0
-	close(p.spaceFreed)
-	p.spaceFreed = make(chan struct{})
+	if j != nil {
+		n, size := 0, 0
+		for n < len(reqs) && (size+reqs[n].size <= limit || len(j.buf) == 0 && n == 0) {
+			size += reqs[n].size
+			n++
+		}
+		reqs = reqs[:n:n]
+		p.pending = slices.Clone(p.pending[n:])
+		p.pendingBytes -= size
+		for _, q := range reqs {
+			p.pendingRecs -= len(q.recs)
+		}
+	} else {
+		p.pending = nil
+		p.pendingBytes = 0
+		p.pendingRecs = 0
+	}
+	left := p.pendingRecs
+	if len(reqs) > 0 {
+		close(p.spaceFreed)
+		p.spaceFreed = make(chan struct{})
+	}
 	failed := p.failed
 	syncReq := p.syncRequested
 	p.syncRequested = false
 	p.mu.Unlock()
 
-	r := &round{}
+	r := &round{left: left}
 	if failed != nil {
 		failAll(reqs, failed)
 		return r
@@ -344,8 +368,7 @@ func (p *Partition) prepare() *round {
 		}
 		return r
 	}
-	if err := p.writeRequests(reqs); err != nil {
-		p.commit = nil
+	if err := p.writeRequests(reqs, j); err != nil {
 		p.setFailed(err)
 		r.err = err
 		return r
@@ -353,6 +376,7 @@ func (p *Partition) prepare() *round {
 	r.written = true
 	r.end = p.nextOffset
 	r.pos = p.writePos
+	r.seg = p.active()
 	p.dirty = true
 	r.needs = cfg.Sync == SyncAlways || syncReq
 	return r
@@ -394,9 +418,9 @@ func (p *Partition) admit(reqs []*appendReq) []*appendReq {
 }
 
 // writeRequests encodes the requests into frames of at most MaxBatchBytes
-// and writes them to the active segment, rolling when a frame would not fit.
-// roundMu must be held.
-func (p *Partition) writeRequests(reqs []*appendReq) error {
+// and writes them to the active segment, rolling when a frame would not fit,
+// and to the journal's commit if j is not nil. roundMu must be held.
+func (p *Partition) writeRequests(reqs []*appendReq, j *journal) error {
 	cfg := &p.log.cfg
 	frameMax := min(cfg.MaxBatchBytes, retainBufBytes)
 	want := frameHeaderSize
@@ -409,7 +433,6 @@ func (p *Partition) writeRequests(reqs []*appendReq) error {
 	p.buf = p.buf[:0]
 	var batch Batch
 	runStart := 0 // index in p.buf where the unwritten run begins
-	runRecs := 0
 	flushRun := func() error {
 		if len(p.buf) == runStart {
 			return nil
@@ -418,14 +441,10 @@ func (p *Partition) writeRequests(reqs []*appendReq) error {
 		if err := p.writeActive(run); err != nil {
 			return err
 		}
-		if j := p.log.journal; j != nil {
-			c, err := j.submit(p, p.active(), p.writePos, run, runRecs)
-			if err != nil {
-				return err
-			}
-			p.commit = c
+		if j != nil {
+			j.add(p, p.active(), p.writePos, run)
 		}
-		runStart, runRecs = len(p.buf), 0
+		runStart = len(p.buf)
 		return nil
 	}
 	emit := func() error {
@@ -453,7 +472,6 @@ func (p *Partition) writeRequests(reqs []*appendReq) error {
 		}
 		p.indexFrame(batch.BaseOffset, p.writePos+int64(frameStart-runStart), batch.MaxTimestamp)
 		p.nextOffset = batch.BaseOffset + int64(len(batch.Records))
-		runRecs += len(batch.Records)
 		batch.Records = batch.Records[:0]
 		return nil
 	}
@@ -676,21 +694,11 @@ func (p *Partition) syncActive() error {
 	return nil
 }
 
-// syncRound makes a prepared round durable: by the journal commit that
-// carries its frames, else by an fdatasync of the segment. roundMu must
+// syncRound makes a prepared round durable by an fdatasync of the segment
+// (the journal's committer makes its rounds durable itself). roundMu must
 // be held.
 func (p *Partition) syncRound(r *round) {
 	if r.err != nil || !r.needs {
-		return
-	}
-	if c := p.commit; c != nil {
-		p.commit = nil
-		if err := c.wait(); err != nil {
-			p.setFailed(err)
-			r.err = err
-			return
-		}
-		p.applyCheckpoint()
 		return
 	}
 	if err := p.syncActive(); err != nil {
@@ -725,10 +733,14 @@ func (p *Partition) publish(r *round) {
 	if !r.written {
 		return
 	}
-	s := p.active()
-	s.size.Store(r.pos)
-	s.end.Store(r.end)
-	s.maxTs.Store(s.maxTsBefore)
+	// With the journal a later round may have been written, and may have
+	// rolled the segment, before this one is published: a sealed segment
+	// got its final size at roll (after an fdatasync).
+	if s := r.seg; s == p.active() {
+		s.size.Store(r.pos)
+		s.end.Store(r.end)
+		s.maxTs.Store(s.maxTsBefore)
+	}
 	p.mu.Lock()
 	p.end.Store(r.end)
 	close(p.notify)
@@ -780,21 +792,29 @@ func (p *Partition) syncIfDirty() {
 	p.kick()
 }
 
+// refuseAppends makes later appends fail with ErrClosed; Log.Close calls
+// it on every partition before the journal commits what is queued.
+func (p *Partition) refuseAppends() {
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
+}
+
 // close stops the committer, commits what is pending, syncs and closes the
 // files. Appends after close fail with ErrClosed.
 func (p *Partition) close() error {
 	p.mu.Lock()
-	if p.closed {
+	if p.stopped {
 		p.mu.Unlock()
 		return nil
 	}
-	p.closed = true
+	p.closed, p.stopped = true, true
 	close(p.stop)
 	p.mu.Unlock()
 	<-p.done
 	p.roundMu.Lock()
 	defer p.roundMu.Unlock()
-	r := p.prepare()
+	r := p.prepare(nil, 0)
 	if r.written || p.dirty {
 		r.needs = true
 	}
