@@ -234,7 +234,7 @@ type journalRound struct {
 
 // journalBatch is one written commit on its way to the syncer.
 type journalBatch struct {
-	jf     *journalFile // nil: nothing written to the journal
+	jf     *journalFile       // nil: nothing written to the journal
 	direct map[*segment]int64 // segments to fdatasync instead (a large commit)
 	rounds []journalRound
 	recs   int
