@@ -97,11 +97,12 @@
 //
 // Lock order: Partition.roundMu (the committer's round, which may apply
 // the disk budget), then Log.budgetMu (segment deletion), then Log.mu, then
-// Partition.mu, then journal.mu, then segment.fmu. A partition's committer
-// waits for its journal commit holding roundMu; the journal's goroutines
-// never take a partition's locks (the checkpointer fdatasyncs segment
-// files under segment.fmu only), so that wait cannot deadlock. The committer takes Partition.mu only to
-// swap the pending queue and to publish a new end; file I/O happens outside
-// it. A partition's holds are a copy-on-write list: changed under
+// Partition.mu, then segment.fmu; journal.mu is a leaf, never held while
+// taking another. With the journal, its committer and syncer goroutines
+// take each partition's roundMu in turn to prepare and to publish rounds
+// (the partitions' own committers then only fail queued appends after a
+// failure); neither holds one while waiting for the other. The committer
+// takes Partition.mu only to swap the pending queue and to publish a new
+// end; file I/O happens outside it. A partition's holds are a copy-on-write list: changed under
 // Partition.mu, read by retention without it.
 package log

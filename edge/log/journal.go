@@ -533,13 +533,22 @@ func (j *journal) flush() {
 	}
 }
 
-// close stops the journal. The partitions are closed first: their
-// segments are synced, so nothing needs the journal any more.
-func (j *journal) close() error {
+// close stops the journal and, if empty, truncates its files. The
+// partitions are closed first: their segments are synced, so nothing
+// needs the journal any more unless one of them failed.
+func (j *journal) close(empty bool) error {
 	close(j.stop)
 	j.wg.Wait()
+	empty = empty && j.err() == nil
 	var errs []error
 	for _, jf := range j.files {
+		if empty {
+			if err := jf.f.Truncate(0); err != nil {
+				errs = append(errs, fmt.Errorf("log: empty journal %s: %w", jf.path, err))
+			} else if err := jf.f.Sync(); err != nil {
+				errs = append(errs, fmt.Errorf("log: empty journal %s: %w", jf.path, err))
+			}
+		}
 		errs = append(errs, jf.f.Close())
 	}
 	return errors.Join(errs...)

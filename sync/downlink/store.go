@@ -94,7 +94,11 @@ func Open(ctx context.Context, cfg Config, lg *log.Log, meta metaStore) (*Store,
 	}
 	s.hold.Set(cursor)
 	s.cursor = cursor
-	if err := s.replay(ctx); err != nil {
+	atEdge, err := s.replay(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.restateAtEdge(ctx, atEdge); err != nil {
 		return nil, err
 	}
 	s.m.queued.Set(float64(s.pending))
@@ -104,14 +108,16 @@ func Open(ctx context.Context, cfg Config, lg *log.Log, meta metaStore) (*Store,
 
 // replay reads the command log from its start: every id is remembered (a
 // redelivery of one is dropped), and commands at or above the cursor
-// without a final status are pending.
-func (s *Store) replay(ctx context.Context) error {
+// without a final status are pending. It returns the pending commands'
+// at_edge status records, as Take wrote them (restateAtEdge).
+func (s *Store) replay(ctx context.Context) ([]log.Record, error) {
 	from := s.cmds.StartOffset()
 	end := s.cmds.EndOffset()
+	var atEdge []log.Record
 	for from < end {
 		recs, err := s.cmds.Read(ctx, from, 1<<20)
 		if err != nil {
-			return fmt.Errorf("downlink: replay %s: %w", wire.CommandLogTopic, err)
+			return nil, fmt.Errorf("downlink: replay %s: %w", wire.CommandLogTopic, err)
 		}
 		if len(recs) == 0 {
 			break
@@ -129,17 +135,40 @@ func (s *Store) replay(ctx context.Context) error {
 				continue
 			}
 			if _, final, err := s.meta.Get(ctx, doneBucket, c.ID); err != nil {
-				return fmt.Errorf("downlink: replay: %w", err)
+				return nil, fmt.Errorf("downlink: replay: %w", err)
 			} else if final {
 				s.done[r.Offset] = c.ID
 				continue
 			}
 			s.devices[c.Device] = append(s.devices[c.Device], &entry{offset: r.Offset, cmd: c})
 			s.pending++
+			rec, err := s.statusRecord(c, wire.StatusAtEdge, "", nil, time.Unix(0, r.Timestamp))
+			if err != nil {
+				return nil, err
+			}
+			atEdge = append(atEdge, rec)
 		}
 	}
 	s.end = end
 	s.advanceLocked(ctx)
+	return atEdge, nil
+}
+
+// restateAtEdge appends again the at_edge status of every pending command.
+// Take appends a command and then its at_edge status: a crash between the
+// two leaves a command whose status never reaches the centre, and the
+// centre's redelivery is dropped as a duplicate. The centre folds a status
+// it already has as a no-op, and places this one by its time, the time the
+// command was taken, so the history reads as if nothing had happened.
+// Bounded by the queue's limits.
+func (s *Store) restateAtEdge(ctx context.Context, recs []log.Record) error {
+	for len(recs) > 0 {
+		n := min(len(recs), 256)
+		if _, err := s.status.Append(ctx, recs[:n]); err != nil {
+			return fmt.Errorf("downlink: append status: %w", err)
+		}
+		recs = recs[n:]
+	}
 	return nil
 }
 
@@ -227,16 +256,25 @@ func (s *Store) finalOnly(ctx context.Context, c wire.Command, st wire.CommandSt
 }
 
 func (s *Store) appendStatus(ctx context.Context, c wire.Command, st wire.CommandStatus, reason string, result []byte) error {
-	r := wire.CommandStatusRecord{Version: wire.CommandVersion, ID: c.ID, Site: c.Site, Device: c.Device,
-		Status: st, Time: s.now().UTC(), Reason: reason, Result: result, Node: s.cfg.Node}
-	b, err := json.Marshal(r)
+	rec, err := s.statusRecord(c, st, reason, result, s.now())
 	if err != nil {
 		return err
 	}
-	if _, err := s.status.Append(ctx, []log.Record{{Timestamp: s.now().UnixNano(), Key: []byte(c.Device), Value: b}}); err != nil {
+	if _, err := s.status.Append(ctx, []log.Record{rec}); err != nil {
 		return fmt.Errorf("downlink: append status: %w", err)
 	}
 	return nil
+}
+
+// statusRecord is the status log record of c reaching st at t.
+func (s *Store) statusRecord(c wire.Command, st wire.CommandStatus, reason string, result []byte, t time.Time) (log.Record, error) {
+	r := wire.CommandStatusRecord{Version: wire.CommandVersion, ID: c.ID, Site: c.Site, Device: c.Device,
+		Status: st, Time: t.UTC(), Reason: reason, Result: result, Node: s.cfg.Node}
+	b, err := json.Marshal(r)
+	if err != nil {
+		return log.Record{}, err
+	}
+	return log.Record{Timestamp: t.UnixNano(), Key: []byte(c.Device), Value: b}, nil
 }
 
 // Devices lists the devices with commands pending, sorted.
