@@ -36,7 +36,7 @@ func scanJournal(jf *journalFile) (journalScan, error) {
 	if err != nil {
 		return sc, fmt.Errorf("log: stat journal %s: %w", jf.path, err)
 	}
-	if size > 1<<31 {
+	if size > 1<<30 {
 		return sc, fmt.Errorf("log: journal %s is %d bytes, more than any journal this build writes; move it away if the log's segments are known to be intact", jf.path, size)
 	}
 	data := make([]byte, size)
