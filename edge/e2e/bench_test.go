@@ -44,55 +44,48 @@ func BenchmarkIngestVsMochi(b *testing.B) {
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
-			var edge, mem, nj []float64
-			var edgeP50, memP50, njP50, edgePerSync, njPerSync, edgeCPU, memCPU, njCPU []float64
+			var mem, edge, nj runs
 			for i := 0; i < b.N; i++ {
-				// Labels let a CPU profile tell the two apart (goroutines
-				// inherit them): go tool pprof -tagfocus broker=edge.
-				var s fleet.Summary
-				cpu, wall := processCPU(), time.Now()
-				pprof.Do(context.Background(), pprof.Labels("broker", "mochi"), func(context.Context) {
-					s = runFleet(b, c, secs, startMochi(b))
-				})
-				memCPU = append(memCPU, perMsg(processCPU()-cpu, s.Sent))
-				logRun(b, "mochi", s, cpu, wall)
-				mem = append(mem, s.MsgsPerSec)
-				memP50 = append(memP50, s.Latency.P50)
-				var nb broker
-				cpu, wall = processCPU(), time.Now()
-				pprof.Do(context.Background(), pprof.Labels("broker", "edge"), func(context.Context) {
-					nb = startNode(b, true)
-					s = runFleet(b, c, secs, nb)
-				})
-				edgeCPU = append(edgeCPU, perMsg(processCPU()-cpu, s.Sent))
-				logRun(b, "edge", s, cpu, wall)
-				edge = append(edge, s.MsgsPerSec)
-				edgePerSync = append(edgePerSync, nb.perSync())
-				edgeP50 = append(edgeP50, s.Latency.P50)
-				cpu, wall = processCPU(), time.Now()
-				pprof.Do(context.Background(), pprof.Labels("broker", "edge-nojournal"), func(context.Context) {
-					nb = startNode(b, false)
-					s = runFleet(b, c, secs, nb)
-				})
-				njCPU = append(njCPU, perMsg(processCPU()-cpu, s.Sent))
-				logRun(b, "edge-nojournal", s, cpu, wall)
-				nj = append(nj, s.MsgsPerSec)
-				njPerSync = append(njPerSync, nb.perSync())
-				njP50 = append(njP50, s.Latency.P50)
+				mem.measure(b, c, secs, "mochi", func() broker { return startMochi(b) })
+				edge.measure(b, c, secs, "edge", func() broker { return startNode(b, true) })
+				nj.measure(b, c, secs, "edge-nojournal", func() broker { return startNode(b, false) })
 			}
-			me, mm := median(edge), median(mem)
+			me, mm := median(edge.rate), median(mem.rate)
 			b.ReportMetric(me, "edge-msg/s")
 			b.ReportMetric(mm, "mochi-msg/s")
 			b.ReportMetric(me/mm, "edge/mochi")
-			b.ReportMetric(median(edgePerSync), "records/fdatasync")
-			b.ReportMetric(median(edgeCPU), "edge-cpu-us/msg")
-			b.ReportMetric(median(memCPU), "mochi-cpu-us/msg")
-			b.ReportMetric(median(nj), "nojournal-msg/s")
-			b.ReportMetric(median(njPerSync), "nojournal-records/fdatasync")
-			b.ReportMetric(median(njCPU), "nojournal-cpu-us/msg")
+			b.ReportMetric(median(edge.perSync), "records/fdatasync")
+			b.ReportMetric(median(edge.cpu), "edge-cpu-us/msg")
+			b.ReportMetric(median(mem.cpu), "mochi-cpu-us/msg")
+			b.ReportMetric(median(nj.rate), "nojournal-msg/s")
+			b.ReportMetric(median(nj.perSync), "nojournal-records/fdatasync")
+			b.ReportMetric(median(nj.cpu), "nojournal-cpu-us/msg")
 			b.Logf("%-14s edge %8.0f msg/s (p50 %.2f ms, %.2f cpu-us/msg)  edge-nojournal %8.0f msg/s (p50 %.2f ms, %.2f cpu-us/msg)  mochi-mem %8.0f msg/s (p50 %.2f ms, %.2f cpu-us/msg)  runs edge=%v nojournal=%v mochi=%v",
-				c.name, me, median(edgeP50), median(edgeCPU), median(nj), median(njP50), median(njCPU), mm, median(memP50), median(memCPU), round(edge), round(nj), round(mem))
+				c.name, me, median(edge.p50), median(edge.cpu), median(nj.rate), median(nj.p50), median(nj.cpu), mm, median(mem.p50), median(mem.cpu), round(edge.rate), round(nj.rate), round(mem.rate))
 		})
+	}
+}
+
+// runs collects one broker's figures over a benchmark's iterations.
+type runs struct{ rate, p50, cpu, perSync []float64 }
+
+// measure runs the fleet once against the broker start returns. The pprof
+// label lets a CPU profile tell the brokers apart (goroutines inherit it):
+// go tool pprof -tagfocus broker=edge.
+func (r *runs) measure(b *testing.B, c benchCase, secs int, name string, start func() broker) {
+	var s fleet.Summary
+	var nb broker
+	cpu, wall := processCPU(), time.Now()
+	pprof.Do(context.Background(), pprof.Labels("broker", name), func(context.Context) {
+		nb = start()
+		s = runFleet(b, c, secs, nb)
+	})
+	r.cpu = append(r.cpu, perMsg(processCPU()-cpu, s.Sent))
+	logRun(b, name, s, cpu, wall)
+	r.rate = append(r.rate, s.MsgsPerSec)
+	r.p50 = append(r.p50, s.Latency.P50)
+	if nb.perSync != nil {
+		r.perSync = append(r.perSync, nb.perSync())
 	}
 }
 

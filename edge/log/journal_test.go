@@ -25,6 +25,24 @@ func journalConfig(fs *logtest.FS, reg prometheus.Registerer) elog.Config {
 	}
 }
 
+// openJournalLog opens a journal log in dir on fs with a topic "t" of n
+// partitions.
+func openJournalLog(t *testing.T, dir string, fs *logtest.FS, reg prometheus.Registerer, n int) (*elog.Log, []*elog.Partition) {
+	t.Helper()
+	l, err := elog.Open(dir, journalConfig(fs, reg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.CreateTopic("t", elog.TopicConfig{Partitions: int32(n)}); err != nil {
+		t.Fatal(err)
+	}
+	parts := make([]*elog.Partition, n)
+	for i := range parts {
+		parts[i], _ = l.Partition("t", int32(i))
+	}
+	return l, parts
+}
+
 // appendAcked appends from g goroutines per partition until n
 // records per partition are acknowledged, and returns them by partition.
 func appendAcked(t *testing.T, parts []*elog.Partition, g, n int, tag string) []map[int64]string {
@@ -65,17 +83,7 @@ func TestJournalRestoresUnsyncedSegments(t *testing.T) {
 	dir := t.TempDir()
 	fs := logtest.NewFS()
 	reg := prometheus.NewRegistry()
-	l, err := elog.Open(dir, journalConfig(fs, reg))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := l.CreateTopic("t", elog.TopicConfig{Partitions: 3}); err != nil {
-		t.Fatal(err)
-	}
-	parts := make([]*elog.Partition, 3)
-	for i := range parts {
-		parts[i], _ = l.Partition("t", int32(i))
-	}
+	l, parts := openJournalLog(t, dir, fs, reg, 3)
 	acked := appendAcked(t, parts, 4, 1200, "a")
 	commits := metricValue(t, reg, "outpost_log_journal_commits_total", "")
 	checkpoints := metricValue(t, reg, "outpost_log_journal_checkpoints_total", "")
@@ -242,17 +250,7 @@ func TestJournalLargeCommitsBypass(t *testing.T) {
 	dir := t.TempDir()
 	fs := logtest.NewFS()
 	reg := prometheus.NewRegistry()
-	l, err := elog.Open(dir, journalConfig(fs, reg))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := l.CreateTopic("t", elog.TopicConfig{Partitions: 2}); err != nil {
-		t.Fatal(err)
-	}
-	parts := make([]*elog.Partition, 2)
-	for i := range parts {
-		parts[i], _ = l.Partition("t", int32(i))
-	}
+	l, parts := openJournalLog(t, dir, fs, reg, 2)
 	acked := []map[int64]string{{}, {}}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
