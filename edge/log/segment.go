@@ -262,13 +262,14 @@ func (s *segment) syncTo(end int64) error {
 		return nil
 	}
 	defer s.release()
+	// fmu is held across the fdatasync so that closeIdle cannot close the
+	// file under it (readers opening a sealed segment wait that long).
 	s.fmu.Lock()
-	f := s.f
-	s.fmu.Unlock()
-	if f == nil {
+	defer s.fmu.Unlock()
+	if s.f == nil {
 		return nil
 	}
-	if err := f.Sync(); err != nil {
+	if err := s.f.Sync(); err != nil {
 		return fmt.Errorf("log: checkpoint fdatasync %s: %w", s.logPath, err)
 	}
 	for {
