@@ -107,6 +107,18 @@
 // Config.MaxInflightBytes of published, unacknowledged messages (nats.go
 // keeps each until its ack). Nothing grows with the backlog.
 //
+// # Forwarding leases (lease.go)
+//
+// Leases decide which node forwards an origin node's partitions when site
+// peers replicate each other (sync/peer): one key per origin node in the
+// KV bucket wire.LeaseBucket, taken by compare-and-set on its revision and
+// expired by the bucket's MaxAge when its holder stops renewing. At most
+// one node holds a lease at a time as the KV store sees it; a holder whose
+// lease lapsed without it noticing can still have publishes in flight,
+// which is why forwarding under a lease must also make its publishes
+// conditional (not built yet: the takeover forwarder that uses these
+// leases is the open part of issue 14).
+//
 // # Failures
 //
 // The connection is a Link (link.go), a type of its own so that other

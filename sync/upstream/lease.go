@@ -1,0 +1,156 @@
+package upstream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/outpost-edge/outpost/core/wire"
+)
+
+// ErrLeaseHeld: another node holds the lease (see *LeaseHeldError).
+var ErrLeaseHeld = errors.New("upstream: lease held by another node")
+
+// ErrLeaseLost: the lease expired or was taken since it was acquired or
+// last renewed. Its holder must stop forwarding at once; its in-flight
+// publishes are refused by their expected last subject sequence.
+var ErrLeaseLost = errors.New("upstream: lease lost")
+
+// LeaseHeldError names the holder of a lease that Acquire could not take.
+type LeaseHeldError struct {
+	Key    string
+	Holder string
+}
+
+func (e *LeaseHeldError) Error() string {
+	return fmt.Sprintf("upstream: lease %s is held by %s", e.Key, e.Holder)
+}
+
+func (e *LeaseHeldError) Unwrap() error { return ErrLeaseHeld }
+
+// Leases are the forwarding leases in the centre's KV bucket
+// (wire.LeaseBucket): compare-and-set on the key's revision decides who
+// holds one, and the bucket's MaxAge expires a lease its holder stopped
+// renewing. Taking a lease needs the uplink, which forwarding needs anyway:
+// a node that cannot reach the lease bucket cannot forward either.
+type Leases struct {
+	kv  jetstream.KeyValue
+	ttl time.Duration
+}
+
+// OpenLeases creates or binds the lease bucket with time to live ttl (every
+// node and core must use one ttl: the bucket has one MaxAge).
+func OpenLeases(ctx context.Context, js jetstream.JetStream, ttl time.Duration) (*Leases, error) {
+	if ttl < time.Second {
+		return nil, fmt.Errorf("upstream: lease ttl %v is below 1s", ttl)
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      wire.LeaseBucket,
+		Description: "Outpost forwarding leases: which node forwards each origin node's partitions",
+		History:     1,
+		TTL:         ttl,
+		Storage:     jetstream.FileStorage,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("upstream: lease bucket %s: %w", wire.LeaseBucket, err)
+	}
+	return &Leases{kv: kv, ttl: ttl}, nil
+}
+
+// TTL is the leases' time to live: a holder renews well within it.
+func (ls *Leases) TTL() time.Duration { return ls.ttl }
+
+// Lease is one held lease.
+type Lease struct {
+	ls     *Leases
+	key    string
+	holder string
+	value  []byte
+	rev    uint64
+}
+
+// Acquire takes the lease on forwarding origin site/node for holder. It
+// succeeds if nobody holds it (never taken, released or expired) or if
+// holder itself does (a restart: the previous process's lease is taken
+// over by revision). Otherwise it returns a *LeaseHeldError.
+func (ls *Leases) Acquire(ctx context.Context, site, node, holder string) (*Lease, error) {
+	key := wire.LeaseKey(site, node)
+	value, err := json.Marshal(wire.Lease{Holder: holder, Since: time.Now().UTC()})
+	if err != nil {
+		return nil, err
+	}
+	for attempt := 0; attempt < 5; attempt++ {
+		rev, err := ls.kv.Create(ctx, key, value)
+		if err == nil {
+			return &Lease{ls: ls, key: key, holder: holder, value: value, rev: rev}, nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return nil, fmt.Errorf("upstream: acquire lease %s: %w", key, err)
+		}
+		e, err := ls.kv.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // expired or released between Create and Get
+		}
+		if err != nil {
+			return nil, fmt.Errorf("upstream: acquire lease %s: %w", key, err)
+		}
+		var cur wire.Lease
+		if err := json.Unmarshal(e.Value(), &cur); err != nil || cur.Holder != holder {
+			held := cur.Holder
+			if err != nil {
+				held = fmt.Sprintf("an unreadable value (%v)", err)
+			}
+			return nil, &LeaseHeldError{Key: key, Holder: held}
+		}
+		rev, err = ls.kv.Update(ctx, key, value, e.Revision())
+		if err == nil {
+			return &Lease{ls: ls, key: key, holder: holder, value: value, rev: rev}, nil
+		}
+		if !isWrongRevision(err) {
+			return nil, fmt.Errorf("upstream: acquire lease %s: %w", key, err)
+		}
+	}
+	return nil, fmt.Errorf("upstream: acquire lease %s: it kept changing under five attempts", key)
+}
+
+// Renew extends the lease by its time to live. ErrLeaseLost means it
+// expired or another node took it: stop forwarding.
+func (l *Lease) Renew(ctx context.Context) error {
+	rev, err := l.ls.kv.Update(ctx, l.key, l.value, l.rev)
+	if err != nil {
+		if isWrongRevision(err) || errors.Is(err, jetstream.ErrKeyNotFound) {
+			return fmt.Errorf("%w: %s (held by %s since revision %d)", ErrLeaseLost, l.key, l.holder, l.rev)
+		}
+		return fmt.Errorf("upstream: renew lease %s: %w", l.key, err)
+	}
+	l.rev = rev
+	return nil
+}
+
+// Release gives the lease up, if it is still held (a lost lease is not
+// touched: its new holder's is another revision).
+func (l *Lease) Release(ctx context.Context) error {
+	err := l.ls.kv.Delete(ctx, l.key, jetstream.LastRevision(l.rev))
+	if err != nil && !isWrongRevision(err) {
+		return fmt.Errorf("upstream: release lease %s: %w", l.key, err)
+	}
+	return nil
+}
+
+// Holder is the node holding the lease.
+func (l *Lease) Holder() string { return l.holder }
+
+// Revision is the lease's KV revision: it changes at every renewal and
+// orders holders over time.
+func (l *Lease) Revision() uint64 { return l.rev }
+
+// isWrongRevision reports a compare-and-set refused because the key moved.
+func isWrongRevision(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		errors.Is(err, jetstream.ErrKeyExists)
+}
