@@ -210,6 +210,11 @@ func TestDashboardInBrowser(t *testing.T) {
 	next := b.waitText(t, "rate", 2*time.Second, func(s string) bool { return s != first })
 	t.Logf("ingest rate shown %q, then %q %v later", first, next, time.Since(changedAt).Round(10*time.Millisecond))
 	b.waitText(t, "uplink", 10*time.Second, func(s string) bool { return s == "connected" })
+	// The durability card says what an fsync carries and what a record costs the disk.
+	dur := b.waitText(t, "sync-sub", 10*time.Second, func(s string) bool {
+		return strings.Contains(s, "records each") && strings.Contains(s, "written per record")
+	})
+	t.Logf("durability card: %q", dur)
 	// The devices list names the publishing device, connected, counting.
 	dctx, dcancel := context.WithTimeout(b.ctx, 10*time.Second)
 	defer dcancel()

@@ -20,6 +20,9 @@ type rig struct {
 	connected prometheus.Gauge
 	end, lag  *prometheus.GaugeVec
 	logBytes  prometheus.Gauge
+	appended  prometheus.Counter
+	written   prometheus.Counter
+	fsync     prometheus.Histogram
 	now       time.Time
 }
 
@@ -30,7 +33,10 @@ func newRig(t *testing.T) *rig {
 	r.end = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "outpost_log_end_offset"}, []string{"topic", "partition"})
 	r.lag = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "outpost_upstream_lag_records"}, []string{"topic", "partition"})
 	r.logBytes = prometheus.NewGauge(prometheus.GaugeOpts{Name: "outpost_log_bytes"})
-	r.reg.MustRegister(r.ingest, r.connected, r.end, r.lag, r.logBytes)
+	r.appended = prometheus.NewCounter(prometheus.CounterOpts{Name: "outpost_log_appended_records_total"})
+	r.written = prometheus.NewCounter(prometheus.CounterOpts{Name: "outpost_node_disk_written_bytes_total"})
+	r.fsync = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "outpost_log_fsync_seconds"})
+	r.reg.MustRegister(r.ingest, r.connected, r.end, r.lag, r.logBytes, r.appended, r.written, r.fsync)
 	return r
 }
 
@@ -43,7 +49,8 @@ func (r *rig) snapshot(t *testing.T, d *Dashboard) Snapshot {
 	return s
 }
 
-// TestSnapshot: rates from counter deltas over the sample interval, the
+// TestSnapshot: rates from counter deltas over the sample interval (and
+// what durability costs: records per fsync, bytes written per record), the
 // uplink's down time from the first sample that saw it down, forwarded =
 // end - lag per partition, and the disk forecast against the budget.
 func TestSnapshot(t *testing.T) {
@@ -65,9 +72,17 @@ func TestSnapshot(t *testing.T) {
 	r.lag.WithLabelValues("telemetry", "3").Set(120)
 	r.connected.Set(0)
 	r.logBytes.Set(1000 + 2*1024)
+	r.appended.Add(400)
+	r.written.Add(400 * 700)
+	for range 40 {
+		r.fsync.Observe(0.002)
+	}
 	r.now = r.now.Add(2 * time.Second)
 	d.sample()
 	s := r.snapshot(t, d)
+	if s.RecordsPerFsync != 10 || s.WrittenPerRecord != 700 || s.FsyncMs < 1.99 || s.FsyncMs > 2.01 {
+		t.Errorf("durability cost: %v records per fsync, %v bytes per record, fsync %v ms; want 10, 700, 2", s.RecordsPerFsync, s.WrittenPerRecord, s.FsyncMs)
+	}
 	if s.Ingest.QoS1 != 150 || s.Ingest.QoS0 != 50 || s.Ingest.Total != 200 {
 		t.Errorf("rates %+v, want 150 QoS 1 and 50 QoS 0 per second", s.Ingest)
 	}

@@ -29,6 +29,12 @@ type Snapshot struct {
 	RefusedTotal map[string]float64 `json:"refused_total"`
 	AckLatencyMs float64            `json:"ack_latency_ms"`
 	FsyncMs      float64            `json:"fsync_ms"`
+	// RecordsPerFsync and WrittenPerRecord say what durability costs now
+	// (between the last two samples): records each fdatasync made
+	// durable, and bytes the node wrote to storage per record appended
+	// (what wears an SD card). 0 when nothing was appended.
+	RecordsPerFsync  float64 `json:"records_per_fsync"`
+	WrittenPerRecord float64 `json:"disk_written_bytes_per_record"`
 	Clients      float64            `json:"clients"`
 	Connections  float64            `json:"connections"`
 
@@ -266,6 +272,14 @@ func (d *Dashboard) compute(now time.Time, r *sampleRaw, info Info, notReady str
 		}
 		if n := r.fsyncCount - prev.fsyncCount; n > 0 {
 			s.FsyncMs = (r.fsyncSum - prev.fsyncSum) / n * 1000
+		}
+		if recs := r.scalar["outpost_log_appended_records_total"] - prev.scalar["outpost_log_appended_records_total"]; recs > 0 {
+			if n := r.fsyncCount - prev.fsyncCount; n > 0 {
+				s.RecordsPerFsync = recs / n
+			}
+			if w := r.scalar["outpost_node_disk_written_bytes_total"] - prev.scalar["outpost_node_disk_written_bytes_total"]; w > 0 {
+				s.WrittenPerRecord = w / recs
+			}
 		}
 	}
 

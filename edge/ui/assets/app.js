@@ -50,7 +50,10 @@ function render(s) {
   if (d.full_in_seconds >= 0) ds += " · full in " + dur(d.full_in_seconds);
   $("disk-sub").textContent = ds;
   setText("sync", "sync: " + (s.sync || "?"));
-  $("sync-sub").textContent = s.fsync_ms ? "fsync " + s.fsync_ms.toFixed(1) + " ms" : "";
+  let ss = s.fsync_ms ? "fsync " + s.fsync_ms.toFixed(1) + " ms" : "";
+  if (s.records_per_fsync > 0) ss += " · " + s.records_per_fsync.toFixed(1) + " records each";
+  if (s.disk_written_bytes_per_record > 0) ss += " · " + bytes(s.disk_written_bytes_per_record) + " written per record";
+  $("sync-sub").textContent = ss;
 
   $("repl-card").hidden = !s.replication.configured;
   if (s.replication.configured) {
