@@ -35,8 +35,8 @@ type Snapshot struct {
 	// (what wears an SD card). 0 when nothing was appended.
 	RecordsPerFsync  float64 `json:"records_per_fsync"`
 	WrittenPerRecord float64 `json:"disk_written_bytes_per_record"`
-	Clients      float64            `json:"clients"`
-	Connections  float64            `json:"connections"`
+	Clients          float64 `json:"clients"`
+	Connections      float64 `json:"connections"`
 
 	// Devices are the MaxDevices that sent the most, of DevicesKnown.
 	Devices      []Device `json:"devices"`
