@@ -62,14 +62,31 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// givenPorts are the addresses freePort handed out in this test binary:
+// the kernel may hand a just-closed ephemeral port out again, and a node
+// given one address for MQTT and HTTP cannot start.
+var givenPorts = struct {
+	sync.Mutex
+	m map[string]bool
+}{m: map[string]bool{}}
+
 func freePort(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		l.Close()
+		givenPorts.Lock()
+		seen := givenPorts.m[addr]
+		givenPorts.m[addr] = true
+		givenPorts.Unlock()
+		if !seen {
+			return addr
+		}
 	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 func waitFor(t *testing.T, timeout time.Duration, f func() error) {
