@@ -43,6 +43,20 @@ func openJournalLog(t *testing.T, dir string, fs *logtest.FS, reg prometheus.Reg
 	return l, parts
 }
 
+// powerCut cuts the power under l (every unsynced byte of every file is
+// lost) and reopens dir with the journal, with topic "t" of n partitions.
+func powerCut(t *testing.T, l *elog.Log, fs *logtest.FS, dir string, n int, reg prometheus.Registerer) *elog.Log {
+	t.Helper()
+	fs.Crash()
+	l.Close()
+	fs.PowerLoss(t, nil)
+	l2 := openLog(t, dir, journalConfig(logtest.NewFS(), reg))
+	if err := l2.CreateTopic("t", elog.TopicConfig{Partitions: int32(n)}); err != nil {
+		t.Fatal(err)
+	}
+	return l2
+}
+
 // appendAcked appends from g goroutines per partition until n
 // records per partition are acknowledged, and returns them by partition.
 func appendAcked(t *testing.T, parts []*elog.Partition, g, n int, tag string) []map[int64]string {
@@ -94,16 +108,8 @@ func TestJournalRestoresUnsyncedSegments(t *testing.T) {
 	if commits >= 3600 {
 		t.Fatalf("%v commits for 3600 records from 12 appenders: nothing was shared", commits)
 	}
-	fs.Crash()
-	l.Close()
-	fs.PowerLoss(t, nil) // every unsynced byte of every file is gone
-
 	reg = prometheus.NewRegistry()
-	cfg := journalConfig(logtest.NewFS(), reg)
-	l2 := openLog(t, dir, cfg)
-	if err := l2.CreateTopic("t", elog.TopicConfig{Partitions: 3}); err != nil {
-		t.Fatal(err)
-	}
+	l2 := powerCut(t, l, fs, dir, 3, reg)
 	for i := range parts {
 		p, _ := l2.Partition("t", int32(i))
 		verify(t, 0, p, acked[i])
@@ -288,13 +294,7 @@ func TestJournalLargeCommitsBypass(t *testing.T) {
 	if direct == 0 || commits == 0 {
 		t.Fatal("no direct commit or no journal commit: the test tested nothing")
 	}
-	fs.Crash()
-	l.Close()
-	fs.PowerLoss(t, nil)
-	l2 := openLog(t, dir, journalConfig(logtest.NewFS(), nil))
-	if err := l2.CreateTopic("t", elog.TopicConfig{Partitions: 2}); err != nil {
-		t.Fatal(err)
-	}
+	l2 := powerCut(t, l, fs, dir, 2, nil)
 	for i := range parts {
 		p, _ := l2.Partition("t", int32(i))
 		verify(t, 0, p, acked[i])
@@ -344,14 +344,7 @@ func TestJournalWithRetention(t *testing.T) {
 	if deleted == 0 {
 		t.Fatal("retention deleted nothing: the test tested nothing")
 	}
-	fs.Crash()
-	l.Close()
-	fs.PowerLoss(t, nil)
-
-	l2 := openLog(t, dir, journalConfig(logtest.NewFS(), nil))
-	if err := l2.CreateTopic("t", elog.TopicConfig{Partitions: 2}); err != nil {
-		t.Fatal(err)
-	}
+	l2 := powerCut(t, l, fs, dir, 2, nil)
 	kept := 0
 	for i := range parts {
 		p, _ := l2.Partition("t", int32(i))
