@@ -1,9 +1,11 @@
 package log
 
 import (
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -61,6 +63,23 @@ func (o *osFile) Size() (int64, error) {
 		return 0, err
 	}
 	return st.Size(), nil
+}
+
+// fdatasync syncs f (a segment or journal file at path), counts its
+// latency and warns when it is slow, the first sign of a failing or worn
+// SD card.
+func (l *Log) fdatasync(f File, path string) (time.Duration, error) {
+	t0 := time.Now()
+	err := f.Sync()
+	d := time.Since(t0)
+	l.metrics.fsyncSeconds.Observe(d.Seconds())
+	if d > time.Second {
+		l.cfg.Logger.Warn("log: slow fdatasync; the storage may be failing or worn", "file", path, "took", d)
+	}
+	if err != nil {
+		return d, fmt.Errorf("log: fdatasync %s: %w", path, err)
+	}
+	return d, nil
 }
 
 // SyncDir makes a directory's entries (created, renamed, removed files)

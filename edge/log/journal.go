@@ -434,17 +434,10 @@ func (j *journal) write() (*journalFile, error) {
 
 // sync fdatasyncs jf for a commit of recs records.
 func (j *journal) sync(jf *journalFile, recs int) error {
-	t0 := time.Now()
-	err := jf.f.Sync()
-	d := time.Since(t0)
+	if _, err := j.l.fdatasync(jf.f, jf.path); err != nil {
+		return err
+	}
 	m := j.l.metrics
-	m.fsyncSeconds.Observe(d.Seconds())
-	if d > time.Second {
-		j.l.cfg.Logger.Warn("log: slow fdatasync; the storage may be failing or worn", "journal", jf.path, "took", d)
-	}
-	if err != nil {
-		return fmt.Errorf("log: fdatasync %s: %w", jf.path, err)
-	}
 	m.journalCommits.Inc()
 	m.journalCommitRecords.Observe(float64(recs))
 	return nil

@@ -329,8 +329,12 @@ func (p *Partition) prepare(j *journal, limit int) *round {
 			size += reqs[n].size
 			n++
 		}
+		p.pending = nil
+		if n < len(reqs) {
+			// A copy, so the array does not keep the taken appends alive.
+			p.pending = slices.Clone(reqs[n:])
+		}
 		reqs = reqs[:n:n]
-		p.pending = slices.Clone(p.pending[n:])
 		p.pendingBytes -= size
 		for _, q := range reqs {
 			p.pendingRecs -= len(q.recs)
@@ -673,20 +677,14 @@ func (p *Partition) createSegment(base int64) (*segment, error) {
 
 func (p *Partition) syncActive() error {
 	s := p.active()
-	t0 := time.Now()
-	err := s.f.Sync()
-	d := time.Since(t0)
-	p.log.metrics.fsyncSeconds.Observe(d.Seconds())
+	d, err := p.log.fdatasync(s.f, s.logPath)
 	if p.fsyncEWMA == 0 {
 		p.fsyncEWMA = d
 	} else {
 		p.fsyncEWMA += (d - p.fsyncEWMA) / 8
 	}
-	if d > time.Second {
-		p.log.cfg.Logger.Warn("log: slow fdatasync; the storage may be failing or worn", "segment", s.logPath, "took", d)
-	}
 	if err != nil {
-		return fmt.Errorf("log: fdatasync %s: %w", s.logPath, err)
+		return err
 	}
 	p.dirty = false
 	p.durablePos = p.writePos

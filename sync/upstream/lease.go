@@ -148,9 +148,9 @@ func (l *Lease) Holder() string { return l.holder }
 // orders holders over time.
 func (l *Lease) Revision() uint64 { return l.rev }
 
-// isWrongRevision reports a compare-and-set refused because the key moved.
+// isWrongRevision reports a compare-and-set refused because the key moved
+// (the same server answer as a conditional publish that found the stream
+// moved).
 func isWrongRevision(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-		errors.Is(err, jetstream.ErrKeyExists)
+	return isStreamMoved(err) || errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch)
 }
