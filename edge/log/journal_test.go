@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -357,4 +358,76 @@ func TestJournalWithRetention(t *testing.T) {
 		verify(t, 0, p, acked[i])
 	}
 	t.Logf("%d segments deleted by retention during the run; %d acknowledged records kept and checked", deleted, kept)
+}
+
+// TestJournalGap: journal records past a partition's end that do not
+// continue it mean the segment lost records a checkpoint or a clean close
+// had made durable, which no power cut does: Open refuses, naming the
+// journal and the offsets; Recovery=truncate opens and drops them. A clean
+// close leaves the journal empty.
+func TestJournalGap(t *testing.T) {
+	dir := t.TempDir()
+	cfg := elog.Config{Journal: true, CommitWindow: -1}
+	ctx := context.Background()
+	appendN := func(l *elog.Log, from, n int) {
+		t.Helper()
+		p := mustPartition(t, l, "t", 0)
+		for i := from; i < from+n; i++ {
+			if _, err := p.Append(ctx, []elog.Record{rec(i)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	l, err := elog.Open(dir, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendN(l, 0, 5)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"journal-0.wal", "journal-1.wal"} {
+		if st, err := os.Stat(filepath.Join(dir, name)); err != nil || st.Size() != 0 {
+			t.Fatalf("%s after a clean close: %v, %v; want empty", name, st, err)
+		}
+	}
+	fs := logtest.NewFS()
+	cfg.OpenFile = fs.Open
+	l, err = elog.Open(dir, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendN(l, 5, 5) // offsets 5..9: in the journal only
+	fs.Crash()
+	l.Close()
+	// The segment loses everything, 0..4 included, which were synced.
+	seg := filepath.Join(dir, "t", "0", "00000000000000000000.log")
+	if err := os.Truncate(seg, 32); err != nil {
+		t.Fatal(err)
+	}
+	_, err = elog.Open(dir, elog.Config{Journal: true})
+	if !errors.Is(err, elog.ErrJournalGap) || !strings.Contains(err.Error(), "journal-1.wal holds t/0 offsets 5..") {
+		t.Fatalf("open = %v, want ErrJournalGap naming journal-1.wal and offset 5", err)
+	}
+	l = openLog(t, dir, elog.Config{Journal: true, Recovery: elog.RecoveryTruncate})
+	if p := mustPartition(t, l, "t", 0); p.EndOffset() != 0 {
+		t.Fatalf("end %d after Recovery=truncate, want 0 (the records after the gap dropped)", p.EndOffset())
+	}
+}
+
+// TestJournalLoneAppenderDoesNotWait: the commit window ends as soon as as
+// many records wait as recent commits carried, so a lone sequential
+// appender commits at once even with the longest window (1 s). Were the
+// window served in full, 30 appends would take 30 s, past the deadline.
+func TestJournalLoneAppenderDoesNotWait(t *testing.T) {
+	cfg := elog.Config{Journal: true, CommitWindow: time.Second}
+	l := openLog(t, t.TempDir(), cfg)
+	p := mustPartition(t, l, "t", 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i := 0; i < 30; i++ {
+		if _, err := p.Append(ctx, []elog.Record{rec(i)}); err != nil {
+			t.Fatalf("append %d: %v (a lone appender waited for the commit window)", i, err)
+		}
+	}
 }
