@@ -132,7 +132,8 @@ func (p *Provisioner) create(ctx context.Context, want jetstream.StreamConfig) (
 
 func sameShape(a, b jetstream.StreamConfig) bool {
 	return a.Duplicates == b.Duplicates && a.MaxAge == b.MaxAge && a.MaxBytes == b.MaxBytes &&
-		a.Replicas == b.Replicas && a.Discard == b.Discard && a.AllowDirect == b.AllowDirect
+		a.Replicas == b.Replicas && a.Discard == b.Discard && a.AllowDirect == b.AllowDirect &&
+		a.AllowAtomicPublish == b.AllowAtomicPublish
 }
 
 // RequestTimeout bounds the JetStream calls one provision request makes.

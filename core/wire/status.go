@@ -31,6 +31,11 @@ type Status struct {
 	Time time.Time `json:"time"`
 	// Software is free text (version of the edge binary), may be empty.
 	Software string `json:"software,omitempty"`
+	// ForwardedBy is the node that forwards Node's partitions and sent
+	// this report: Node itself, or a site peer that took over forwarding
+	// of Node's replicated partitions while Node is away (issue 14). Empty
+	// in reports of edges older than it: Node itself.
+	ForwardedBy string `json:"forwarded_by,omitempty"`
 	// Partitions lists every partition the node forwards.
 	Partitions []PartitionStatus `json:"partitions"`
 }
@@ -65,6 +70,11 @@ func (s *Status) Validate() error {
 	}
 	if err := ValidateName("site", s.Site); err != nil {
 		return fmt.Errorf("status: %w", err)
+	}
+	if s.ForwardedBy != "" {
+		if err := ValidateName("forwarded_by", s.ForwardedBy); err != nil {
+			return fmt.Errorf("status: %w", err)
+		}
 	}
 	if err := ValidateName("node", s.Node); err != nil {
 		return fmt.Errorf("status: %w", err)

@@ -115,6 +115,12 @@ func StreamConfig(prefix, topic string, tc TopicConfig) (jetstream.StreamConfig,
 		Duplicates:  tc.DuplicateWindow,
 		// Off on purpose: see package doc and LastOffset.
 		AllowDirect: false,
+		// A peer forwarding a dead node's replica publishes in atomic
+		// batches conditional on the subject's last sequence (sync/upstream
+		// Config.Fenced), so that a forwarder whose lease lapsed cannot
+		// duplicate or reorder; without it, it sends one message per round
+		// trip.
+		AllowAtomicPublish: true,
 		Metadata: map[string]string{
 			MetadataTopic:  topic,
 			MetadataPrefix: prefix,

@@ -123,6 +123,22 @@ type Config struct {
 	// with core's default shape. Off, a missing stream pauses forwarding of
 	// its topic until someone creates it.
 	CreateStreams bool
+	// Fenced makes every publish conditional, so that a forwarder that no
+	// longer should forward (its lease lapsed without its knowing) cannot
+	// store a duplicate or reorder: records go out in JetStream atomic
+	// batches, one batch in flight, each expecting the subject's last
+	// sequence to be the one the previous batch ended on. A stream that
+	// does not allow atomic publishing gets one conditional message per
+	// round trip. A takeover forwarder (forwarding a peer's replica) runs
+	// fenced; a node forwarding its own log does not need to.
+	Fenced bool
+	// ReleaseHolds releases the forwarder's retention holds when Run
+	// returns: a takeover forwards a replica only while its owner is
+	// away, and must not keep the replica's retention back afterwards.
+	ReleaseHolds bool
+	// ForwardedBy names the node that runs this forwarder in its status
+	// reports (wire.Status.ForwardedBy); "" means Node itself.
+	ForwardedBy string
 	// Logger receives state changes (connected, paused and why, resumed,
 	// gaps); nil discards.
 	Logger *slog.Logger
@@ -215,6 +231,11 @@ func (c Config) Validate() error {
 	}
 	if c.CursorName == "" {
 		return errors.New("upstream: CursorName: required")
+	}
+	if c.ForwardedBy != "" {
+		if err := wire.ValidateName("ForwardedBy", c.ForwardedBy); err != nil {
+			return fmt.Errorf("upstream: ForwardedBy: %w", err)
+		}
 	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		return errors.New("upstream: TLS.CertFile and TLS.KeyFile: give both or neither")

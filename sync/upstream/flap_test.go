@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +19,11 @@ import (
 type proxy struct {
 	ln     net.Listener
 	target string
+
+	// delay holds back what clients send by this long (nanoseconds): a
+	// slow link, on which a forwarder's publishes reach the server long
+	// after it sent them.
+	delay atomic.Int64
 
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
@@ -66,7 +72,51 @@ func (p *proxy) accept() {
 			p.mu.Unlock()
 		}
 		p.wg.Go(func() { pipe(c, s) })
-		p.wg.Go(func() { pipe(s, c) })
+		if p.delay.Load() > 0 {
+			p.wg.Go(func() { p.delayed(s, c) })
+		} else {
+			p.wg.Go(func() { pipe(s, c) })
+		}
+	}
+}
+
+// delayed copies src to dst, each chunk p.delay after it was read.
+func (p *proxy) delayed(dst, src net.Conn) {
+	type chunk struct {
+		b  []byte
+		at time.Time
+	}
+	ch := make(chan chunk, 4096)
+	done := make(chan struct{})
+	p.wg.Go(func() {
+		defer close(ch)
+		for {
+			b := make([]byte, 32<<10)
+			n, err := src.Read(b)
+			if n > 0 {
+				select {
+				case ch <- chunk{b[:n], time.Now()}:
+				case <-done:
+					return
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	})
+	defer func() {
+		close(done)
+		dst.Close()
+		src.Close()
+		for range ch {
+		}
+	}()
+	for c := range ch {
+		time.Sleep(time.Until(c.at.Add(time.Duration(p.delay.Load()))))
+		if _, err := dst.Write(c.b); err != nil {
+			return
+		}
 	}
 }
 

@@ -127,6 +127,18 @@ func (f *Forwarder) Run(ctx context.Context) error {
 	cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	f.commitCursors(cctx)
 	cancel()
+	if f.cfg.ReleaseHolds {
+		// A takeover ends: the replica's retention is its follower's again.
+		// The partitions are made afresh (with new holds) by the next Run.
+		f.mu.Lock()
+		for k, p := range f.parts {
+			if p.hold != nil {
+				p.hold.Release()
+			}
+			delete(f.parts, k)
+		}
+		f.mu.Unlock()
+	}
 	stopLink()
 	conns.Wait()
 	return nil

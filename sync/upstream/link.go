@@ -145,6 +145,16 @@ func (c *Conn) publishAsync(epoch uint64, msg *nats.Msg) (jetstream.PubAckFuture
 	return c.js.PublishMsgAsync(msg, jetstream.WithRetryAttempts(0))
 }
 
+// publish publishes msg without a reply subject (fire and forget), under
+// the same rule as publishAsync: only on the connection of epoch.
+func (c *Conn) publish(epoch uint64, msg *nats.Msg) error {
+	if !c.Up() || !c.gate.enter(epoch) {
+		return ErrNotConnected
+	}
+	defer c.gate.exit()
+	return c.nc.PublishMsg(msg)
+}
+
 // NewLink returns a Link. It starts nothing; Run connects.
 func NewLink(cfg LinkConfig) (*Link, error) {
 	cfg = cfg.withDefaults()

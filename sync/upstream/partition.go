@@ -58,6 +58,10 @@ type partition struct {
 	redoUntil    int64
 	redoLoaded   bool
 	warnedWindow bool // the short duplicate window warning was logged
+	// atomicOK: the stream allows atomic batches (read at every resolve;
+	// Config.Fenced sends one message per round trip without them).
+	atomicOK     bool
+	warnedAtomic bool
 }
 
 func newPartition(f *Forwarder, o wire.Origin, src source) (*partition, error) {

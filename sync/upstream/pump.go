@@ -104,8 +104,8 @@ func (s *pump) harvest(ctx context.Context) error {
 	for s.w.len() > 0 && (s.w.len() >= s.w.limit || s.sent%16 == 0 || s.woke) {
 		ok, failed := s.w.head()
 		select {
-		case <-ok:
-			s.ack(ctx, s.w.pop())
+		case pa := <-ok:
+			s.ack(ctx, s.w.pop(), pa)
 		case err := <-failed:
 			return s.abort(ctx, true, err)
 		default:
@@ -116,9 +116,13 @@ func (s *pump) harvest(ctx context.Context) error {
 }
 
 // ack moves the partition past an acknowledged message; the first one
-// opens the window and ends a pause.
-func (s *pump) ack(ctx context.Context, h inflight) {
+// opens the window (unless fenced: one batch at a time) and ends a pause.
+func (s *pump) ack(ctx context.Context, h inflight, pa *jetstream.PubAck) {
 	p := s.p
+	if pa != nil {
+		// What the next fenced batch expects the subject to end on.
+		s.lastSeq = pa.Sequence
+	}
 	p.setAcked(h.last + 1)
 	if p.redoSaved && h.last >= p.redoUntil {
 		p.clearRedo(ctx)
@@ -126,7 +130,9 @@ func (s *pump) ack(ctx context.Context, h inflight) {
 	p.countForwarded(h)
 	if !s.progressed {
 		s.progressed = true
-		s.w.open()
+		if !s.cfg.Fenced {
+			s.w.open()
+		}
 		p.setError(nil)
 	}
 }
@@ -219,6 +225,9 @@ func (s *pump) read(ctx context.Context, from int64) ([]log.Record, error) {
 
 // send publishes the next message from the read-ahead.
 func (s *pump) send(ctx context.Context, live bool) error {
+	if s.cfg.Fenced {
+		return s.sendFenced(ctx, live)
+	}
 	s.setInLive(live)
 	msg, n, err := s.p.message(s.buf, &s.cuts, s.maxPayload)
 	if err != nil {
@@ -261,8 +270,8 @@ func (s *pump) wait(ctx context.Context, grow bool) error {
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
-	case <-ok:
-		s.ack(ctx, s.w.pop())
+	case pa := <-ok:
+		s.ack(ctx, s.w.pop(), pa)
 		// Acks come in bursts: take every one that is in before publishing
 		// again, so one wake-up refills the window by many.
 		s.woke = true

@@ -91,7 +91,9 @@ func (p *partition) abort(ctx context.Context, q []inflight, headFailed bool, er
 			return err
 		}
 	}
-	if failedAt < 0 || !(suspect || refused) {
+	// Fenced forwarding needs no resend: every batch expects the one before
+	// it, so the stream never holds a record above a missing one.
+	if failedAt < 0 || !(suspect || refused) || p.f.cfg.Fenced {
 		if p.redoSaved && p.acked.Load() > p.redoUntil {
 			p.clearRedo(ctx)
 		}
@@ -129,11 +131,21 @@ func isRefusal(err error) bool {
 	return errors.As(err, &apiErr) || errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse)
 }
 
+// isStreamMoved reports a conditional publish refused because the subject
+// holds more than the publisher expected. A fenced batch holding a record
+// the stream already has is refused for its Nats-Msg-Id before its
+// expectation is checked (JetStream checks duplicates first), which means
+// the same: someone else forwarded it since the resume point was read.
 func isStreamMoved(err error) bool {
 	var apiErr *jetstream.APIError
 	return errors.As(err, &apiErr) &&
-		(apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+		(apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant ||
+			apiErr.ErrorCode == errCodeBatchDuplicate)
 }
+
+// errCodeBatchDuplicate is JetStream's "atomic publish batch contains
+// duplicate message id" (nats.go has no constant for it).
+const errCodeBatchDuplicate jetstream.ErrorCode = 10201
 
 // takeResend returns the resend to do now: the one armed in this process,
 // or on the first resolve since start, one a predecessor saved (one armed

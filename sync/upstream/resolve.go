@@ -46,6 +46,11 @@ func (p *partition) resolve(ctx context.Context, c *Conn) (d resume, lastSeq uin
 	in.start, in.end = p.src.StartOffset(), p.src.EndOffset()
 	lg := f.log.With("topic", p.origin.Topic, "partition", p.origin.Partition, "subject", p.subject)
 	p.checkDupWindow(lg, in.dupWindow)
+	p.atomicOK = st.CachedInfo().Config.AllowAtomicPublish
+	if f.cfg.Fenced && !p.atomicOK && !p.warnedAtomic {
+		p.warnedAtomic = true
+		lg.Warn("upstream: the stream does not allow atomic batches; fenced forwarding sends one message per round trip (core enables allow_atomic on the streams of topics it lists)", "stream", p.stream)
+	}
 	if in.resend, err = p.takeResend(ctx, lg); err != nil {
 		return resume{}, 0, err
 	}

@@ -77,7 +77,11 @@ func (f *Forwarder) publishStatus() {
 	if len(lags) > wire.MaxStatusPartitions {
 		lags = lags[:wire.MaxStatusPartitions]
 	}
-	st := wire.Status{Version: wire.StatusVersion, Site: f.cfg.Site, Node: f.cfg.Node, Time: time.Now().UTC(),
+	by := f.cfg.ForwardedBy
+	if by == "" {
+		by = f.cfg.Node
+	}
+	st := wire.Status{Version: wire.StatusVersion, Site: f.cfg.Site, Node: f.cfg.Node, ForwardedBy: by, Time: time.Now().UTC(),
 		Partitions: make([]wire.PartitionStatus, 0, len(lags))}
 	for _, l := range lags {
 		st.Partitions = append(st.Partitions, wire.PartitionStatus{

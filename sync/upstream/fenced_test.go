@@ -1,0 +1,170 @@
+package upstream
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/outpost-edge/outpost/core/natstest"
+	"github.com/outpost-edge/outpost/core/wire"
+	"github.com/outpost-edge/outpost/edge/log"
+)
+
+// TestFencedForwardersNeverDuplicate is the lease race without the lease:
+// two fenced forwarders forward the same origin partitions from two logs
+// that hold the same records (an owner and its replica), at the same time,
+// one over a link that flaps, the other over one that delays what it
+// sends by 250 ms, into a stream whose duplicate window (100 ms) is far shorter than
+// that delay. Every offset must land once and in
+// order: only the conditional batches keep them apart. With the stream
+// refusing atomic batches the fallback (one conditional message per round
+// trip) must hold the same.
+func TestFencedForwardersNeverDuplicate(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		mode   Mode
+		atomic bool
+	}{{"record", ModeRecord, true}, {"batch", ModeBatch, true}, {"record-no-atomic", ModeRecord, false}} {
+		t.Run(tc.name, func(t *testing.T) { testFencedForwarders(t, tc.mode, tc.atomic) })
+	}
+}
+
+func testFencedForwarders(t *testing.T, mode Mode, atomic bool) {
+	seed := time.Now().UnixNano()
+	t.Logf("seed %d (cut intervals and append pace are random)", seed)
+	rng := rand.New(rand.NewPCG(uint64(seed), 0))
+	raceFor := 3 * time.Second
+	if longTests() {
+		raceFor = 60 * time.Second
+	}
+	srv := natstest.RunServer(t)
+	_, js := srv.Connect()
+	ctx := context.Background()
+	sc, err := wire.StreamConfig(wire.DefaultPrefix, "t", wire.TopicConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc.Duplicates = 100 * time.Millisecond
+	sc.AllowAtomicPublish = atomic
+	if _, err := js.CreateStream(ctx, sc); err != nil {
+		t.Fatal(err)
+	}
+	const parts = 2
+	type side struct {
+		px  *proxy
+		f   *Forwarder
+		reg *prometheus.Registry
+	}
+	var sides []side
+	var logs []*log.Log
+	counts := map[int32]int64{}
+	// Per partition, so that both pipelines stay full for a while; one
+	// message per round trip (no atomic batches) goes slower.
+	backlog, burst, slow := int64(4000), 40, 200
+	if !atomic {
+		backlog, burst, slow = 300, 4, 3
+	}
+	for i := range 2 {
+		dir := t.TempDir()
+		l := openLog(t, dir)
+		createTopic(t, l, "t", parts)
+		for part := range int32(parts) {
+			appendN(t, l, "t", part, int(backlog), 80)
+			counts[part] = backlog
+		}
+		px := startProxy(t, srv.URL()[len("nats://"):])
+		if i == 1 {
+			// What this forwarder publishes reaches the server 2.5
+			// duplicate windows late: the lapsed forwarder whose
+			// publishes are still on their way when the other one has
+			// forwarded the same records.
+			px.delay.Store(int64(250 * time.Millisecond))
+		}
+		lg, lb := newLogger(t)
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("forwarder %d's log:\n%s", i, lb.String())
+			}
+		})
+		cfg := testConfig(px.url(), lg.With("forwarder", i))
+		cfg.AckTimeout = 2 * time.Second
+		cfg.Mode = mode
+		cfg.MaxBatchRecords = 30
+		cfg.Fenced = true
+		reg := prometheus.NewRegistry()
+		cfg.Registerer = reg
+		f, err := New(t.Context(), cfg, l, openMeta(t, metaPath(dir)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sides = append(sides, side{px, f, reg})
+		logs = append(logs, l)
+	}
+	// The slow one starts first and is well into the backlog when the
+	// fast one starts.
+	runForwarder(t, sides[1].f)
+	natstest.WaitFor(t, 20*time.Second, func() error {
+		lags := sides[1].f.Lag()
+		if len(lags) < parts {
+			return fmt.Errorf("the slow forwarder knows %d partitions", len(lags))
+		}
+		for _, l := range lags {
+			if l.ForwardedOffset < int64(slow) {
+				return fmt.Errorf("the slow forwarder is at %d of %s/%d", l.ForwardedOffset, l.Topic, l.Partition)
+			}
+		}
+		return nil
+	})
+	runForwarder(t, sides[0].f)
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	wg.Go(func() {
+		r := rand.New(rand.NewPCG(uint64(seed), 1))
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			part := int32(i % parts)
+			n := 1 + r.IntN(burst)
+			for _, l := range logs {
+				appendN(t, l, "t", part, n, 80)
+			}
+			counts[part] += int64(n)
+			time.Sleep(time.Duration(1+r.IntN(3)) * time.Millisecond)
+		}
+	})
+	cuts := 0
+	for start := time.Now(); time.Since(start) < raceFor; {
+		time.Sleep(time.Duration(100+rng.IntN(300)) * time.Millisecond)
+		// The fast link flaps (its forwarder resolves again and again);
+		// the slow one stays up, its publishes always late.
+		cuts += sides[0].px.cutAll()
+	}
+	close(stop)
+	wg.Wait()
+	for _, s := range sides {
+		waitForwarded(t, s.f, 60*time.Second, parts)
+	}
+	moved := 0.0
+	for i, s := range sides {
+		m := metricValue(t, s.reg, "outpost_upstream_resumes_total", "source", "moved")
+		moved += m
+		t.Logf("forwarder %d: errors other %v timeout %v disconnected %v", i, metricValue(t, s.reg, "outpost_upstream_publish_errors_total", "kind", "other"),
+			metricValue(t, s.reg, "outpost_upstream_publish_errors_total", "kind", "timeout"), metricValue(t, s.reg, "outpost_upstream_publish_errors_total", "kind", "disconnected"))
+		t.Logf("forwarder %d: %v records acknowledged, %v resolves after the other one moved the stream",
+			i, metricValue(t, s.reg, "outpost_upstream_forwarded_records_total", "topic", "t", "partition", "0")+
+				metricValue(t, s.reg, "outpost_upstream_forwarded_records_total", "topic", "t", "partition", "1"), m)
+	}
+	t.Logf("%d connections cut; records %v", cuts, counts)
+	checkExactlyOnce(t, js, "t", counts)
+	if moved == 0 {
+		t.Error("the forwarders never found the stream moved by the other: they did not race")
+	}
+}
