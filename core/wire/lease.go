@@ -9,6 +9,12 @@ import "time"
 // MaxAge is the lease's time to live).
 const LeaseBucket = "outpost_forward_leases"
 
+// DefaultLeaseTTL is the lease time to live of a bucket its first user
+// creates. The bucket has one TTL for every site; whoever creates it first
+// sets it, and later users take the bucket's (a node's configured TTL is
+// used only to create it).
+const DefaultLeaseTTL = 15 * time.Second
+
 // LeaseKey is the key of the lease on forwarding the partitions of origin
 // node node of site. Site and node names are subject tokens (subject.go),
 // valid in KV keys.

@@ -24,6 +24,9 @@ type proxy struct {
 	// slow link, on which a forwarder's publishes reach the server long
 	// after it sent them.
 	delay atomic.Int64
+	// down refuses new connections (closes them at once): the link is
+	// down until it is cleared.
+	down atomic.Bool
 
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
@@ -53,6 +56,10 @@ func (p *proxy) accept() {
 		c, err := p.ln.Accept()
 		if err != nil {
 			return
+		}
+		if p.down.Load() {
+			c.Close()
+			continue
 		}
 		s, err := net.Dial("tcp", p.target)
 		if err != nil {

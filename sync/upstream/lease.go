@@ -42,23 +42,37 @@ type Leases struct {
 	ttl time.Duration
 }
 
-// OpenLeases creates or binds the lease bucket with time to live ttl (every
-// node and core must use one ttl: the bucket has one MaxAge).
+// OpenLeases binds the lease bucket, or creates it with time to live ttl
+// if it does not exist. The bucket has one MaxAge for every node of every
+// site, so an existing bucket's TTL wins over ttl (TTL says which).
 func OpenLeases(ctx context.Context, js jetstream.JetStream, ttl time.Duration) (*Leases, error) {
 	if ttl < time.Second {
 		return nil, fmt.Errorf("upstream: lease ttl %v is below 1s", ttl)
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      wire.LeaseBucket,
-		Description: "Outpost forwarding leases: which node forwards each origin node's partitions",
-		History:     1,
-		TTL:         ttl,
-		Storage:     jetstream.FileStorage,
-	})
+	kv, err := js.KeyValue(ctx, wire.LeaseBucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:      wire.LeaseBucket,
+			Description: "Outpost forwarding leases: which node forwards each origin node's partitions",
+			History:     1,
+			TTL:         ttl,
+			Storage:     jetstream.FileStorage,
+		})
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			kv, err = js.KeyValue(ctx, wire.LeaseBucket) // another node made it first
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("upstream: lease bucket %s: %w", wire.LeaseBucket, err)
 	}
-	return &Leases{kv: kv, ttl: ttl}, nil
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("upstream: lease bucket %s: %w", wire.LeaseBucket, err)
+	}
+	if st.TTL() < time.Second {
+		return nil, fmt.Errorf("upstream: lease bucket %s has time to live %v: leases would never expire (or at once); delete the bucket so that it is made again", wire.LeaseBucket, st.TTL())
+	}
+	return &Leases{kv: kv, ttl: st.TTL()}, nil
 }
 
 // TTL is the leases' time to live: a holder renews well within it.
@@ -115,6 +129,48 @@ func (ls *Leases) Acquire(ctx context.Context, site, node, holder string) (*Leas
 		}
 	}
 	return nil, fmt.Errorf("upstream: acquire lease %s: it kept changing under five attempts", key)
+}
+
+// Take takes the lease on forwarding origin site/node for holder whoever
+// holds it: an origin node forwarding its own partitions has priority over
+// a peer that took over while it was away. prev names the holder it was
+// taken from ("" if nobody held it, or holder itself). The peer learns it
+// at its next renewal (ErrLeaseLost), and its publishes in flight are
+// fenced by their expected last subject sequence.
+func (ls *Leases) Take(ctx context.Context, site, node, holder string) (l *Lease, prev string, err error) {
+	key := wire.LeaseKey(site, node)
+	value, err := json.Marshal(wire.Lease{Holder: holder, Since: time.Now().UTC()})
+	if err != nil {
+		return nil, "", err
+	}
+	for attempt := 0; attempt < 5; attempt++ {
+		rev, err := ls.kv.Create(ctx, key, value)
+		if err == nil {
+			return &Lease{ls: ls, key: key, holder: holder, value: value, rev: rev}, "", nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return nil, "", fmt.Errorf("upstream: take lease %s: %w", key, err)
+		}
+		e, err := ls.kv.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, "", fmt.Errorf("upstream: take lease %s: %w", key, err)
+		}
+		var cur wire.Lease
+		if json.Unmarshal(e.Value(), &cur) == nil && cur.Holder != holder {
+			prev = cur.Holder
+		}
+		rev, err = ls.kv.Update(ctx, key, value, e.Revision())
+		if err == nil {
+			return &Lease{ls: ls, key: key, holder: holder, value: value, rev: rev}, prev, nil
+		}
+		if !isWrongRevision(err) {
+			return nil, "", fmt.Errorf("upstream: take lease %s: %w", key, err)
+		}
+	}
+	return nil, "", fmt.Errorf("upstream: take lease %s: it kept changing under five attempts", key)
 }
 
 // Renew extends the lease by its time to live. ErrLeaseLost means it

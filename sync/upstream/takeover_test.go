@@ -1,0 +1,204 @@
+package upstream
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/outpost-edge/outpost/core/natstest"
+	"github.com/outpost-edge/outpost/core/wire"
+	"github.com/outpost-edge/outpost/edge/log"
+)
+
+// reachable is a peer link's state as the takeover sees it; the node tests
+// (edge/node) run real peer links.
+type reachable struct{ up atomic.Bool }
+
+func (r *reachable) Connected() bool { return r.up.Load() }
+
+// runFor runs fn until the returned stop is called (or the test ends).
+func runFor(t testing.TB, fn func(context.Context) error) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- fn(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("run: %v", err)
+				}
+			case <-time.After(20 * time.Second):
+				t.Errorf("did not return within 20s of cancel")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// TestTakeoverForwardsWhileOwnerIsGone: pi-a forwards its log and keeps its
+// lease; a split between the nodes alone does not make pi-b take over (the
+// lease is held); then pi-a's uplink dies without a word (the lease lapses, nothing is
+// released) and pi-b, which keeps a replica and cannot reach pi-a either,
+// takes the lease and forwards the replica from where the stream ends.
+// pi-a comes back: it takes its lease back, pi-b stops, and pi-a forwards
+// on. The stream holds every offset once, in order; the status reports
+// say who forwarded.
+func TestTakeoverForwardsWhileOwnerIsGone(t *testing.T) {
+	srv := natstest.RunServer(t)
+	_, js := srv.Connect()
+	ctx := context.Background()
+	if _, err := OpenLeases(ctx, js, time.Second); err != nil { // a 1 s TTL for the test
+		t.Fatal(err)
+	}
+	createStream(t, js, "t", wire.TopicConfig{})
+	const parts = 2
+	var logs []*log.Log
+	for range 2 {
+		l := openLog(t, t.TempDir())
+		createTopic(t, l, "t", parts)
+		logs = append(logs, l)
+	}
+	counts := map[int32]int64{}
+	appendBoth := func(n int) {
+		for part := range int32(parts) {
+			for _, l := range logs {
+				appendN(t, l, "t", part, n, 60)
+			}
+			counts[part] += int64(n)
+		}
+	}
+
+	// pi-a: its forwarder and lease keeper over a link that can die.
+	px := startProxy(t, srv.URL()[len("nats://"):])
+	lgA, logA := newLogger(t)
+	cfgA := testConfig(px.url(), lgA)
+	fA, err := New(ctx, cfgA, logs[0], openMeta(t, metaPath(t.TempDir())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mA, _ := NewLeaseMetrics(nil)
+	keeperA, err := NewLeaseKeeper(LeaseKeeperConfig{Link: fA.link, Site: testSite, Node: testNode, TTL: time.Second, Logger: lgA, Metrics: mA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runForwarder(t, fA)
+	runFor(t, keeperA.Run)
+
+	// pi-b: its own link, and a takeover of pi-a's replica.
+	lgB, logB := newLogger(t)
+	linkB, err := NewLink(LinkConfig{URL: srv.URL(), ReconnectMin: 20 * time.Millisecond, ReconnectMax: 200 * time.Millisecond, Timeout: 2 * time.Second, Logger: lgB})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runFor(t, linkB.Run)
+	fc := testConfig("", lgB)
+	fc.URL, fc.Link = "", linkB
+	regB := prometheus.NewRegistry()
+	mB, err := NewLeaseMetrics(regB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peerA := &reachable{}
+	peerA.up.Store(true)
+	tk, err := NewTakeover(ctx, TakeoverConfig{Forwarder: fc, Holder: "pi-b", Owner: peerA, After: 300 * time.Millisecond, TTL: time.Second, Metrics: mB},
+		logs[1], openMeta(t, metaPath(t.TempDir())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runFor(t, tk.Run)
+
+	statuses := make(chan wire.Status, 1024)
+	nc, _ := srv.Connect()
+	sub, err := nc.Subscribe(wire.StatusSubject(wire.DefaultPrefix, testSite, testNode), func(m *nats.Msg) {
+		if st, err := wire.DecodeStatus(m.Data); err == nil {
+			select {
+			case statuses <- st:
+			default:
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+
+	appendBoth(300)
+	waitForwarded(t, fA, 20*time.Second, parts)
+	time.Sleep(1500 * time.Millisecond) // past a TTL: pi-a renews, pi-b (peer reachable) never tries
+	// The site's network splits, pi-a's uplink stays up: pi-a keeps its
+	// lease, so pi-b must not take over however long it cannot see pi-a.
+	peerA.up.Store(false)
+	appendBoth(100)
+	time.Sleep(2500 * time.Millisecond)
+	if v := metricValue(t, regB, "outpost_upstream_takeovers_total"); v != 0 {
+		t.Fatalf("pi-b took over %v times while pi-a was up (and forwarding)", v)
+	}
+	if logB.Count("its forwarding lease is held") == 0 {
+		t.Errorf("pi-b did not report the held lease:\n%s", logB.String())
+	}
+	peerA.up.Store(true)
+
+	// pi-a's uplink dies silently and pi-b loses sight of it; devices'
+	// records keep reaching both logs (acks: all).
+	px.down.Store(true)
+	px.cutAll()
+	peerA.up.Store(false)
+	died := time.Now()
+	appendBoth(400)
+	natstest.WaitFor(t, 20*time.Second, func() error {
+		if v := metricValue(t, regB, "outpost_upstream_leases_held", "origin", testNode); v != 1 {
+			return fmt.Errorf("pi-b holds no lease on pi-a")
+		}
+		return nil
+	})
+	t.Logf("pi-b took over %v after pi-a's uplink died (lease TTL 1s, after 300ms)", time.Since(died).Round(time.Millisecond))
+	appendBoth(200)
+	waitForwarded(t, tk.Forwarder(), 20*time.Second, parts)
+	checkExactlyOnce(t, js, "t", counts)
+	sawB := false
+	for len(statuses) > 0 {
+		if st := <-statuses; st.ForwardedBy == "pi-b" {
+			sawB = true
+		}
+	}
+	natstest.WaitFor(t, 5*time.Second, func() error {
+		for !sawB {
+			select {
+			case st := <-statuses:
+				sawB = st.ForwardedBy == "pi-b"
+			default:
+				return fmt.Errorf("no status report from pi-b forwarding for pi-a")
+			}
+		}
+		return nil
+	})
+
+	// pi-a comes back: it takes its lease back, pi-b stops and lets go.
+	px.down.Store(false)
+	peerA.up.Store(true)
+	appendBoth(300)
+	waitForwarded(t, fA, 20*time.Second, parts)
+	natstest.WaitFor(t, 10*time.Second, func() error {
+		if v := metricValue(t, regB, "outpost_upstream_leases_held", "origin", testNode); v != 0 {
+			return fmt.Errorf("pi-b still holds pi-a's lease")
+		}
+		return nil
+	})
+	checkExactlyOnce(t, js, "t", counts)
+	if v := metricValue(t, regB, "outpost_upstream_takeovers_total", "origin", testNode); v != 1 {
+		t.Errorf("takeovers_total = %v, want 1", v)
+	}
+	if n := logA.Count("level=ERROR") + logB.Count("level=ERROR"); n != 0 {
+		t.Errorf("%d error lines:\n%s\n%s", n, logA.String(), logB.String())
+	}
+}
