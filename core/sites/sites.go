@@ -264,6 +264,12 @@ type Node struct {
 	ReportTime time.Time `json:"report_time"`
 	// Software is what the edge says it runs.
 	Software string `json:"software,omitempty"`
+	// ForwardedBy is the node that forwards this node's partitions and
+	// sent the last report: the node itself, or a site peer forwarding
+	// them from its replica while this node is gone (replication
+	// takeover). Reports from a peer keep LastContact fresh: a node
+	// forwarded by another is down or cut off.
+	ForwardedBy string `json:"forwarded_by"`
 	// LagRecords and LagBytes sum the partitions'.
 	LagRecords int64 `json:"lag_records"`
 	LagBytes   int64 `json:"lag_bytes"`
@@ -288,6 +294,7 @@ func (r *Registry) Sites() []Site {
 			Stale:                 now.Sub(n.lastContact) > r.cfg.StaleAfter,
 			ReportTime:            n.status.Time,
 			Software:              n.status.Software,
+			ForwardedBy:           cmp.Or(n.status.ForwardedBy, k.node),
 			Partitions:            slices.Clone(n.status.Partitions),
 		}
 		bySite[k.site] = append(bySite[k.site], v)

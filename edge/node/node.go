@@ -63,12 +63,16 @@ type Node struct {
 	httpLn   net.Listener
 	httpSrv  *http.Server
 
-	services   []func(ctx context.Context, n *Node) error
-	dash       *ui.Dashboard
-	forwarder  *upstream.Forwarder  // nil without upstream
-	checker    *schemacheck.Checker // nil when no route names a schema
-	schemaSync *schema.Syncer       // nil when no route names a schema
-	downlink   *downlink.Store      // nil without upstream or with downlink disabled
+	services  []func(ctx context.Context, n *Node) error
+	dash      *ui.Dashboard
+	forwarder *upstream.Forwarder // nil without upstream
+	// With upstream and replication: this node's own forwarding lease,
+	// and a takeover per peer (in the order of cfg.Replication.Peers).
+	leaseKeeper *upstream.LeaseKeeper
+	takeovers   []*upstream.Takeover
+	checker     *schemacheck.Checker // nil when no route names a schema
+	schemaSync  *schema.Syncer       // nil when no route names a schema
+	downlink    *downlink.Store      // nil without upstream or with downlink disabled
 
 	// Replication (nil and empty without it).
 	openFile    log.OpenFileFunc

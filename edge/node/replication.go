@@ -14,6 +14,7 @@ import (
 	"time"
 
 	bmqtt "github.com/outpost-edge/outpost/bridge/mqtt"
+	"github.com/outpost-edge/outpost/core/wire"
 	"github.com/outpost-edge/outpost/edge/log"
 	"github.com/outpost-edge/outpost/sync/peer"
 )
@@ -54,6 +55,16 @@ type ReplicationConfig struct {
 	LagMax time.Duration `yaml:"lag_max"`
 	// TLS secures the peer links (mutual TLS when ca_file is set).
 	TLS PeerTLSConfig `yaml:"tls"`
+	// TakeoverAfter is how long a peer must be unreachable before this
+	// node tries to take over forwarding its replicated partitions to the
+	// centre (it also needs the peer's forwarding lease to have expired;
+	// upstream must be configured).
+	TakeoverAfter time.Duration `yaml:"takeover_after"`
+	// LeaseTTL is the forwarding leases' time to live, used when this node
+	// creates the lease bucket in the centre (the bucket keeps the TTL of
+	// whoever created it). A dead node's partitions are forwarded by a
+	// peer about max(takeover_after, lease_ttl) after it died.
+	LeaseTTL time.Duration `yaml:"lease_ttl"`
 }
 
 // PeerConfig names one peer node.
@@ -75,7 +86,8 @@ type PeerTLSConfig struct {
 }
 
 func defaultReplication() ReplicationConfig {
-	return ReplicationConfig{Acks: "all", Policy: "degrade", LagMax: 10 * time.Second}
+	return ReplicationConfig{Acks: "all", Policy: "degrade", LagMax: 10 * time.Second,
+		TakeoverAfter: 5 * time.Second, LeaseTTL: wire.DefaultLeaseTTL}
 }
 
 // Enabled reports whether replication is configured.
@@ -141,6 +153,12 @@ func (r ReplicationConfig) validate() error {
 	}
 	if r.LagMax <= 0 {
 		return bad("lag_max", "%v is not positive", r.LagMax)
+	}
+	if r.TakeoverAfter <= 0 {
+		return bad("takeover_after", "%v is not positive", r.TakeoverAfter)
+	}
+	if r.LeaseTTL < time.Second {
+		return bad("lease_ttl", "%v is below 1s", r.LeaseTTL)
 	}
 	t := r.TLS
 	if (t.CertFile == "") != (t.KeyFile == "") {

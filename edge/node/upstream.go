@@ -121,8 +121,44 @@ func (n *Node) openUpstream(ctx context.Context) error {
 		return fmt.Errorf("node: %w", err)
 	}
 	n.forwarder = f
+	if n.cfg.Replication.Enabled() {
+		if err := n.openTakeovers(ctx, uc, nodeName); err != nil {
+			return err
+		}
+	}
 	n.services = append(n.services, func(ctx context.Context, _ *Node) error { return n.runUplink(ctx, link) })
 	n.logger.Info("node: forwarding upstream", "url", u.URL, "site", u.Site, "node", nodeName, "mode", u.Mode)
+	return nil
+}
+
+// openTakeovers makes this node keep its own forwarding lease and take over
+// forwarding each peer's replicated partitions while that peer is gone
+// (sync/upstream Takeover): uc is this node's forwarder config, whose
+// settings (link, mode, prefix, timings) the takeovers share.
+func (n *Node) openTakeovers(ctx context.Context, uc upstream.Config, nodeName string) error {
+	r := n.cfg.Replication
+	m, err := upstream.NewLeaseMetrics(n.reg)
+	if err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	if n.leaseKeeper, err = upstream.NewLeaseKeeper(upstream.LeaseKeeperConfig{Link: uc.Link, Site: uc.Site, Node: nodeName,
+		TTL: r.LeaseTTL, Logger: n.logger.With("component", "upstream"), Metrics: m}); err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	for i, p := range r.Peers {
+		fc := uc
+		fc.Node = p.Name
+		fc.Registerer = nil
+		tk, err := upstream.NewTakeover(ctx, upstream.TakeoverConfig{Forwarder: fc, Holder: nodeName, Owner: n.followers[i],
+			After: r.TakeoverAfter, TTL: r.LeaseTTL, Metrics: m}, n.replicaLogs[i], n.meta)
+		if errors.Is(err, upstream.ErrOriginChanged) {
+			return fmt.Errorf("config: replication.peers[%d].name / upstream.site: %w", i, err)
+		}
+		if err != nil {
+			return fmt.Errorf("node: %w", err)
+		}
+		n.takeovers = append(n.takeovers, tk)
+	}
 	return nil
 }
 
@@ -134,8 +170,14 @@ func (n *Node) runUplink(ctx context.Context, link *upstream.Link) error {
 	defer stopLink()
 	var linkWG, users sync.WaitGroup
 	linkWG.Go(func() { _ = link.Run(linkCtx) })
-	errc := make(chan error, 3)
+	errc := make(chan error, 4+len(n.takeovers))
 	users.Go(func() { errc <- n.forwarder.Run(ctx) })
+	if n.leaseKeeper != nil {
+		users.Go(func() { errc <- n.leaseKeeper.Run(ctx) })
+	}
+	for _, tk := range n.takeovers {
+		users.Go(func() { errc <- tk.Run(ctx) })
+	}
 	if n.schemaSync != nil {
 		users.Go(func() { errc <- n.schemaSync.Run(ctx, link) })
 	}

@@ -36,7 +36,9 @@ function render(s) {
       tr.dataset.node = n.node;
       let oldest = 0;
       for (const p of n.partitions) oldest = Math.max(oldest, p.oldest_unforwarded_age_ms / 1000);
-      cell(tr, site.site + " / " + n.node);
+      // A peer forwarding this node's replicated partitions: the node is down.
+      const by = n.forwarded_by && n.forwarded_by !== n.node ? " — forwarded by " + n.forwarded_by : "";
+      cell(tr, site.site + " / " + n.node + by, by ? "warnc" : "");
       cell(tr, dur(n.last_contact_age_seconds) + " ago", n.stale ? "bad" : "good");
       cell(tr, num(n.lag_records), n.lag_records > 0 ? "warnc" : "");
       cell(tr, oldest > 0 ? dur(oldest) : "–");
