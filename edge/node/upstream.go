@@ -108,6 +108,10 @@ func (n *Node) openUpstream(ctx context.Context) error {
 	}
 	uc.BandwidthBytesPerSec = u.BandwidthBytesPerSec
 	uc.CreateStreams = u.CreateStreams
+	// With replication a peer may forward this node's partitions while it
+	// is away, and may still be doing so for a moment when it returns: both
+	// forwarders are fenced, so neither relies on the duplicate window.
+	uc.Fenced = n.cfg.Replication.Enabled()
 	if u.ReconnectMax > 0 {
 		uc.ReconnectMax = u.ReconnectMax
 	}
