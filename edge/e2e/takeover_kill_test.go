@@ -26,8 +26,10 @@ import (
 // its device fails over to pi-b and publishes on. pi-b takes over pi-a's
 // forwarding lease once it expires and forwards pi-a's replicated
 // partitions; pi-a restarts (restoring from pi-b when its disk is gone)
-// and takes its lease back. After every round every acknowledged message
-// is in the stream exactly once, and every origin partition holds offsets
+// and takes its lease back. At the end the failover goes the other way:
+// pi-b dies with its disk and pi-a forwards pi-b's partitions (a double
+// failover). After every round every acknowledged message is in the
+// stream exactly once, and every origin partition holds offsets
 // 0, 1, 2… in stream order. 3 rounds, 12 with OUTPOST_LONG=1; the seed is
 // printed and OUTPOST_SEED replays one.
 func TestTakeoverKill(t *testing.T) {
@@ -160,9 +162,52 @@ func TestTakeoverKill(t *testing.T) {
 			round, after, wipe, n, took.Round(time.Millisecond), leaseTTL, holder(leases, "pi-a"))
 		a = startA()
 	}
+	// Double failover: pi-a died and came back (above); now pi-b dies with
+	// its disk, its device fails over to pi-a, and pi-a forwards pi-b's
+	// partitions from its replica.
 	inSync(a, "pi-a")
-	a.kill()
+	inSync(b, "pi-b")
+	pb, err := dialPublisher(b.mqtt, "dev-b", 1+rng.Intn(32))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, b.stderr)
+	}
+	timer := time.AfterFunc(time.Duration(200+rng.Intn(600))*time.Millisecond, b.kill)
+	nextB = pb.run(nextB)
+	timer.Stop()
 	b.kill()
+	pb.conn.Close()
+	if err := os.RemoveAll(dataB); err != nil {
+		t.Fatal(err)
+	}
+	fb, err := dialPublisher(a.mqtt, "dev-b", 1+rng.Intn(32))
+	if err != nil {
+		t.Fatalf("failover: %v\n%s", err, a.stderr)
+	}
+	var fwg sync.WaitGroup
+	fwg.Go(func() { nextB = fb.run(nextB) })
+	time.Sleep(300 * time.Millisecond)
+	fb.conn.Close()
+	fwg.Wait()
+	for _, p := range []*publisher{pb, fb} {
+		p.mu.Lock()
+		for _, s := range p.acked {
+			acked[s] = true
+		}
+		p.mu.Unlock()
+	}
+	waitFor(t, 60*time.Second, func() error {
+		got := upstreamSeqs(t, js)
+		for s := range acked {
+			if !got[s] {
+				return fmt.Errorf("acknowledged seq %d not upstream yet (pi-b's lease held by %q)", s, holder(leases, "pi-b"))
+			}
+		}
+		if h := holder(leases, "pi-b"); h != "pi-a" {
+			return fmt.Errorf("pi-b's lease is held by %q", h)
+		}
+		return nil
+	})
+	a.kill()
 	got := upstreamSeqs(t, js)
 	for s := range acked {
 		if !got[s] {
@@ -172,8 +217,8 @@ func TestTakeoverKill(t *testing.T) {
 	if len(acked) == 0 {
 		t.Fatal("nothing was acknowledged")
 	}
-	if !strings.Contains(b.stderr.String(), "taking over forwarding of an unreachable peer's partitions") {
-		t.Errorf("pi-b never logged a takeover:\n%s", b.stderr)
+	if !strings.Contains(a.stderr.String(), "taking over forwarding of an unreachable peer's partitions") {
+		t.Errorf("pi-a never logged its takeover of pi-b:\n%s", a.stderr)
 	}
 	for _, p := range []*proc{a, b} {
 		if strings.Contains(p.stderr.String(), "level=ERROR") {

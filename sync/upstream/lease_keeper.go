@@ -109,12 +109,13 @@ func NewLeaseKeeper(cfg LeaseKeeperConfig) (*LeaseKeeper, error) {
 func (k *LeaseKeeper) Run(ctx context.Context) error {
 	b := backoff.Backoff{Min: 250 * time.Millisecond, Max: k.cfg.TTL / 3}
 	attempt := 0
+	counted := false // the loss was counted at a renewal already
 	for {
 		c, err := k.cfg.Link.Wait(ctx)
 		if err != nil {
 			return nil
 		}
-		held, err := k.hold(ctx, c)
+		held, err := k.hold(ctx, c, &counted)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -123,6 +124,7 @@ func (k *LeaseKeeper) Run(ctx context.Context) error {
 		}
 		if errors.Is(err, ErrLeaseLost) {
 			k.m.lost.WithLabelValues(k.cfg.Node).Inc()
+			counted = true
 			k.log.Warn("upstream: a peer took this node's forwarding lease (it found this node unreachable); taking it back", "err", err)
 			continue
 		}
@@ -133,7 +135,9 @@ func (k *LeaseKeeper) Run(ctx context.Context) error {
 }
 
 // hold takes the lease on c and renews it until an error or ctx's end.
-func (k *LeaseKeeper) hold(ctx context.Context, c *Conn) (held bool, err error) {
+// A lease found held by a peer (it took over while this node could not
+// renew) counts as lost unless counted says a renewal found that already.
+func (k *LeaseKeeper) hold(ctx context.Context, c *Conn, counted *bool) (held bool, err error) {
 	ttl := k.cfg.TTL
 	octx, cancel := context.WithTimeout(ctx, ttl/3)
 	ls, err := OpenLeases(octx, c.JetStream(), ttl)
@@ -147,8 +151,12 @@ func (k *LeaseKeeper) hold(ctx context.Context, c *Conn) (held bool, err error) 
 		return false, err
 	}
 	if prev != "" {
+		if !*counted {
+			k.m.lost.WithLabelValues(k.cfg.Node).Inc()
+		}
 		k.log.Info("upstream: took forwarding of this node's partitions back from a peer", "peer", prev)
 	}
+	*counted = false
 	g := k.m.held.WithLabelValues(k.cfg.Node)
 	g.Set(1)
 	defer g.Set(0)

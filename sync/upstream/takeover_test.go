@@ -3,6 +3,7 @@ package upstream
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -197,6 +198,124 @@ func TestTakeoverForwardsWhileOwnerIsGone(t *testing.T) {
 	checkExactlyOnce(t, js, "t", counts)
 	if v := metricValue(t, regB, "outpost_upstream_takeovers_total", "origin", testNode); v != 1 {
 		t.Errorf("takeovers_total = %v, want 1", v)
+	}
+	if n := logA.Count("level=ERROR") + logB.Count("level=ERROR"); n != 0 {
+		t.Errorf("%d error lines:\n%s\n%s", n, logA.String(), logB.String())
+	}
+}
+
+// TestLeaseRaceWithFlappingUplinks: pi-a (its forwarder and lease keeper)
+// and pi-b (a takeover of pi-a, which never sees pi-a on the site network)
+// forward the same origin partitions from logs that hold the same records,
+// while both uplinks flap and pi-a's goes down for longer than the lease's
+// TTL now and then: pi-b takes over, pi-a comes back and takes its lease
+// back, again and again, for far longer than the stream's duplicate window
+// (100 ms). Zero duplicates and zero gaps upstream.
+func TestLeaseRaceWithFlappingUplinks(t *testing.T) {
+	seed := time.Now().UnixNano()
+	t.Logf("seed %d (flap schedule and append pace are random)", seed)
+	rng := rand.New(rand.NewPCG(uint64(seed), 0))
+	raceFor := 8 * time.Second
+	if longTests() {
+		raceFor = 120 * time.Second
+	}
+	srv := natstest.RunServer(t)
+	_, js := srv.Connect()
+	ctx := context.Background()
+	if _, err := OpenLeases(ctx, js, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	createStream(t, js, "t", wire.TopicConfig{DuplicateWindow: 100 * time.Millisecond})
+	const parts = 2
+	var logs []*log.Log
+	for range 2 {
+		l := openLog(t, t.TempDir())
+		createTopic(t, l, "t", parts)
+		logs = append(logs, l)
+	}
+	pxA := startProxy(t, srv.URL()[len("nats://"):])
+	pxB := startProxy(t, srv.URL()[len("nats://"):])
+	lgA, logA := newLogger(t)
+	cfgA := testConfig(pxA.url(), lgA)
+	cfgA.Fenced = true
+	fA, err := New(ctx, cfgA, logs[0], openMeta(t, metaPath(t.TempDir())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	regA := prometheus.NewRegistry()
+	mA, _ := NewLeaseMetrics(regA)
+	keeperA, err := NewLeaseKeeper(LeaseKeeperConfig{Link: fA.link, Site: testSite, Node: testNode, TTL: time.Second, Logger: lgA, Metrics: mA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runForwarder(t, fA)
+	runFor(t, keeperA.Run)
+
+	lgB, logB := newLogger(t)
+	linkB, err := NewLink(LinkConfig{URL: pxB.url(), ReconnectMin: 20 * time.Millisecond, ReconnectMax: 200 * time.Millisecond, Timeout: 2 * time.Second, Logger: lgB})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runFor(t, linkB.Run)
+	fc := testConfig("", lgB)
+	fc.URL, fc.Link = "", linkB
+	regB := prometheus.NewRegistry()
+	mB, _ := NewLeaseMetrics(regB)
+	tk, err := NewTakeover(ctx, TakeoverConfig{Forwarder: fc, Holder: "pi-b", Owner: &reachable{}, After: 100 * time.Millisecond, TTL: time.Second, Metrics: mB},
+		logs[1], openMeta(t, metaPath(t.TempDir())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runFor(t, tk.Run)
+
+	counts := map[int32]int64{}
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	wg.Go(func() {
+		r := rand.New(rand.NewPCG(uint64(seed), 1))
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			part := int32(i % parts)
+			n := 1 + r.IntN(20)
+			for _, l := range logs {
+				appendN(t, l, "t", part, n, 60)
+			}
+			counts[part] += int64(n)
+			time.Sleep(time.Duration(1+r.IntN(5)) * time.Millisecond)
+		}
+	})
+	outages, cuts := 0, 0
+	for start := time.Now(); time.Since(start) < raceFor; {
+		switch rng.IntN(4) {
+		case 0: // pi-a's uplink is down past the lease's TTL
+			pxA.down.Store(true)
+			cuts += pxA.cutAll()
+			time.Sleep(time.Duration(1200+rng.IntN(800)) * time.Millisecond)
+			pxA.down.Store(false)
+			outages++
+		default: // a flap on either link
+			time.Sleep(time.Duration(100+rng.IntN(400)) * time.Millisecond)
+			if rng.IntN(2) == 0 {
+				cuts += pxA.cutAll()
+			} else {
+				cuts += pxB.cutAll()
+			}
+		}
+	}
+	close(stop)
+	wg.Wait()
+	waitForwarded(t, fA, 60*time.Second, parts)
+	checkExactlyOnce(t, js, "t", counts)
+	takeovers := metricValue(t, regB, "outpost_upstream_takeovers_total")
+	takenBack := metricValue(t, regA, "outpost_upstream_leases_lost_total")
+	t.Logf("%d outages of pi-a's uplink, %d connections cut; pi-b took over %v times, pi-a took its lease back %v times; records %v",
+		outages, cuts, takeovers, takenBack, counts)
+	if outages > 0 && takeovers == 0 {
+		t.Errorf("pi-a's uplink was down past the TTL %d times and pi-b never took over:\n%s", outages, logB.String())
 	}
 	if n := logA.Count("level=ERROR") + logB.Count("level=ERROR"); n != 0 {
 		t.Errorf("%d error lines:\n%s\n%s", n, logA.String(), logB.String())
