@@ -227,6 +227,10 @@ func (n *Node) openReplication(ctx context.Context) (err error) {
 		// before its next fetch acknowledges it (one per round, not per
 		// record).
 		lc.Sync = log.SyncAlways
+		// The follower is a replica log's only appender and appends a whole
+		// response at once (its partitions concurrently): a commit need not
+		// wait for more appends than those, which arrive within microseconds.
+		lc.CommitWindow = time.Millisecond
 		lc.Logger = n.logger.With("component", "replica", "owner", p.Name)
 		lc.OpenFile = n.openFile
 		dir := filepath.Join(n.cfg.DataDir, "replicas", p.Name)

@@ -55,8 +55,10 @@
 // Truncating a diverged replica (it stalls instead, keeping its records,
 // and says so in the log and in outpost_replica_stalled_partitions); an
 // owner reconciling a lost tail (sync: interval or none) from its replicas;
-// forwarding takeover with a lease in the centre; sharing bandwidth with
-// the uplink. A follower that starts later than the owner's retention
+// sharing bandwidth with the uplink. Forwarding a dead owner's partitions
+// to the centre is sync/upstream's Takeover (a lease per origin node in
+// the centre), wired by edge/node with each Follower as the owner's
+// liveness. A follower that starts later than the owner's retention
 // (owner start > 0 on an empty replica) stalls as out of range, since
 // edge/log cannot start an empty partition at an offset.
 //

@@ -107,17 +107,49 @@
 // Config.MaxInflightBytes of published, unacknowledged messages (nats.go
 // keeps each until its ack). Nothing grows with the backlog.
 //
-// # Forwarding leases (lease.go)
+// # Fenced forwarding (fenced.go)
 //
-// Leases decide which node forwards an origin node's partitions when site
-// peers replicate each other (sync/peer): one key per origin node in the
-// KV bucket wire.LeaseBucket, taken by compare-and-set on its revision and
-// expired by the bucket's MaxAge when its holder stops renewing. At most
-// one node holds a lease at a time as the KV store sees it; a holder whose
-// lease lapsed without it noticing can still have publishes in flight,
-// which is why forwarding under a lease must also make its publishes
-// conditional (not built yet: the takeover forwarder that uses these
-// leases is the open part of issue 14).
+// With Config.Fenced every batch of records goes out as a JetStream atomic
+// batch (up to 1000 messages, one batch in flight) whose first message
+// expects the subject's last sequence to be the one the previous batch
+// ended on: the server stores the batch whole or refuses it whole, so
+// nothing another forwarder of the same origin partition (or a dead
+// connection's late messages) stored in between can be duplicated or
+// overtaken, for an outage of any length, without the duplicate window. A
+// refusal (wrong last sequence, or a record the stream already has) is
+// errStreamMoved: resolve again. On a stream that does not allow atomic
+// publishing (allow_atomic; core/wire sets it on the streams core makes)
+// one conditional message goes per round trip. Fenced forwarding arms no
+// resends: the stream never holds a record above a missing one. The price
+// is one round trip per batch instead of a pipelined window.
+//
+// # Forwarding leases and takeover (lease.go, lease_keeper.go, takeover.go)
+//
+// When site peers replicate each other (sync/peer), a node's partitions
+// must reach the centre even if the node dies (G6), and never twice (G3).
+// Leases decide which node forwards an origin node's partitions: one key
+// per origin node in the KV bucket wire.LeaseBucket, taken by
+// compare-and-set on its revision and expired by the bucket's MaxAge (the
+// lease TTL) when its holder stops renewing.
+//
+//   - LeaseKeeper: a node holds its own lease while its uplink is up and
+//     renews it every TTL/3. The origin has priority: a lease a peer took
+//     while this node was away is taken back at once (Leases.Take).
+//   - Takeover (one per peer whose replica this node keeps): once the peer
+//     has been unreachable on the site network for TakeoverConfig.After and
+//     its lease is free (expired or released), this node takes the lease
+//     and forwards the replica with a fenced forwarder under the peer's
+//     origin, from exactly where the stream ends. It stops when the peer
+//     is reachable again, when the lease is lost (the peer took it back)
+//     or cannot be renewed for 2/3 of the TTL, and releases the lease.
+//
+// A peer that is only cut off from this node keeps renewing its lease
+// through its own uplink, so a split site does not make two forwarders.
+// At most one node holds a lease at a time as the KV store sees it; a
+// holder whose lease lapsed without it noticing (a frozen process, a lost
+// renewal) can still have a batch in flight, and both forwarders of an
+// origin are fenced (edge/node makes a replicating node's own forwarder
+// fenced too), so that batch is refused rather than stored twice.
 //
 // # Failures
 //
@@ -173,6 +205,10 @@
 //	message.go    log records to NATS messages (record or batch)
 //	sched.go      scheduler: bandwidth cap, in-flight budget, live first
 //	status.go     Lag and the status reports to core
+//	fenced.go     fenced forwarding: conditional atomic batches
+//	lease.go      Leases: the forwarding lease bucket, Acquire, Take, Renew, Release
+//	lease_keeper.go  LeaseKeeper: a node keeps its own lease; lease metrics
+//	takeover.go   Takeover: forward a gone peer's replica under its lease
 //	origin.go     the origin pin
 //	source.go     what the forwarder needs of the log and the store
 //	metrics.go    the forwarder's and the link's metrics
