@@ -242,6 +242,14 @@ func EachMsg(t testing.TB, js jetstream.JetStream, stream string, f func(jetstre
 	if err != nil {
 		t.Fatalf("natstest: ordered consumer on %s: %v", stream, err)
 	}
+	// Deleted at once: a test that polls the stream would otherwise pile
+	// up consumers until the server's limit, each waiting for its
+	// inactivity threshold.
+	defer func() {
+		if ci := cons.CachedInfo(); ci != nil {
+			_ = st.DeleteConsumer(context.Background(), ci.Name)
+		}
+	}()
 	for got := uint64(0); got < total; {
 		batch, err := cons.Fetch(int(min(total-got, 2000)), jetstream.FetchMaxWait(5*time.Second))
 		if err != nil {

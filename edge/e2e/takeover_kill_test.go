@@ -43,9 +43,15 @@ func TestTakeoverKill(t *testing.T) {
 	seed := int64(envInt("OUTPOST_SEED", int(time.Now().UnixNano()%1e9)))
 	t.Logf("seed %d (replay with OUTPOST_SEED=%d), %d rounds", seed, seed, rounds)
 	rng := rand.New(rand.NewSource(seed))
-	const leaseTTL = 2 * time.Second
+	// Short timings keep the test fast; OUTPOST_TAKEOVER_DEFAULTS=1 uses
+	// the shipped defaults (takeover_after 5s, lease_ttl 15s) to measure
+	// the time from a node's death to its partitions reaching the centre.
+	leaseTTL, after := 2*time.Second, "300ms"
+	if os.Getenv("OUTPOST_TAKEOVER_DEFAULTS") != "" {
+		leaseTTL, after = wire.DefaultLeaseTTL, "5s"
+	}
 	t.Setenv("OUTPOST_REPLICATION_SECRET", "e2e-site-secret-0123456789")
-	t.Setenv("OUTPOST_REPLICATION_TAKEOVER_AFTER", "300ms")
+	t.Setenv("OUTPOST_REPLICATION_TAKEOVER_AFTER", after)
 	t.Setenv("OUTPOST_REPLICATION_LEASE_TTL", leaseTTL.String())
 	t.Setenv("OUTPOST_UPSTREAM_RECONNECT_MAX", "1s")
 
@@ -144,7 +150,7 @@ func TestTakeoverKill(t *testing.T) {
 		}
 		// pi-b forwards pi-a's partitions once the lease expires.
 		var missing int
-		waitFor(t, 60*time.Second, func() error {
+		waitFor(t, 90*time.Second, func() error {
 			got := upstreamSeqs(t, js)
 			missing = 0
 			for s := range acked {
