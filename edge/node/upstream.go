@@ -146,7 +146,7 @@ func (n *Node) openTakeovers(ctx context.Context, uc upstream.Config, nodeName s
 		return fmt.Errorf("node: %w", err)
 	}
 	if n.leaseKeeper, err = upstream.NewLeaseKeeper(upstream.LeaseKeeperConfig{Link: uc.Link, Site: uc.Site, Node: nodeName,
-		TTL: r.LeaseTTL, Logger: n.logger.With("component", "upstream"), Metrics: m}); err != nil {
+		TTL: r.LeaseTTL, Logger: n.logger, Metrics: m}); err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
 	for i, p := range r.Peers {
