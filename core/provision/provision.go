@@ -105,6 +105,19 @@ func (p *Provisioner) Ensure(ctx context.Context, topic string) (string, Result,
 	if !slices.Equal(have.Subjects, want.Subjects) {
 		return want.Name, "", fmt.Errorf("provision: stream %s exists with subjects %v, want %v; fix or delete it", want.Name, have.Subjects, want.Subjects)
 	}
+	// Buckets are fixed at creation: adding a transform to a stream made
+	// without, or changing its count, would move origin partitions between
+	// buckets under running consumer groups (order per origin partition).
+	if hb := wire.StreamBuckets(have); hb != tc.WithDefaults(p.defaults).Buckets && listed {
+		p.log.Warn("stream keeps its buckets: they are fixed when a stream is created (make a new topic to change them)",
+			"stream", want.Name, "topic", topic, "buckets", hb, "configured", tc.WithDefaults(p.defaults).Buckets)
+	}
+	want.SubjectTransform = have.SubjectTransform
+	if v, ok := have.Metadata[wire.MetadataBuckets]; ok {
+		want.Metadata[wire.MetadataBuckets] = v
+	} else {
+		delete(want.Metadata, wire.MetadataBuckets)
+	}
 	if !listed || sameShape(have, want) {
 		return want.Name, Exists, nil
 	}

@@ -220,3 +220,63 @@ func counter(t *testing.T, reg prometheus.Gatherer, name, result string) float64
 	}
 	return 0
 }
+
+// TestBucketsFixedAtCreation: a new stream gets its topic's buckets (a
+// subject transform core/wire can read back); an existing stream keeps
+// what it was made with when its listed shape changes — a stream made
+// before buckets is not given any, and a bucketed one keeps its count —
+// since moving origin partitions between buckets would break consumer
+// groups' order per origin partition.
+func TestBucketsFixedAtCreation(t *testing.T) {
+	srv := natstest.RunServer(t)
+	_, js := srv.Connect()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	// A stream from before buckets.
+	old, err := wire.StreamConfig("outpost", "old", wire.TopicConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old.SubjectTransform = nil
+	delete(old.Metadata, wire.MetadataBuckets)
+	if _, err := js.CreateStream(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	cfg := provision.DefaultConfig()
+	cfg.Topics = []provision.Topic{
+		{Name: "old", TopicConfig: wire.TopicConfig{MaxAge: time.Hour}},
+		{Name: "fresh", TopicConfig: wire.TopicConfig{Buckets: 8}},
+	}
+	p, err := provision.New(js, cfg, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.EnsureConfigured(ctx); err != nil {
+		t.Fatal(err)
+	}
+	buckets := func(name string) (int, jetstream.StreamConfig) {
+		st, err := js.Stream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := st.CachedInfo().Config
+		return wire.StreamBuckets(c), c
+	}
+	if n, c := buckets("OUTPOST_old"); n != 0 || c.SubjectTransform != nil || c.MaxAge != time.Hour {
+		t.Fatalf("old stream: %d buckets, transform %v, max_age %v; want its shape updated and no buckets", n, c.SubjectTransform, c.MaxAge)
+	}
+	if n, _ := buckets("OUTPOST_fresh"); n != 8 {
+		t.Fatalf("fresh stream: %d buckets, want 8", n)
+	}
+	// The count changes in the config: the stream keeps 8.
+	cfg.Topics[1].Buckets, cfg.Topics[1].MaxAge = 32, time.Hour
+	if p, err = provision.New(js, cfg, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.EnsureConfigured(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, c := buckets("OUTPOST_fresh"); n != 8 || c.MaxAge != time.Hour {
+		t.Fatalf("fresh stream after a config change: %d buckets (want 8), max_age %v", n, c.MaxAge)
+	}
+}

@@ -281,7 +281,7 @@ func TestEmbeddedWithAuthSample(t *testing.T) {
 	if _, err := js.PublishMsg(ctx, m); err != nil {
 		t.Fatalf("edge publish: %v", err)
 	}
-	subj, _ := wire.Subject("outpost", o)
+	subj, _ := wire.LookupSubject("outpost", o, wire.StreamBuckets(st.CachedInfo().Config) > 0)
 	if last, ok, err := wire.LastOffset(ctx, st, subj); err != nil || !ok || last != 1 {
 		t.Fatalf("edge LastOffset: %d %v %v", last, ok, err)
 	}

@@ -111,7 +111,7 @@ func TestRunBothFormats(t *testing.T) {
 		t.Fatalf("line 4 = %q", lines[4])
 	}
 	natstest.WaitFor(t, 5*time.Second, func() error {
-		if !strings.Contains(errOut.String(), "seq 4 subject outpost.telemetry.s.n.9") {
+		if !strings.Contains(errOut.String(), "seq 4 subject outpost.telemetry.7.s.n.9") { // stored under its bucket
 			return fmt.Errorf("no error line for the foreign message: %q", errOut.String())
 		}
 		return nil

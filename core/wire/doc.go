@@ -27,10 +27,23 @@
 //	<prefix>.$provision.<S>.<N>   ProvisionRequest / ProvisionReply, request-reply
 //
 // A topic's stream has the shape StreamConfig builds from a TopicConfig
-// (duplicate window, limits, replicas, discard policy) and carries the
-// metadata keys MetadataTopic and MetadataPrefix, so tools map a stream back
-// to its topic without parsing its name. Core provisions it; a forwarder
-// allowed to create streams builds the same one.
+// (duplicate window, limits, replicas, discard policy, buckets) and carries
+// the metadata keys MetadataTopic, MetadataPrefix and MetadataBuckets, so
+// tools map a stream back to its topic without parsing its name. Core
+// provisions it; a forwarder allowed to create streams builds the same one.
+//
+// Buckets (consumer groups' unit of assignment): the stream's subject
+// transform stores each record under
+//
+//	<prefix>.<token>.<B>.<S>.<N>.<P>     e.g. outpost.telemetry.7.farm-1.pi-a.3
+//
+// with B = JetStream's partition(n, S, N, P), so all of an origin
+// partition's records share one bucket and keep their order in it.
+// Publishers still publish to the subject above; LookupSubject gives the
+// subject (with '*' for B) to find an origin partition's last record,
+// BucketFilter the filter of one bucket. Buckets are fixed when a stream
+// is created; streams made without them stay so (StreamBuckets is 0) and
+// are read as one bucket.
 //
 // Core keeps the last Status of every node in stream <PREFIX>-STATUS
 // (StatusStreamName, e.g. OUTPOST-STATUS) with filter <prefix>.$status.*.*;

@@ -13,18 +13,41 @@ import (
 	"github.com/outpost-edge/outpost/core/wire"
 )
 
+// TestLastOffset runs against a stream with buckets (the shape core makes)
+// and one without (made before buckets existed): LookupSubject names the
+// subject to ask in each.
 func TestLastOffset(t *testing.T) {
+	for _, bucketed := range []bool{true, false} {
+		t.Run(map[bool]string{true: "buckets", false: "no_buckets"}[bucketed], func(t *testing.T) { testLastOffset(t, bucketed) })
+	}
+}
+
+func testLastOffset(t *testing.T, bucketed bool) {
 	srv := natstest.RunServer(t)
 	nc, js := srv.Connect()
-	st := natstest.CreateTopicStream(t, js, "outpost", "telemetry", wire.TopicConfig{})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
+	sc, err := wire.StreamConfig("outpost", "telemetry", wire.TopicConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bucketed {
+		sc.SubjectTransform = nil
+		delete(sc.Metadata, wire.MetadataBuckets)
+	}
+	st, err := js.CreateStream(ctx, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := wire.StreamBuckets(st.CachedInfo().Config), map[bool]int{true: 16, false: 0}[bucketed]; got != want {
+		t.Fatalf("StreamBuckets = %d, want %d", got, want)
+	}
 
 	p0 := wire.Origin{Site: "s", Node: "n", Topic: "telemetry", Partition: 0}
 	p1 := p0
 	p1.Partition = 1
-	subj0, _ := wire.Subject("outpost", p0)
-	subj1, _ := wire.Subject("outpost", p1)
+	subj0, _ := wire.LookupSubject("outpost", p0, bucketed)
+	subj1, _ := wire.LookupSubject("outpost", p1, bucketed)
 
 	expect := func(subj string, wantLast int64, wantFound bool) {
 		t.Helper()
@@ -75,11 +98,13 @@ func TestLastOffset(t *testing.T) {
 	})
 
 	t.Run("foreign_message", func(t *testing.T) {
-		foreign := "outpost.telemetry.s.n.9"
-		if _, err := js.Publish(ctx, foreign, []byte("not ours")); err != nil {
+		foreign := wire.Origin{Site: "s", Node: "n", Topic: "telemetry", Partition: 9}
+		subj, _ := wire.Subject("outpost", foreign)
+		if _, err := js.Publish(ctx, subj, []byte("not ours")); err != nil {
 			t.Fatal(err)
 		}
-		if _, _, err := wire.LastOffset(ctx, st, foreign); !errors.Is(err, wire.ErrBadMessage) {
+		lookup, _ := wire.LookupSubject("outpost", foreign, bucketed)
+		if _, _, err := wire.LastOffset(ctx, st, lookup); !errors.Is(err, wire.ErrBadMessage) {
 			t.Fatalf("err = %v, want ErrBadMessage", err)
 		}
 	})

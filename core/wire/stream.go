@@ -2,6 +2,7 @@ package wire
 
 import (
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -25,12 +26,24 @@ type TopicConfig struct {
 	// messages, "new" refuses new ones (forwarders then pause and keep the
 	// data at the edge until an operator makes room).
 	Discard string `yaml:"discard"`
+	// Buckets divides the stream for consumer groups (issue 13): a subject
+	// transform stores every record of one origin partition (site, node,
+	// partition) under <prefix>.<topic>.<bucket>.<site>.<node>.<partition>,
+	// bucket = JetStream's partition() hash of the three, so order per
+	// origin partition holds within a bucket. Fixed when the stream is
+	// created: core never changes an existing stream's buckets (it would
+	// move origin partitions between buckets), nor adds them to a stream
+	// made without.
+	Buckets int `yaml:"buckets"`
 }
+
+// MaxBuckets bounds TopicConfig.Buckets.
+const MaxBuckets = 1024
 
 // DefaultTopicConfig returns the built-in stream shape: 2 minute duplicate
 // window, no age or size limit, 1 replica, discard old.
 func DefaultTopicConfig() TopicConfig {
-	return TopicConfig{DuplicateWindow: 2 * time.Minute, Replicas: 1, Discard: "old"}
+	return TopicConfig{DuplicateWindow: 2 * time.Minute, Replicas: 1, Discard: "old", Buckets: 16}
 }
 
 // WithDefaults returns tc with its zero fields taken from d.
@@ -49,6 +62,9 @@ func (tc TopicConfig) WithDefaults(d TopicConfig) TopicConfig {
 	}
 	if tc.Discard == "" {
 		tc.Discard = d.Discard
+	}
+	if tc.Buckets == 0 {
+		tc.Buckets = d.Buckets
 	}
 	return tc
 }
@@ -70,6 +86,9 @@ func (tc TopicConfig) Validate(field string) error {
 	}
 	if tc.Replicas < 0 || tc.Replicas > 5 {
 		return fmt.Errorf("%s.replicas: %d is outside 1..5", field, tc.Replicas)
+	}
+	if tc.Buckets < 0 || tc.Buckets > MaxBuckets {
+		return fmt.Errorf("%s.buckets: %d is outside 1..%d", field, tc.Buckets, MaxBuckets)
 	}
 	switch tc.Discard {
 	case "", "old", "new":
@@ -121,11 +140,67 @@ func StreamConfig(prefix, topic string, tc TopicConfig) (jetstream.StreamConfig,
 		// duplicate or reorder; without it, it sends one message per round
 		// trip.
 		AllowAtomicPublish: true,
+		SubjectTransform:   bucketTransform(prefix, topic, tc.Buckets),
 		Metadata: map[string]string{
-			MetadataTopic:  topic,
-			MetadataPrefix: prefix,
+			MetadataTopic:   topic,
+			MetadataPrefix:  prefix,
+			MetadataBuckets: strconv.Itoa(tc.Buckets),
 		},
 	}, nil
+}
+
+// bucketTransform inserts the bucket token (TopicConfig.Buckets).
+func bucketTransform(prefix, topic string, n int) *jetstream.SubjectTransformConfig {
+	base := prefix + "." + TopicToken(topic) + "."
+	return &jetstream.SubjectTransformConfig{
+		Source:      base + "*.*.*",
+		Destination: base + "{{partition(" + strconv.Itoa(n) + ",1,2,3)}}.{{wildcard(1)}}.{{wildcard(2)}}.{{wildcard(3)}}",
+	}
+}
+
+// StreamBuckets returns the number of buckets of a topic stream, 0 for a
+// stream made without (before buckets existed, or by hand): its records
+// are stored under Subject, and a consumer group reads it as one bucket.
+// A stream counts as bucketed only if its metadata and its transform
+// agree, so a hand-edited stream is not misread.
+func StreamBuckets(cfg jetstream.StreamConfig) int {
+	n, err := strconv.Atoi(cfg.Metadata[MetadataBuckets])
+	if err != nil || n < 1 || n > MaxBuckets || cfg.SubjectTransform == nil {
+		return 0
+	}
+	topic, prefix := cfg.Metadata[MetadataTopic], cfg.Metadata[MetadataPrefix]
+	if want := bucketTransform(prefix, topic, n); *cfg.SubjectTransform != *want {
+		return 0
+	}
+	return n
+}
+
+// LookupSubject is the subject whose last message is origin o's last
+// record in a stream with or without buckets: Subject, or with a
+// wildcard where the bucket token is. A forwarder resumes after it and
+// names it in Nats-Expected-Last-Subject-Sequence-Subject.
+func LookupSubject(prefix string, o Origin, bucketed bool) (string, error) {
+	if !bucketed {
+		return Subject(prefix, o)
+	}
+	if err := ValidatePrefix(prefix); err != nil {
+		return "", err
+	}
+	if err := o.Validate(); err != nil {
+		return "", err
+	}
+	return prefix + "." + TopicToken(o.Topic) + ".*." + o.Site + "." + o.Node + "." +
+		strconv.FormatInt(int64(o.Partition), 10), nil
+}
+
+// BucketFilter is the subject filter of one bucket of a bucketed topic
+// stream; bucket -1 is the filter of the whole stream (a stream without
+// buckets is one).
+func BucketFilter(prefix, topic string, bucket int) string {
+	if bucket < 0 {
+		return StreamSubjects(prefix, topic)
+	}
+	return prefix + "." + TopicToken(topic) + "." + strconv.Itoa(bucket) + ".*.*.*"
 }
 
 // Stream metadata keys core sets, so tools can map a stream back to its
@@ -133,6 +208,8 @@ func StreamConfig(prefix, topic string, tc TopicConfig) (jetstream.StreamConfig,
 const (
 	MetadataTopic  = "outpost.topic"
 	MetadataPrefix = "outpost.prefix"
+	// MetadataBuckets is the stream's TopicConfig.Buckets (StreamBuckets).
+	MetadataBuckets = "outpost.buckets"
 	// MetadataStatusPrefix marks the status stream of a prefix (it holds
 	// status reports, not records, so it does not carry MetadataPrefix).
 	MetadataStatusPrefix = "outpost.status-prefix"

@@ -66,9 +66,9 @@ func (s *pump) sendFenced(ctx context.Context, live bool) error {
 	}
 	first, commit := msgs[0], msgs[len(msgs)-1]
 	first.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(s.lastSeq, 10))
-	// Named explicitly, so the expectation stays on this origin partition
-	// when a stream transform puts a bucket token in stored subjects.
-	first.Header.Set(hdrExpectedSubject, s.p.subject)
+	// Named explicitly: in a stream with buckets stored subjects carry a
+	// bucket token, and the expectation is on the wildcard subject.
+	first.Header.Set(hdrExpectedSubject, s.p.expect)
 	if len(msgs) > 1 {
 		id := nuid.Next()
 		for i, m := range msgs {

@@ -168,3 +168,53 @@ func testFencedForwarders(t *testing.T, mode Mode, atomic bool) {
 		t.Error("the forwarders never found the stream moved by the other: they did not race")
 	}
 }
+
+// TestResumeAcrossBucketMigration: records forwarded into a stream made
+// before buckets are under the plain subject; once an operator adds the
+// bucket transform (metadata and transform as core/wire makes them), a
+// forwarder that has lost its cursor finds where to resume through the
+// plain subject and forwards on into buckets, each record once, even past
+// the duplicate window. Both pump modes (fenced and not).
+func TestResumeAcrossBucketMigration(t *testing.T) {
+	for _, fenced := range []bool{false, true} {
+		t.Run(map[bool]string{false: "pipelined", true: "fenced"}[fenced], func(t *testing.T) {
+			srv := natstest.RunServer(t)
+			_, js := srv.Connect()
+			ctx := context.Background()
+			sc, err := wire.StreamConfig(wire.DefaultPrefix, "t", wire.TopicConfig{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			bucketed := sc
+			sc.SubjectTransform, sc.Metadata = nil, map[string]string{wire.MetadataTopic: "t", wire.MetadataPrefix: wire.DefaultPrefix}
+			sc.Duplicates = 100 * time.Millisecond
+			if _, err := js.CreateStream(ctx, sc); err != nil {
+				t.Fatal(err)
+			}
+			l := openLog(t, t.TempDir())
+			createTopic(t, l, "t", 1)
+			appendN(t, l, "t", 0, 100, 50)
+			run := func() {
+				lg, _ := newLogger(t)
+				cfg := testConfig(srv.URL(), lg)
+				cfg.Fenced = fenced
+				f, err := New(ctx, cfg, l, openMeta(t, metaPath(t.TempDir()))) // no cursor
+				if err != nil {
+					t.Fatal(err)
+				}
+				stop := runForwarder(t, f)
+				waitForwarded(t, f, 20*time.Second, 1)
+				stop()
+			}
+			run()
+			bucketed.Duplicates = sc.Duplicates
+			if _, err := js.UpdateStream(ctx, bucketed); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(200 * time.Millisecond) // past the duplicate window
+			appendN(t, l, "t", 0, 50, 50)
+			run()
+			checkExactlyOnce(t, js, "t", map[int32]int64{0: 150})
+		})
+	}
+}

@@ -28,8 +28,13 @@ type partition struct {
 	src     source
 	enc     *wire.Encoder
 	subject string
-	stream  string
-	pkey    string // partition label value
+	// expect is the subject conditional publishes name
+	// (Nats-Expected-Last-Subject-Sequence-Subject): subject, or in a
+	// stream with buckets the same with a wildcard for the bucket. Set by
+	// resolve.
+	expect string
+	stream string
+	pkey   string // partition label value
 
 	running bool // a run goroutine is active; guarded by Forwarder.mu
 
@@ -69,7 +74,7 @@ func newPartition(f *Forwarder, o wire.Origin, src source) (*partition, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &partition{f: f, origin: o, src: src, enc: enc, subject: enc.Subject(),
+	p := &partition{f: f, origin: o, src: src, enc: enc, subject: enc.Subject(), expect: enc.Subject(),
 		stream: wire.StreamName(f.cfg.Prefix, o.Topic), pkey: strconv.FormatInt(int64(o.Partition), 10), headOff: -1}
 	p.acked.Store(-1)
 	p.committed.Store(-1)

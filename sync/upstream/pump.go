@@ -235,6 +235,7 @@ func (s *pump) send(ctx context.Context, live bool) error {
 	}
 	if s.conditional {
 		msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(s.lastSeq, 10))
+		msg.Header.Set(hdrExpectedSubject, s.p.expect)
 		s.conditional = false
 	}
 	size := len(msg.Data) + headerBytes(msg.Header)

@@ -32,9 +32,8 @@ func (p *partition) resolve(ctx context.Context, c *Conn) (d resume, lastSeq uin
 		return resume{}, 0, err
 	}
 	in := resumeInput{acked: p.acked.Load(), cursor: -1, dupWindow: st.CachedInfo().Config.Duplicates, now: time.Now()}
-	in.stream.last, in.stream.lastSeq, in.stream.found, err = wire.LastPosition(rctx, st, p.subject)
-	if err != nil {
-		return resume{}, 0, fmt.Errorf("upstream: %w", err)
+	if err := p.lookupLast(rctx, st, &in); err != nil {
+		return resume{}, 0, err
 	}
 	cur, curOK, err := f.store.Cursor(ctx, f.cfg.CursorName, p.origin.Topic, p.origin.Partition)
 	if err != nil {
@@ -63,6 +62,34 @@ func (p *partition) resolve(ctx context.Context, c *Conn) (d resume, lastSeq uin
 		}
 	}
 	return d, in.stream.lastSeq, nil
+}
+
+// lookupLast reads the stream's last record of the partition into in. In
+// a stream with buckets (core/wire TopicConfig.Buckets) records are stored
+// under a bucket token, found by a wildcard in its place; the conditional
+// publishes then name that subject (p.expect). Where a stream had records
+// before buckets were added to it by hand, those are under the plain
+// subject: if the bucketed one holds nothing, the plain one says where to
+// resume, while the expectation stays on the bucketed subject (empty: 0).
+func (p *partition) lookupLast(ctx context.Context, st jetstream.Stream, in *resumeInput) error {
+	bucketed := wire.StreamBuckets(st.CachedInfo().Config) > 0
+	lookup, err := wire.LookupSubject(p.f.cfg.Prefix, p.origin, bucketed)
+	if err != nil {
+		return fmt.Errorf("upstream: %w", err)
+	}
+	p.expect = lookup
+	in.stream.last, in.stream.lastSeq, in.stream.found, err = wire.LastPosition(ctx, st, lookup)
+	if err != nil {
+		return fmt.Errorf("upstream: %w", err)
+	}
+	if bucketed && !in.stream.found {
+		last, _, found, err := wire.LastPosition(ctx, st, p.subject)
+		if err != nil {
+			return fmt.Errorf("upstream: %w", err)
+		}
+		in.stream.last, in.stream.found = last, found
+	}
+	return nil
 }
 
 // lookupStream returns the partition's stream, getting it provisioned if

@@ -93,7 +93,7 @@ func TestHappyPath(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				m, err := s.GetLastMsgForSubject(ctx, "outpost.telemetry.farm-1.pi-a.2")
+				m, err := s.GetLastMsgForSubject(ctx, "outpost.telemetry.*.farm-1.pi-a.2") // any bucket
 				if err != nil {
 					t.Fatal(err)
 				}
