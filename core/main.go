@@ -34,6 +34,10 @@ Usage:
   core healthcheck [-http addr]      exit 0 if the local core is ready (container health checks)
   core command send -site S -device D -topic T -payload P [-ttl 10m] [-wait]
                                      send a command to a device (see -h of it)
+  core consume -group NAME -topic TOPIC [-from earliest|latest|RFC3339] [-json]
+                                     read a topic as a member of a consumer group
+  core groups list|describe NAME|reset NAME -topic T -to WHERE|delete NAME
+                                     inspect and manage consumer groups
 
 By default core embeds a single-node NATS server with JetStream (client port
 127.0.0.1:4222, store ./core-data) and serves HTTP on 127.0.0.1:8081:
@@ -41,6 +45,7 @@ By default core embeds a single-node NATS server with JetStream (client port
   GET /readyz     NATS connected and configured streams provisioned
   GET /metrics    Prometheus metrics
   GET /v1/sites   every site and node seen, last contact, forwarding lag
+  GET /v1/groups[/{name}]  consumer groups: members, buckets, positions, lag
   /subjects, /schemas, /config, /compatibility, /mode
                   a Confluent-compatible schema registry (schema.registry.url
                   is this address), kept in KV bucket OUTPOST-SCHEMAS
@@ -63,6 +68,12 @@ func main() {
 	}
 	if len(os.Args) > 1 && os.Args[1] == "tail" {
 		os.Exit(runTail(os.Args[2:], os.Stdout, os.Stderr))
+	}
+	if len(os.Args) > 1 && os.Args[1] == "consume" {
+		os.Exit(runConsume(os.Args[2:], os.Stdout, os.Stderr))
+	}
+	if len(os.Args) > 1 && os.Args[1] == "groups" {
+		os.Exit(runGroups(os.Args[2:], os.Stdout, os.Stderr))
 	}
 	os.Exit(runServe(os.Args[1:], os.Stderr))
 }

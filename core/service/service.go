@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/outpost-edge/outpost/core/command"
+	"github.com/outpost-edge/outpost/core/groups"
 	"github.com/outpost-edge/outpost/core/provision"
 	"github.com/outpost-edge/outpost/core/schema"
 	"github.com/outpost-edge/outpost/core/sites"
@@ -166,6 +167,7 @@ func (s *Service) Run(ctx context.Context) error {
 			boolGauge("outpost_core_nats_connected", "1 while core is connected to NATS.", nc.IsConnected),
 			boolGauge("outpost_core_ready", "1 while /readyz says ready.", func() bool { return nc.IsConnected() && s.ready.Load() }),
 			boolGauge("outpost_core_sites_persisted", "1 once the sites view is restored from and kept in the status stream; 0 while it is in memory only (see the log).", s.persisted.Load),
+			groups.NewCollector(js, s.cfg.Prefix),
 		} {
 			if err := reg.Register(c); err != nil {
 				return fmt.Errorf("service: register metrics: %w", err)
@@ -223,7 +225,7 @@ func (s *Service) Run(ctx context.Context) error {
 		Ready: func() error { return s.readiness(nc, registry, commands) },
 	})
 	hs := &http.Server{
-		Handler:           s.handler(nc, view, registry, commands, dash, token),
+		Handler:           s.handler(nc, js, view, registry, commands, dash, token),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
@@ -498,7 +500,7 @@ func (s *Service) readiness(nc *nats.Conn, registry *schema.Registry, commands *
 	return nil
 }
 
-func (s *Service) handler(nc *nats.Conn, view *sites.Registry, registry *schema.Registry, commands *command.Queue, dash *ui.Dashboard, token string) http.Handler {
+func (s *Service) handler(nc *nats.Conn, js jetstream.JetStream, view *sites.Registry, registry *schema.Registry, commands *command.Queue, dash *ui.Dashboard, token string) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "ok\n")
@@ -518,6 +520,7 @@ func (s *Service) handler(nc *nats.Conn, view *sites.Registry, registry *schema.
 	}
 	mux.Handle("/v1/sites", view)
 	commands.Register(mux)
+	groups.NewAPI(js, s.cfg.Prefix).Register(mux)
 	// The schema registry at the root paths of the Confluent API, so this
 	// listener's address is itself a schema.registry.url.
 	api := registry.Handler()
