@@ -33,7 +33,7 @@ type consumer struct {
 }
 
 type consumed struct {
-	at        int64 // order of arrival across all consumers
+	at        int64  // order of arrival across all consumers
 	Node      string `json:"node"`
 	Partition int32  `json:"partition"`
 	Offset    int64  `json:"offset"`
