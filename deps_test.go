@@ -69,6 +69,8 @@ var policy = map[string][]string{
 	"core/schema":    {"core/wire", "internal/schemacompile"},
 	"core/natstest":  {"core/wire", "internal/polltest"},
 	"core/command":   {"core/wire"},
+	// Consumer groups: importable by applications, so only the contract.
+	"core/groups": {"core/wire"},
 
 	// Composition roots wire across steps; nothing imports them but their
 	// binary.
@@ -82,12 +84,12 @@ var policy = map[string][]string{
 	},
 	"core/service": {
 		"core/wire", "core/provision", "core/sites", "core/schema",
-		"internal/httpauth", "internal/netaddr", "core/command", "core/ui",
+		"internal/httpauth", "internal/netaddr", "core/command", "core/ui", "core/groups",
 	},
 
 	// The binaries: flags, config, run.
 	"edge": {"edge/node", "internal/buildinfo", "internal/probe"},
-	"core": {"core/service", "core/tail", "internal/buildinfo", "internal/probe", "core/wire"},
+	"core": {"core/service", "core/tail", "core/groups", "internal/buildinfo", "internal/probe", "core/wire"},
 
 	// Where data comes from: a device fleet imports nothing of the broker
 	// it tests.
