@@ -157,7 +157,14 @@ Flags:
 		defer cancel()
 	}
 	fmt.Fprintf(stderr, "core consume: member %s of group %s on %s (%d buckets)\n", m.ID(), *group, *topic, m.Buckets())
-	if err := m.Run(ctx); err != nil {
+	err = m.Run(ctx)
+	st := m.Stats()
+	fmt.Fprintf(stderr, "core consume: left the group: %d records printed, %d buckets read", st.Handled, st.Takeovers)
+	if st.UncleanTakeovers > 0 {
+		fmt.Fprintf(stderr, ", %d taken from a member that died (its last uncommitted records were printed again)", st.UncleanTakeovers)
+	}
+	fmt.Fprintln(stderr)
+	if err != nil {
 		fmt.Fprintf(stderr, "core consume: %v\n", err)
 		return 1
 	}

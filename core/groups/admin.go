@@ -280,7 +280,7 @@ func Reset(ctx context.Context, js jetstream.JetStream, prefix, name, topic stri
 				return err
 			}
 		}
-		v, _ := json.Marshal(Position{Topic: topic, Seq: seq})
+		v, _ := json.Marshal(Position{Topic: topic, Seq: seq, Released: true})
 		if _, err := pos.Put(ctx, positionKey(name, b), v); err != nil {
 			return fmt.Errorf("groups: reset %s bucket %d: %w", name, b, err)
 		}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,6 +44,25 @@ type Member struct {
 	// abandon makes Run end as a crash would: readers stop, nothing is
 	// committed or given back (tests of a dead member).
 	abandon atomic.Bool
+
+	handled, takeovers, unclean atomic.Uint64
+}
+
+// Stats counts what a member did.
+type Stats struct {
+	// Handled is how many records the handler returned from.
+	Handled uint64
+	// Takeovers is how many times this member took a bucket.
+	Takeovers uint64
+	// UncleanTakeovers counts buckets taken from a reader that had not
+	// given them back (it died, or lost its claim): what it handled after
+	// its last commit was delivered again. At-least-once shows here.
+	UncleanTakeovers uint64
+}
+
+// Stats returns the member's counts so far.
+func (m *Member) Stats() Stats {
+	return Stats{Handled: m.handled.Load(), Takeovers: m.takeovers.Load(), UncleanTakeovers: m.unclean.Load()}
 }
 
 // Join checks cfg, binds (or creates) the group's state in JetStream and
@@ -128,7 +148,24 @@ func (m *Member) Run(ctx context.Context) error {
 	defer stopWatch()
 	if w, err := m.kv.WatchAll(wctx, jetstream.UpdatesOnly()); err == nil {
 		go func() {
-			for range w.Updates() {
+			// Heartbeats of known members change nothing: only claims,
+			// deletions and new members do. Reacting to every heartbeat
+			// would make each member step (read the group) n times per
+			// heartbeat period.
+			known := map[string]bool{}
+			for e := range w.Updates() {
+				if e == nil {
+					continue
+				}
+				k := e.Key()
+				if e.Operation() == jetstream.KeyValuePut && strings.HasPrefix(k, "m.") {
+					if known[k] {
+						continue
+					}
+					known[k] = true
+				} else if e.Operation() != jetstream.KeyValuePut {
+					delete(known, k)
+				}
 				select {
 				case changes <- struct{}{}:
 				default:
@@ -139,16 +176,19 @@ func (m *Member) Run(ctx context.Context) error {
 	}
 	m.cfg.Logger.Info("groups: joining", "group", m.cfg.Group, "member", m.id, "topic", m.cfg.Topic, "buckets", m.buckets, "session_timeout", m.session)
 	var runErr error
+	beat := true
 	for runErr == nil {
-		if err := m.step(ctx); err != nil && ctx.Err() == nil {
+		if err := m.step(ctx, beat); err != nil && ctx.Err() == nil {
 			m.cfg.Logger.Warn("groups: rebalance step failed; retrying", "group", m.cfg.Group, "member", m.id, "err", err)
 		}
+		beat = false
 		select {
 		case <-ctx.Done():
 			runErr = ctx.Err()
 		case err := <-m.failed:
 			runErr = err
 		case <-tick.C:
+			beat = true
 		case <-changes:
 		case <-commit.C:
 			m.commitAll(ctx)
@@ -161,34 +201,16 @@ func (m *Member) Run(ctx context.Context) error {
 	return runErr
 }
 
-// step is one round: heartbeat, renew claims, read the group, follow the
-// plan.
-func (m *Member) step(ctx context.Context) error {
+// step is one round: with beat, heartbeat and renew claims (every
+// session/4); always read the group and follow the plan.
+func (m *Member) step(ctx context.Context, beat bool) error {
 	rctx, cancel := context.WithTimeout(ctx, m.session/2)
 	defer cancel()
-	hb, _ := json.Marshal(memberValue{Member: m.id, Topic: m.cfg.Topic, Since: m.since})
-	if _, err := m.kv.Put(rctx, memberKey(m.id), hb); err != nil {
-		return fmt.Errorf("heartbeat: %w", err)
-	}
 	claim, _ := json.Marshal(claimValue{Member: m.id})
-	m.mu.Lock()
-	held := make(map[int]*reader, len(m.readers))
-	for b, r := range m.readers {
-		held[b] = r
-	}
-	m.mu.Unlock()
-	for b, r := range held {
-		rev, err := m.kv.Update(rctx, claimKey(b), claim, r.claimRev)
-		if err != nil {
-			if rctx.Err() != nil {
-				return err
-			}
-			// Expired or taken: someone else may read it now. Stop at once.
-			m.cfg.Logger.Warn("groups: lost the claim on a bucket; stopped reading it", "group", m.cfg.Group, "member", m.id, "bucket", b, "err", err)
-			m.stopReader(ctx, b, false)
-			continue
+	if beat {
+		if err := m.beat(rctx, claim); err != nil {
+			return err
 		}
-		r.claimRev = rev
 	}
 	st, err := readState(rctx, m.kv)
 	if err != nil {
@@ -222,6 +244,34 @@ func (m *Member) step(ctx context.Context) error {
 	return nil
 }
 
+// beat writes the heartbeat and renews every claim; a claim that cannot be
+// renewed (expired, or taken) stops its reader at once.
+func (m *Member) beat(ctx context.Context, claim []byte) error {
+	hb, _ := json.Marshal(memberValue{Member: m.id, Topic: m.cfg.Topic, Since: m.since})
+	if _, err := m.kv.Put(ctx, memberKey(m.id), hb); err != nil {
+		return fmt.Errorf("heartbeat: %w", err)
+	}
+	m.mu.Lock()
+	held := make(map[int]*reader, len(m.readers))
+	for b, r := range m.readers {
+		held[b] = r
+	}
+	m.mu.Unlock()
+	for b, r := range held {
+		rev, err := m.kv.Update(ctx, claimKey(b), claim, r.claimRev)
+		if err != nil {
+			if ctx.Err() != nil {
+				return err
+			}
+			m.cfg.Logger.Warn("groups: lost the claim on a bucket; stopped reading it", "group", m.cfg.Group, "member", m.id, "bucket", b, "err", err)
+			m.stopReader(ctx, b, false)
+			continue
+		}
+		r.claimRev = rev
+	}
+	return nil
+}
+
 // stopReader stops reading bucket b; with release it commits what was
 // handled and deletes the claim (so another member may take it at once).
 func (m *Member) stopReader(ctx context.Context, b int, release bool) {
@@ -235,7 +285,7 @@ func (m *Member) stopReader(ctx context.Context, b int, release bool) {
 	r.stop()
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.session/2)
 	defer cancel()
-	if err := m.commitReader(cctx, r); err != nil {
+	if err := m.commitReader(cctx, r, release); err != nil {
 		m.cfg.Logger.Warn("groups: commit on release failed; the next reader starts earlier (records delivered twice)", "bucket", b, "err", err)
 	}
 	if release {
@@ -257,7 +307,7 @@ func (m *Member) Commit(ctx context.Context) error {
 	m.mu.Unlock()
 	var errs []error
 	for _, r := range rs {
-		errs = append(errs, m.commitReader(ctx, r))
+		errs = append(errs, m.commitReader(ctx, r, false))
 	}
 	return errors.Join(errs...)
 }
@@ -270,15 +320,16 @@ func (m *Member) commitAll(ctx context.Context) {
 	}
 }
 
-// commitReader moves r's bucket's position forward to what r handled.
-// Positions only move forward: a member that lost a bucket and commits
-// late cannot move it back under the new reader.
-func (m *Member) commitReader(ctx context.Context, r *reader) error {
+// commitReader moves r's bucket's position forward to what r handled
+// (released: r gives the bucket back). Positions only move forward: a
+// member that lost a bucket and commits late cannot move it back under the
+// new reader.
+func (m *Member) commitReader(ctx context.Context, r *reader, released bool) error {
 	seq := r.handled.Load()
-	if seq <= r.committed.Load() {
+	if seq <= r.committed.Load() && !released {
 		return nil
 	}
-	val, _ := json.Marshal(Position{Topic: m.cfg.Topic, Seq: seq})
+	val, _ := json.Marshal(Position{Topic: m.cfg.Topic, Seq: seq, Released: released})
 	key := positionKey(m.cfg.Group, r.bucket)
 	for attempt := 0; attempt < 5; attempt++ {
 		e, err := m.pos.Get(ctx, key)
@@ -293,7 +344,7 @@ func (m *Member) commitReader(ctx context.Context, r *reader) error {
 			return err
 		}
 		var cur Position
-		if json.Unmarshal(e.Value(), &cur) == nil && cur.Seq >= seq {
+		if json.Unmarshal(e.Value(), &cur) == nil && (cur.Seq > seq || (cur.Seq == seq && (cur.Released || !released))) {
 			r.committed.Store(seq)
 			return nil
 		}

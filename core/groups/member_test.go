@@ -190,7 +190,11 @@ func TestGroupThreeMembers(t *testing.T) {
 		return nil
 	})
 	dups := l.check(t, want)
-	t.Logf("%d records, %d redelivered after c died", 16*250, dups)
+	unclean := members[0].m.Stats().UncleanTakeovers + members[1].m.Stats().UncleanTakeovers
+	t.Logf("%d records, %d redelivered after c died; %d buckets taken over uncleanly", 16*250, dups, unclean)
+	if unclean < uint64(len(members[2].m.Assignment())) || unclean == 0 {
+		t.Errorf("c's buckets were taken over uncleanly, but Stats counts %d", unclean)
+	}
 
 	// A clean restart of the whole group resumes from the commits.
 	members[0].stop(t)
@@ -215,6 +219,11 @@ func TestGroupThreeMembers(t *testing.T) {
 	})
 	if after := l.check(t, want); after != before {
 		t.Fatalf("%d records handled again after a clean restart; want none", after-before)
+	}
+	for _, r := range again {
+		if s := r.m.Stats(); s.UncleanTakeovers != 0 || s.Takeovers == 0 {
+			t.Errorf("member %s after a clean restart: %+v, want takeovers and none unclean", r.m.ID(), s)
+		}
 	}
 	_ = ctx
 }

@@ -46,6 +46,11 @@ func (m *Member) startReader(ctx context.Context, b int, rev uint64) error {
 		if pos.Topic != m.cfg.Topic {
 			return fmt.Errorf("%w: position %s is of topic %q", ErrTopicMismatch, key, pos.Topic)
 		}
+		if !pos.Released {
+			m.unclean.Add(1)
+			m.cfg.Logger.Info("groups: took a bucket its last reader did not give back (it died or lost its claim): records it handled after its last commit are delivered again",
+				"group", m.cfg.Group, "member", m.id, "bucket", b, "from_seq", pos.Seq+1)
+		}
 	case !errors.Is(err, jetstream.ErrKeyNotFound):
 		return fmt.Errorf("position %s: %w", key, err)
 	}
@@ -62,7 +67,7 @@ func (m *Member) startReader(ctx context.Context, b int, rev uint64) error {
 			return err
 		}
 		r.handled.Store(info.State.LastSeq)
-		if err := m.commitReader(ctx, r); err != nil {
+		if err := m.commitReader(ctx, r, false); err != nil {
 			return err
 		}
 		cc.DeliverPolicy, cc.OptStartSeq = jetstream.DeliverByStartSequencePolicy, info.State.LastSeq+1
@@ -74,6 +79,12 @@ func (m *Member) startReader(ctx context.Context, b int, rev uint64) error {
 	}
 	r.handled.Store(max(r.handled.Load(), pos.Seq))
 	r.committed.Store(max(r.committed.Load(), pos.Seq))
+	// Mark the bucket taken (released: false) before reading it, so that
+	// whoever takes it after this reader dies — even before its first
+	// commit — knows records may come twice.
+	if err := m.markTaken(ctx, key); err != nil {
+		return err
+	}
 	cons, err := m.stream.OrderedConsumer(ctx, cc)
 	if err != nil {
 		return fmt.Errorf("consumer on %s: %w", m.filter(b), err)
@@ -92,11 +103,42 @@ func (m *Member) startReader(ctx context.Context, b int, rev uint64) error {
 	m.mu.Lock()
 	m.readers[b] = r
 	m.mu.Unlock()
+	m.takeovers.Add(1)
 	m.cfg.Logger.Info("groups: bucket assigned", "group", m.cfg.Group, "member", m.id, "bucket", b, "from_seq", pos.Seq+1)
 	if m.cfg.Assigned != nil {
 		m.cfg.Assigned(b)
 	}
 	return nil
+}
+
+// markTaken clears the position's released flag, keeping its sequence.
+func (m *Member) markTaken(ctx context.Context, key string) error {
+	for attempt := 0; attempt < 5; attempt++ {
+		e, err := m.pos.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			v, _ := json.Marshal(Position{Topic: m.cfg.Topic})
+			if _, err = m.pos.Create(ctx, key, v); err == nil {
+				return nil
+			}
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("position %s: %w", key, err)
+		}
+		var p Position
+		if err := json.Unmarshal(e.Value(), &p); err != nil {
+			return fmt.Errorf("position %s: %w", key, err)
+		}
+		if !p.Released {
+			return nil
+		}
+		p.Released = false
+		v, _ := json.Marshal(p)
+		if _, err = m.pos.Update(ctx, key, v, e.Revision()); err == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("position %s kept changing", key)
 }
 
 // read hands every record of the bucket to the handler until stopped.
@@ -130,6 +172,7 @@ func (m *Member) read(ctx context.Context, r *reader, it jetstream.MessagesConte
 				}
 				return
 			}
+			m.handled.Add(1)
 		}
 		r.handled.Store(seq)
 	}

@@ -46,6 +46,11 @@ type Position struct {
 	// Seq is the stream sequence up to which every message of the bucket
 	// was handled; 0: none.
 	Seq uint64 `json:"seq"`
+	// Released: written by a reader giving the bucket back (or by a
+	// reset). A reader that finds it false takes over from one that died
+	// or lost its claim: records that one handled after Seq come again
+	// (Stats.UncleanTakeovers).
+	Released bool `json:"released,omitempty"`
 }
 
 // openGroupBucket binds or creates group name's bucket with the session

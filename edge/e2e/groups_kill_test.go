@@ -225,6 +225,9 @@ func TestConsumeGroupKill(t *testing.T) {
 			t.Errorf("%s did not exit 0 on SIGTERM: %v\n%s", c.name, c.cmd.ProcessState, c.stderr.String())
 		}
 	}
+	if !strings.Contains(cs[0].stderr.String()+cs[2].stderr.String(), "taken from a member that died") {
+		t.Errorf("neither survivor reported taking c2's buckets over uncleanly:\n%s\n%s", cs[0].stderr.String(), cs[2].stderr.String())
+	}
 	before := map[wire.Origin]int64{}
 	for o, n := range next {
 		before[o] = n
