@@ -13,8 +13,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -236,27 +234,12 @@ Flags:
 		}
 		return 2
 	}
-	opts := []nats.Option{nats.Name("outpost-core-tail"), nats.MaxReconnects(-1)}
-	if *nf.creds != "" {
-		opts = append(opts, nats.UserCredentials(*nf.creds))
-	}
-	if *nf.ca != "" {
-		opts = append(opts, nats.RootCAs(*nf.ca))
-	}
-	if *nf.cert != "" || *nf.key != "" {
-		opts = append(opts, nats.ClientCert(*nf.cert, *nf.key))
-	}
-	nc, err := nats.Connect(*nf.url, opts...)
-	if err != nil {
-		fmt.Fprintf(stderr, "core tail: connect %s: %v (is core running? use -nats URL)\n", *nf.url, err)
-		return 1
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
+	nc, js, err := connectJS(nf, "outpost-core-tail")
 	if err != nil {
 		fmt.Fprintf(stderr, "core tail: %v\n", err)
 		return 1
 	}
+	defer nc.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if *duration > 0 {

@@ -72,6 +72,38 @@ func (l *ledger) check(t *testing.T, want map[wire.Origin]int64) int {
 	return dups
 }
 
+// missing says which origin partition has records not handled yet, or nil.
+func (l *ledger) missing(want map[wire.Origin]int64) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for o, n := range want {
+		seen := map[int64]bool{}
+		for _, d := range l.got[o] {
+			seen[d.offset] = true
+		}
+		if int64(len(seen)) < n {
+			return fmt.Errorf("%s: %d of %d handled", o, len(seen), n)
+		}
+	}
+	return nil
+}
+
+// balancedErr says why members rs do not hold the 16 buckets evenly, or nil.
+func balancedErr(rs []*running) error {
+	total := 0
+	for _, r := range rs {
+		a := r.m.Assignment()
+		if len(a) < 16/len(rs) || len(a) > (16+len(rs)-1)/len(rs) {
+			return fmt.Errorf("member %s holds %v", r.m.ID(), a)
+		}
+		total += len(a)
+	}
+	if total != 16 {
+		return fmt.Errorf("%d buckets held", total)
+	}
+	return nil
+}
+
 type running struct {
 	m      *Member
 	cancel context.CancelFunc
@@ -151,22 +183,9 @@ func TestGroupThreeMembers(t *testing.T) {
 	}
 	publish(50)
 	members := []*running{startMember(t, js, cfg("a")), startMember(t, js, cfg("b")), startMember(t, js, cfg("c"))}
-	balanced := func(rs []*running, n int) {
+	balanced := func(rs []*running, _ int) {
 		t.Helper()
-		natstest.WaitFor(t, 15*time.Second, func() error {
-			total := 0
-			for _, r := range rs {
-				a := r.m.Assignment()
-				if len(a) < 16/n || len(a) > (16+n-1)/n {
-					return fmt.Errorf("member %s holds %v", r.m.ID(), a)
-				}
-				total += len(a)
-			}
-			if total != 16 {
-				return fmt.Errorf("%d buckets held", total)
-			}
-			return nil
-		})
+		natstest.WaitFor(t, 15*time.Second, func() error { return balancedErr(rs) })
 	}
 	balanced(members, 3)
 	publish(100)
@@ -179,16 +198,7 @@ func TestGroupThreeMembers(t *testing.T) {
 	balanced(members[:2], 2)
 	t.Logf("c's buckets moved %v after it died (session timeout %v)", time.Since(died).Round(time.Millisecond), session)
 	publish(50)
-	natstest.WaitFor(t, 20*time.Second, func() error {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		for _, o := range origins {
-			if n := len(l.got[o]); int64(n) < want[o] {
-				return fmt.Errorf("%s: %d deliveries of %d records", o, n, want[o])
-			}
-		}
-		return nil
-	})
+	natstest.WaitFor(t, 20*time.Second, func() error { return l.missing(want) })
 	dups := l.check(t, want)
 	unclean := members[0].m.Stats().UncleanTakeovers + members[1].m.Stats().UncleanTakeovers
 	t.Logf("%d records, %d redelivered after c died; %d buckets taken over uncleanly", 16*250, dups, unclean)
@@ -203,20 +213,7 @@ func TestGroupThreeMembers(t *testing.T) {
 	publish(30)
 	again := []*running{startMember(t, js, cfg("d")), startMember(t, js, cfg("e"))}
 	balanced(again, 2)
-	natstest.WaitFor(t, 20*time.Second, func() error {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		for _, o := range origins {
-			seen := map[int64]bool{}
-			for _, d := range l.got[o] {
-				seen[d.offset] = true
-			}
-			if int64(len(seen)) < want[o] {
-				return fmt.Errorf("%s: %d of %d", o, len(seen), want[o])
-			}
-		}
-		return nil
-	})
+	natstest.WaitFor(t, 20*time.Second, func() error { return l.missing(want) })
 	if after := l.check(t, want); after != before {
 		t.Fatalf("%d records handled again after a clean restart; want none", after-before)
 	}
@@ -318,29 +315,10 @@ func TestGroupJoinLeaveStorm(t *testing.T) {
 	wg.Wait()
 	settled := time.Now()
 	natstest.WaitFor(t, 20*time.Second, func() error {
-		total := 0
-		for _, r := range live {
-			a := r.m.Assignment()
-			if len(a) < 16/len(live) || len(a) > (16+len(live)-1)/len(live) {
-				return fmt.Errorf("member %s holds %v", r.m.ID(), a)
-			}
-			total += len(a)
+		if err := balancedErr(live); err != nil {
+			return err
 		}
-		if total != 16 {
-			return fmt.Errorf("%d buckets held", total)
-		}
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		for _, o := range origins {
-			seen := map[int64]bool{}
-			for _, d := range l.got[o] {
-				seen[d.offset] = true
-			}
-			if int64(len(seen)) < want[o] {
-				return fmt.Errorf("%s: %d of %d handled", o, len(seen), want[o])
-			}
-		}
-		return nil
+		return l.missing(want)
 	})
 	dups := l.check(t, want)
 	t.Logf("%d joins, %d leaves; settled %v after the storm with %d members; %d records, %d redelivered, %d overlaps",
@@ -385,20 +363,7 @@ func TestGroupSurvivesServerRestart(t *testing.T) {
 	publish(50)
 	srv.Restart()
 	publish(50)
-	natstest.WaitFor(t, 30*time.Second, func() error {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		for _, o := range origins {
-			seen := map[int64]bool{}
-			for _, d := range l.got[o] {
-				seen[d.offset] = true
-			}
-			if int64(len(seen)) < want[o] {
-				return fmt.Errorf("%s: %d of %d handled", o, len(seen), want[o])
-			}
-		}
-		return nil
-	})
+	natstest.WaitFor(t, 30*time.Second, func() error { return l.missing(want) })
 	dups := l.check(t, want)
 	t.Logf("%d records across a server restart, %d redelivered", 8*150, dups)
 }

@@ -116,9 +116,15 @@ func testConfig(url string, lg *slog.Logger) Config {
 // cleanup) that cancels it and waits for it.
 func runForwarder(t testing.TB, f *Forwarder) (stop func()) {
 	t.Helper()
+	return runFor(t, f.Run)
+}
+
+// runFor runs fn until the returned stop is called (or the test ends),
+// then waits for it and fails t on its error.
+func runFor(t testing.TB, fn func(context.Context) error) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- f.Run(ctx) }()
+	go func() { done <- fn(ctx) }()
 	var once sync.Once
 	stop = func() {
 		once.Do(func() {

@@ -23,27 +23,63 @@ type reachable struct{ up atomic.Bool }
 
 func (r *reachable) Connected() bool { return r.up.Load() }
 
-// runFor runs fn until the returned stop is called (or the test ends).
-func runFor(t testing.TB, fn func(context.Context) error) (stop func()) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- fn(ctx) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("run: %v", err)
-				}
-			case <-time.After(20 * time.Second):
-				t.Errorf("did not return within 20s of cancel")
-			}
-		})
+// owner is pi-a in the takeover tests: its forwarder and lease keeper,
+// running on url.
+type owner struct {
+	f   *Forwarder
+	reg *prometheus.Registry
+	log *logBuf
+}
+
+func startOwner(t *testing.T, url string, l *log.Log, fenced bool) owner {
+	t.Helper()
+	lg, lb := newLogger(t)
+	cfg := testConfig(url, lg)
+	cfg.Fenced = fenced
+	f, err := New(context.Background(), cfg, l, openMeta(t, metaPath(t.TempDir())))
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Cleanup(stop)
-	return stop
+	reg := prometheus.NewRegistry()
+	m, _ := NewLeaseMetrics(reg)
+	keeper, err := NewLeaseKeeper(LeaseKeeperConfig{Link: f.link, Site: testSite, Node: testNode, TTL: time.Second, Logger: lg, Metrics: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runForwarder(t, f)
+	runFor(t, keeper.Run)
+	return owner{f, reg, lb}
+}
+
+// taker is pi-b: its own link on url and a takeover of pi-a's replica.
+type taker struct {
+	tk  *Takeover
+	reg *prometheus.Registry
+	log *logBuf
+}
+
+func startTaker(t *testing.T, url string, replica *log.Log, peer Liveness, after time.Duration) taker {
+	t.Helper()
+	lg, lb := newLogger(t)
+	link, err := NewLink(LinkConfig{URL: url, ReconnectMin: 20 * time.Millisecond, ReconnectMax: 200 * time.Millisecond, Timeout: 2 * time.Second, Logger: lg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runFor(t, link.Run)
+	fc := testConfig("", lg)
+	fc.URL, fc.Link = "", link
+	reg := prometheus.NewRegistry()
+	m, err := NewLeaseMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tk, err := NewTakeover(context.Background(), TakeoverConfig{Forwarder: fc, Holder: "pi-b", Owner: peer, After: after, TTL: time.Second, Metrics: m},
+		replica, openMeta(t, metaPath(t.TempDir())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runFor(t, tk.Run)
+	return taker{tk, reg, lb}
 }
 
 // TestTakeoverForwardsWhileOwnerIsGone: pi-a forwards its log and keeps its
@@ -81,42 +117,13 @@ func TestTakeoverForwardsWhileOwnerIsGone(t *testing.T) {
 
 	// pi-a: its forwarder and lease keeper over a link that can die.
 	px := startProxy(t, srv.URL()[len("nats://"):])
-	lgA, logA := newLogger(t)
-	cfgA := testConfig(px.url(), lgA)
-	fA, err := New(ctx, cfgA, logs[0], openMeta(t, metaPath(t.TempDir())))
-	if err != nil {
-		t.Fatal(err)
-	}
-	mA, _ := NewLeaseMetrics(nil)
-	keeperA, err := NewLeaseKeeper(LeaseKeeperConfig{Link: fA.link, Site: testSite, Node: testNode, TTL: time.Second, Logger: lgA, Metrics: mA})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runForwarder(t, fA)
-	runFor(t, keeperA.Run)
-
+	a := startOwner(t, px.url(), logs[0], false)
+	fA, logA := a.f, a.log
 	// pi-b: its own link, and a takeover of pi-a's replica.
-	lgB, logB := newLogger(t)
-	linkB, err := NewLink(LinkConfig{URL: srv.URL(), ReconnectMin: 20 * time.Millisecond, ReconnectMax: 200 * time.Millisecond, Timeout: 2 * time.Second, Logger: lgB})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runFor(t, linkB.Run)
-	fc := testConfig("", lgB)
-	fc.URL, fc.Link = "", linkB
-	regB := prometheus.NewRegistry()
-	mB, err := NewLeaseMetrics(regB)
-	if err != nil {
-		t.Fatal(err)
-	}
 	peerA := &reachable{}
 	peerA.up.Store(true)
-	tk, err := NewTakeover(ctx, TakeoverConfig{Forwarder: fc, Holder: "pi-b", Owner: peerA, After: 300 * time.Millisecond, TTL: time.Second, Metrics: mB},
-		logs[1], openMeta(t, metaPath(t.TempDir())))
-	if err != nil {
-		t.Fatal(err)
-	}
-	runFor(t, tk.Run)
+	b := startTaker(t, srv.URL(), logs[1], peerA, 300*time.Millisecond)
+	tk, regB, logB := b.tk, b.reg, b.log
 
 	statuses := make(chan wire.Status, 1024)
 	nc, _ := srv.Connect()
@@ -235,38 +242,10 @@ func TestLeaseRaceWithFlappingUplinks(t *testing.T) {
 	}
 	pxA := startProxy(t, srv.URL()[len("nats://"):])
 	pxB := startProxy(t, srv.URL()[len("nats://"):])
-	lgA, logA := newLogger(t)
-	cfgA := testConfig(pxA.url(), lgA)
-	cfgA.Fenced = true
-	fA, err := New(ctx, cfgA, logs[0], openMeta(t, metaPath(t.TempDir())))
-	if err != nil {
-		t.Fatal(err)
-	}
-	regA := prometheus.NewRegistry()
-	mA, _ := NewLeaseMetrics(regA)
-	keeperA, err := NewLeaseKeeper(LeaseKeeperConfig{Link: fA.link, Site: testSite, Node: testNode, TTL: time.Second, Logger: lgA, Metrics: mA})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runForwarder(t, fA)
-	runFor(t, keeperA.Run)
-
-	lgB, logB := newLogger(t)
-	linkB, err := NewLink(LinkConfig{URL: pxB.url(), ReconnectMin: 20 * time.Millisecond, ReconnectMax: 200 * time.Millisecond, Timeout: 2 * time.Second, Logger: lgB})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runFor(t, linkB.Run)
-	fc := testConfig("", lgB)
-	fc.URL, fc.Link = "", linkB
-	regB := prometheus.NewRegistry()
-	mB, _ := NewLeaseMetrics(regB)
-	tk, err := NewTakeover(ctx, TakeoverConfig{Forwarder: fc, Holder: "pi-b", Owner: &reachable{}, After: 100 * time.Millisecond, TTL: time.Second, Metrics: mB},
-		logs[1], openMeta(t, metaPath(t.TempDir())))
-	if err != nil {
-		t.Fatal(err)
-	}
-	runFor(t, tk.Run)
+	a := startOwner(t, pxA.url(), logs[0], true)
+	fA, regA, logA := a.f, a.reg, a.log
+	b := startTaker(t, pxB.url(), logs[1], &reachable{}, 100*time.Millisecond)
+	regB, logB := b.reg, b.log
 
 	counts := map[int32]int64{}
 	var wg sync.WaitGroup
