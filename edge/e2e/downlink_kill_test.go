@@ -52,7 +52,7 @@ func coreBinary(t *testing.T) string {
 	if coreBuildErr != nil {
 		t.Fatal(coreBuildErr)
 	}
-	t.Cleanup(func() { os.RemoveAll(filepath.Dir(coreBinPath)) })
+	// Built once for every test of the run; TestMain removes it.
 	return coreBinPath
 }
 
