@@ -23,8 +23,8 @@ import (
 var ErrTopicMismatch = errors.New("groups: the group reads another topic")
 
 // Member is one member of a consumer group. Join makes it; Run takes part
-// in the group until its context ends (then it leaves cleanly) or a
-// handler fails.
+// in the group until its context ends or Close is called (then it leaves
+// cleanly: commits, gives its buckets back) or a handler fails.
 type Member struct {
 	cfg     Config
 	id      string
@@ -46,6 +46,23 @@ type Member struct {
 	abandon atomic.Bool
 
 	handled, takeovers, unclean atomic.Uint64
+
+	closing   chan struct{} // closed by Close
+	closeOnce sync.Once
+	running   atomic.Bool
+	ran       chan struct{} // closed when Run returns
+}
+
+// errClosed ends Run on Close.
+var errClosed = errors.New("groups: member closed")
+
+// Close leaves the group gracefully, as cancelling Run's context does,
+// and waits until Run has returned (if it runs).
+func (m *Member) Close() {
+	m.closeOnce.Do(func() { close(m.closing) })
+	if m.running.Load() {
+		<-m.ran
+	}
 }
 
 // Stats counts what a member did.
@@ -72,7 +89,8 @@ func Join(ctx context.Context, js jetstream.JetStream, cfg Config) (*Member, err
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	m := &Member{cfg: cfg, js: js, id: cfg.Member, readers: map[int]*reader{}, failed: make(chan error, 1), since: time.Now().UTC()}
+	m := &Member{cfg: cfg, js: js, id: cfg.Member, readers: map[int]*reader{}, failed: make(chan error, 1), since: time.Now().UTC(),
+		closing: make(chan struct{}), ran: make(chan struct{})}
 	if m.id == "" {
 		b := make([]byte, 4)
 		rand.Read(b)
@@ -135,6 +153,10 @@ func (m *Member) filter(b int) string {
 // handled, gives its buckets back and leaves; or until a handler fails,
 // which it returns after leaving the same way.
 func (m *Member) Run(ctx context.Context) error {
+	if !m.running.CompareAndSwap(false, true) {
+		return errors.New("groups: Run: already running (a Member runs once)")
+	}
+	defer close(m.ran)
 	tick := time.NewTicker(max(100*time.Millisecond, m.session/4))
 	defer tick.Stop()
 	commit := time.NewTicker(max(10*time.Millisecond, m.cfg.CommitInterval))
@@ -185,6 +207,8 @@ func (m *Member) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			runErr = ctx.Err()
+		case <-m.closing:
+			runErr = errClosed
 		case err := <-m.failed:
 			runErr = err
 		case <-tick.C:
@@ -195,7 +219,7 @@ func (m *Member) Run(ctx context.Context) error {
 		}
 	}
 	m.leave()
-	if errors.Is(runErr, ctx.Err()) {
+	if errors.Is(runErr, errClosed) || errors.Is(runErr, ctx.Err()) {
 		return nil
 	}
 	return runErr

@@ -416,7 +416,11 @@ func TestGroupBatchFormat(t *testing.T) {
 	if err := r.m.Commit(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	r.stop(t)
+	r.m.Close() // leaves as a cancelled Run does; Run returns nil
+	if err := <-r.done; err != nil {
+		t.Fatalf("Run after Close: %v", err)
+	}
+	close(r.done)
 	gi, err := Describe(context.Background(), js, "", "b")
 	if err != nil {
 		t.Fatal(err)
