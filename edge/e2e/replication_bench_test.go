@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"os"
 	"sort"
 	"sync"
 	"testing"
@@ -27,7 +28,9 @@ import (
 //
 //     go test -run '^$' -bench Replication -benchtime 3x ./edge/e2e/
 //
-// OUTPOST_BENCH_SECONDS (default 5) sets the length of each run.
+// OUTPOST_BENCH_SECONDS (default 5) sets the length of each run;
+// OUTPOST_BENCH_PEER_TMPFS=1 puts the peer's data on /dev/shm (a second
+// disk's stand-in).
 func BenchmarkReplication(b *testing.B) {
 	secs := envInt("OUTPOST_BENCH_SECONDS", 5)
 	b.Run("qos1_100x100", func(b *testing.B) {
@@ -142,7 +145,19 @@ func startPair(t testing.TB) pair {
 		}
 	}
 	a, stopA := run(cfg("pi-a", addrA, "pi-b", addrB))
-	bn, stopB := run(cfg("pi-b", addrB, "pi-a", addrA))
+	cb := cfg("pi-b", addrB, "pi-a", addrA)
+	if os.Getenv("OUTPOST_BENCH_PEER_TMPFS") != "" {
+		// Both nodes share this machine's one disk, so each acks: all
+		// round waits for two fdatasyncs on it in series; a peer on tmpfs
+		// stands in for the second Pi's own SD card.
+		dir, err := os.MkdirTemp("/dev/shm", "outpost-bench-peer-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		cb.DataDir = dir
+	}
+	bn, stopB := run(cb)
 	lag := func() int64 {
 		var n int64
 		for _, ti := range a.Log().Topics() {
