@@ -222,8 +222,9 @@ func counter(t *testing.T, reg prometheus.Gatherer, name, result string) float64
 }
 
 // TestBucketsFixedAtCreation: a new stream gets its topic's buckets (a
-// subject transform core/wire can read back); an existing stream keeps
-// what it was made with when its listed shape changes — a stream made
+// subject transform core/wire can read back); an existing listed stream
+// is updated to allow atomic batches (fenced forwarding) but keeps the
+// buckets it was made with when its listed shape changes — a stream made
 // before buckets is not given any, and a bucketed one keeps its count —
 // since moving origin partitions between buckets would break consumer
 // groups' order per origin partition.
@@ -238,6 +239,7 @@ func TestBucketsFixedAtCreation(t *testing.T) {
 		t.Fatal(err)
 	}
 	old.SubjectTransform = nil
+	old.AllowAtomicPublish = false
 	delete(old.Metadata, wire.MetadataBuckets)
 	if _, err := js.CreateStream(ctx, old); err != nil {
 		t.Fatal(err)
@@ -262,8 +264,9 @@ func TestBucketsFixedAtCreation(t *testing.T) {
 		c := st.CachedInfo().Config
 		return wire.StreamBuckets(c), c
 	}
-	if n, c := buckets("OUTPOST_old"); n != 0 || c.SubjectTransform != nil || c.MaxAge != time.Hour {
-		t.Fatalf("old stream: %d buckets, transform %v, max_age %v; want its shape updated and no buckets", n, c.SubjectTransform, c.MaxAge)
+	if n, c := buckets("OUTPOST_old"); n != 0 || c.SubjectTransform != nil || c.MaxAge != time.Hour || !c.AllowAtomicPublish {
+		t.Fatalf("old stream: %d buckets, transform %v, max_age %v, allow_atomic %v; want its shape updated (atomic batches allowed) and no buckets",
+			n, c.SubjectTransform, c.MaxAge, c.AllowAtomicPublish)
 	}
 	if n, _ := buckets("OUTPOST_fresh"); n != 8 {
 		t.Fatalf("fresh stream: %d buckets, want 8", n)
