@@ -340,6 +340,14 @@ func (c Config) Validate() error {
 	if _, err := log.ParseSyncPolicy(c.Log.Sync); err != nil || c.Log.Sync == "" {
 		return bad("log.sync", "%q is not one of always, interval, none", c.Log.Sync)
 	}
+	if c.Replication.Enabled() && c.Log.Sync != "always" {
+		// Followers copy what readers see. Under always that is only what
+		// is on this node's disk, so a power cut can never leave a replica
+		// holding records its owner lost: the diverged replica that would
+		// need truncating, and the lost tail the owner would have to take
+		// back from its replicas before publishing again, cannot arise.
+		return bad("log.sync", "%q with replication: a replicating node needs log.sync: always (a power cut could otherwise leave the peers with records this node lost; with the journal, always costs little)", c.Log.Sync)
+	}
 	if c.Log.CommitDelayMax < 0 || c.Log.CommitDelayMax > time.Second {
 		return bad("log.commit_delay_max", "%v is not between 0 (off) and 1s", c.Log.CommitDelayMax)
 	}

@@ -221,6 +221,7 @@ func TestReplicationConfigNamesTheField(t *testing.T) {
 		{"lag_max", func(c *node.Config) { ok(c); c.Replication.LagMax = 0 }, "replication.lag_max"},
 		{"tls half", func(c *node.Config) { ok(c); c.Replication.TLS.CertFile = "x.pem" }, "replication.tls.cert_file"},
 		{"ca without cert", func(c *node.Config) { ok(c); c.Replication.TLS.CAFile = "ca.pem" }, "replication.tls.ca_file"},
+		{"sync interval", func(c *node.Config) { ok(c); c.Log.Sync = "interval" }, "log.sync"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

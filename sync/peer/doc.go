@@ -50,17 +50,25 @@
 //     peers or the centre hold. Unreachable peers are reported, not waited
 //     for.
 //
+// # Divergence
+//
+// edge/node runs replication only under log.sync: always, where a follower
+// copies only records durable on its owner, so a power cut cannot leave a
+// replica ahead of its owner, and an owner never has a lost tail to take
+// back from its replicas. A replica that disagrees anyway (a disk that
+// lied about fsync, edge repair cutting an owner's damaged tail, replaced
+// metadata) is not truncated: the follower stops copying that partition,
+// keeps its records (a restore may need them) and says so in the log and
+// in outpost_replica_stalled_partitions. Forwarding a dead owner's
+// partitions to the centre is sync/upstream's Takeover (a lease per origin
+// node in the centre), wired by edge/node with each Follower as the
+// owner's liveness.
+//
 // # Not built yet (issue 14)
 //
-// Truncating a diverged replica (it stalls instead, keeping its records,
-// and says so in the log and in outpost_replica_stalled_partitions); an
-// owner reconciling a lost tail (sync: interval or none) from its replicas;
-// sharing bandwidth with the uplink. Forwarding a dead owner's partitions
-// to the centre is sync/upstream's Takeover (a lease per origin node in
-// the centre), wired by edge/node with each Follower as the owner's
-// liveness. A follower that starts later than the owner's retention
-// (owner start > 0 on an empty replica) stalls as out of range, since
-// edge/log cannot start an empty partition at an offset.
+// Sharing bandwidth with the uplink. A follower that starts later than the
+// owner's retention (owner start > 0 on an empty replica) stalls as out of
+// range, since edge/log cannot start an empty partition at an offset.
 //
 // # Files
 //
