@@ -38,6 +38,7 @@ var policy = map[string][]string{
 	"bridge/route":           {},
 	"sync/peer":              {"edge/log", "core/wire", "internal/backoff"},
 	"internal/backoff":       {},
+	"internal/ratelimit":     {},
 	"internal/schemacompile": {"core/wire"},
 	"internal/buildinfo":     {},
 	"internal/probe":         {},
@@ -77,7 +78,7 @@ var policy = map[string][]string{
 	"edge/node": {
 		"edge/log", "edge/meta", "edge/api", "core/wire",
 		"bridge/auth", "bridge/mqtt", "bridge/route", "bridge/schemacheck", "sync/upstream", "sync/schema",
-		"internal/httpauth", "internal/netaddr",
+		"internal/httpauth", "internal/netaddr", "internal/ratelimit",
 		"sync/peer",
 		"sync/downlink", "bridge/deliver",
 		"edge/ui", "internal/buildinfo",
@@ -106,7 +107,7 @@ var binaries = []struct {
 }{
 	{
 		pkg:     "edge",
-		mayLink: []string{"edge", "bridge", "sync", "core/wire", "internal/buildinfo", "internal/probe", "internal/httpauth", "internal/netaddr", "internal/backoff", "internal/schemacompile", "internal/sse", "internal/uikit"},
+		mayLink: []string{"edge", "bridge", "sync", "core/wire", "internal/buildinfo", "internal/probe", "internal/httpauth", "internal/netaddr", "internal/backoff", "internal/ratelimit", "internal/schemacompile", "internal/sse", "internal/uikit"},
 	},
 	{
 		pkg:     "core",

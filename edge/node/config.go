@@ -340,6 +340,9 @@ func (c Config) Validate() error {
 	if _, err := log.ParseSyncPolicy(c.Log.Sync); err != nil || c.Log.Sync == "" {
 		return bad("log.sync", "%q is not one of always, interval, none", c.Log.Sync)
 	}
+	if c.Replication.Enabled() && c.Replication.ShareUplinkBandwidth && (c.Upstream.URL == "" || c.Upstream.BandwidthBytesPerSec == 0) {
+		return bad("replication.share_uplink_bandwidth", "set, but there is no uplink budget to share: set upstream.url and upstream.bandwidth_bytes_per_sec")
+	}
 	if c.Replication.Enabled() && c.Log.Sync != "always" {
 		// Followers copy what readers see. Under always that is only what
 		// is on this node's disk, so a power cut can never leave a replica

@@ -27,6 +27,7 @@ import (
 	"github.com/outpost-edge/outpost/edge/meta"
 	"github.com/outpost-edge/outpost/edge/ui"
 	"github.com/outpost-edge/outpost/internal/netaddr"
+	"github.com/outpost-edge/outpost/internal/ratelimit"
 	"github.com/outpost-edge/outpost/sync/downlink"
 	"github.com/outpost-edge/outpost/sync/peer"
 	"github.com/outpost-edge/outpost/sync/schema"
@@ -70,9 +71,12 @@ type Node struct {
 	// and a takeover per peer (in the order of cfg.Replication.Peers).
 	leaseKeeper *upstream.LeaseKeeper
 	takeovers   []*upstream.Takeover
-	checker     *schemacheck.Checker // nil when no route names a schema
-	schemaSync  *schema.Syncer       // nil when no route names a schema
-	downlink    *downlink.Store      // nil without upstream or with downlink disabled
+	// Byte budgets of the uplink and the peer links (openBudgets); nil: no
+	// shared budget.
+	uplinkBudget, peerBudget *ratelimit.Lane
+	checker                  *schemacheck.Checker // nil when no route names a schema
+	schemaSync               *schema.Syncer       // nil when no route names a schema
+	downlink                 *downlink.Store      // nil without upstream or with downlink disabled
 
 	// Replication (nil and empty without it).
 	openFile    log.OpenFileFunc
@@ -168,6 +172,7 @@ func Open(ctx context.Context, cfg Config, opts Options) (_ *Node, err error) {
 	// restores its partitions from a peer first, and the owner's new epoch
 	// starts at the ends the log then has, so every publish of this run
 	// belongs to it.
+	n.openBudgets()
 	if cfg.Replication.Enabled() {
 		if err := n.openReplication(ctx); err != nil {
 			return nil, err

@@ -16,6 +16,7 @@ import (
 	bmqtt "github.com/outpost-edge/outpost/bridge/mqtt"
 	"github.com/outpost-edge/outpost/core/wire"
 	"github.com/outpost-edge/outpost/edge/log"
+	"github.com/outpost-edge/outpost/internal/ratelimit"
 	"github.com/outpost-edge/outpost/sync/peer"
 )
 
@@ -60,6 +61,14 @@ type ReplicationConfig struct {
 	// centre (it also needs the peer's forwarding lease to have expired;
 	// upstream must be configured).
 	TakeoverAfter time.Duration `yaml:"takeover_after"`
+	// BandwidthBytesPerSec caps the bytes this node sends its peers per
+	// second (fetch responses; 0: no cap).
+	BandwidthBytesPerSec int64 `yaml:"bandwidth_bytes_per_sec"`
+	// ShareUplinkBandwidth makes the peer links and the uplink share
+	// upstream.bandwidth_bytes_per_sec: while both send, each gets half;
+	// either alone gets all of it. For sites whose peers are reached over
+	// the same constrained link as the centre.
+	ShareUplinkBandwidth bool `yaml:"share_uplink_bandwidth"`
 	// LeaseTTL is the forwarding leases' time to live, used when this node
 	// creates the lease bucket in the centre (the bucket keeps the TTL of
 	// whoever created it). A dead node's partitions are forwarded by a
@@ -160,6 +169,12 @@ func (r ReplicationConfig) validate() error {
 	if r.LeaseTTL < time.Second {
 		return bad("lease_ttl", "%v is below 1s", r.LeaseTTL)
 	}
+	if r.BandwidthBytesPerSec < 0 || (r.BandwidthBytesPerSec > 0 && r.BandwidthBytesPerSec < 1024) {
+		return bad("bandwidth_bytes_per_sec", "%d: want 0 (no cap) or at least 1024", r.BandwidthBytesPerSec)
+	}
+	if r.ShareUplinkBandwidth && r.BandwidthBytesPerSec > 0 {
+		return bad("bandwidth_bytes_per_sec", "set together with share_uplink_bandwidth: the shared budget is upstream.bandwidth_bytes_per_sec; set one of them")
+	}
 	t := r.TLS
 	if (t.CertFile == "") != (t.KeyFile == "") {
 		return bad("tls.cert_file", "cert_file and key_file go together")
@@ -178,6 +193,21 @@ func (r ReplicationConfig) replicaHolders() []string {
 		out = append(out, peer.HoldName(p.Name))
 	}
 	return out
+}
+
+// openBudgets makes the byte budgets of the peer links and the uplink:
+// one shared fairly (replication.share_uplink_bandwidth), or a cap of the
+// peer links' own.
+func (n *Node) openBudgets() {
+	r, u := n.cfg.Replication, n.cfg.Upstream
+	switch {
+	case !r.Enabled():
+	case r.ShareUplinkBandwidth:
+		sh := ratelimit.NewShared(u.BandwidthBytesPerSec)
+		n.uplinkBudget, n.peerBudget = sh.Lane("uplink"), sh.Lane("peers")
+	case r.BandwidthBytesPerSec > 0:
+		n.peerBudget = ratelimit.NewShared(r.BandwidthBytesPerSec).Lane("peers")
+	}
 }
 
 // openReplication binds the peer listener, bumps this node's epoch (before
@@ -278,8 +308,12 @@ func (n *Node) openReplication(ctx context.Context) (err error) {
 	if r.Policy == "refuse" {
 		policy = peer.PolicyRefuse
 	}
-	n.owner, err = peer.NewOwner(ctx, peer.OwnerConfig{Config: base, Log: n.log, Listener: n.peerLn, TLS: serverTLS,
-		Followers: names, MinInSync: r.MinInSync, Policy: policy, Replicas: replicas})
+	oc := peer.OwnerConfig{Config: base, Log: n.log, Listener: n.peerLn, TLS: serverTLS,
+		Followers: names, MinInSync: r.MinInSync, Policy: policy, Replicas: replicas}
+	if n.peerBudget != nil {
+		oc.Budget = n.peerBudget
+	}
+	n.owner, err = peer.NewOwner(ctx, oc)
 	if err != nil {
 		return fmt.Errorf("node: replication: %w", err)
 	}

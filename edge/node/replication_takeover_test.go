@@ -160,3 +160,36 @@ func TestReplicationTakeover(t *testing.T) {
 func containsHolder(leaseJSON, node string) bool {
 	return strings.Contains(leaseJSON, `"holder":"`+node+`"`)
 }
+
+// TestReplicationSharesUplinkBandwidth: with
+// replication.share_uplink_bandwidth the peer link and the uplink draw
+// from one budget (upstream.bandwidth_bytes_per_sec): both still carry
+// everything — acks: all acknowledgements and the stream's copy.
+func TestReplicationSharesUplinkBandwidth(t *testing.T) {
+	srv := natstest.RunServer(t)
+	addrA, addrB := freeAddr(t), freeAddr(t)
+	cfgA := replicatingConfig(t, "pi-a", addrA, "pi-b", addrB)
+	cfgA.Upstream.URL, cfgA.Upstream.BandwidthBytesPerSec = srv.URL(), 256<<10
+	cfgA.Replication.ShareUplinkBandwidth = true
+	start(t, replicatingConfig(t, "pi-b", addrB, "pi-a", addrA), node.Options{})
+	a := start(t, cfgA, node.Options{})
+	waitFor(t, 10*time.Second, func() error {
+		for _, ri := range a.Replicas() {
+			if len(ri.InSync) != 1 {
+				return fmt.Errorf("%s/%d not in sync", ri.Topic, ri.Partition)
+			}
+		}
+		return nil
+	})
+	publishQoS1(t, a.MQTTAddrs()[0], "dev-1", "sensors/dev-1/temp", 200)
+	_, js := srv.Connect()
+	waitFor(t, 30*time.Second, func() error {
+		if n := streamMsgCount(js); n != 200 {
+			return fmt.Errorf("stream holds %d of 200", n)
+		}
+		return nil
+	})
+	if got := upstreamOrigins(t, js); got["pi-a"] != 200 {
+		t.Fatalf("records upstream %v", got)
+	}
+}

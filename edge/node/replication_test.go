@@ -222,6 +222,12 @@ func TestReplicationConfigNamesTheField(t *testing.T) {
 		{"tls half", func(c *node.Config) { ok(c); c.Replication.TLS.CertFile = "x.pem" }, "replication.tls.cert_file"},
 		{"ca without cert", func(c *node.Config) { ok(c); c.Replication.TLS.CAFile = "ca.pem" }, "replication.tls.ca_file"},
 		{"sync interval", func(c *node.Config) { ok(c); c.Log.Sync = "interval" }, "log.sync"},
+		{"bandwidth", func(c *node.Config) { ok(c); c.Replication.BandwidthBytesPerSec = 10 }, "replication.bandwidth_bytes_per_sec"},
+		{"share without an uplink budget", func(c *node.Config) { ok(c); c.Replication.ShareUplinkBandwidth = true }, "replication.share_uplink_bandwidth"},
+		{"share and a cap", func(c *node.Config) {
+			ok(c)
+			c.Replication.ShareUplinkBandwidth, c.Replication.BandwidthBytesPerSec = true, 1<<20
+		}, "replication.bandwidth_bytes_per_sec"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

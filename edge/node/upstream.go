@@ -107,6 +107,9 @@ func (n *Node) openUpstream(ctx context.Context) error {
 		uc.Mode = upstream.ModeBatch
 	}
 	uc.BandwidthBytesPerSec = u.BandwidthBytesPerSec
+	if n.uplinkBudget != nil {
+		uc.Budget = n.uplinkBudget // shared with the peer links
+	}
 	uc.CreateStreams = u.CreateStreams
 	// With replication a peer may forward this node's partitions while it
 	// is away, and may still be doing so for a moment when it returns: both

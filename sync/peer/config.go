@@ -1,6 +1,7 @@
 package peer
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -143,6 +144,15 @@ type OwnerConfig struct {
 	// Replicas are the replica logs this node keeps, by owner: an owner
 	// that lost its disk restores itself from them (Restore).
 	Replicas map[string]*log.Log
+	// Budget, if set, is a byte budget this node's peer links share (with
+	// the uplink, when the node shares it: internal/ratelimit): every
+	// fetch response waits for its bytes before it is sent.
+	Budget Budget
+}
+
+// Budget is a shared byte budget (internal/ratelimit's Lane).
+type Budget interface {
+	Wait(ctx context.Context, n int) error
 }
 
 // FollowerConfig configures one follower: this node replicating one

@@ -36,6 +36,7 @@
 //   - Authentication both ways by a shared secret (HMAC challenge–response
 //     over fresh nonces); TLS (mutual with a CA) when configured.
 //   - Reconnects use jittered exponential backoff.
+//   - Bandwidth: fetch responses wait for OwnerConfig.Budget (below).
 //   - acks: all: Owner.Await holds a QoS 1/2 acknowledgement (bridge/mqtt's
 //     AckGate) until the high watermark — the lowest durable end among the
 //     in-sync followers — reaches the record, while at least MinInSync
@@ -64,11 +65,18 @@
 // node in the centre), wired by edge/node with each Follower as the
 // owner's liveness.
 //
-// # Not built yet (issue 14)
+// # Bandwidth
 //
-// Sharing bandwidth with the uplink. A follower that starts later than the
-// owner's retention (owner start > 0 on an empty replica) stalls as out of
-// range, since edge/log cannot start an empty partition at an offset.
+// OwnerConfig.Budget, if set, is a byte budget every fetch response waits
+// for (internal/ratelimit): a cap of the peer links' own, or a share of
+// the uplink's budget, half each while both send (edge/node
+// replication.share_uplink_bandwidth).
+//
+// # Not built yet
+//
+// A follower that starts later than the owner's retention (owner start > 0
+// on an empty replica) stalls as out of range, since edge/log cannot start
+// an empty partition at an offset.
 //
 // # Files
 //

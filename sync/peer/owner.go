@@ -386,6 +386,13 @@ func (o *Owner) serve(ctx context.Context, c net.Conn) {
 			logger.Error("peer: encode fetch response", "err", err)
 			return
 		}
+		if o.cfg.Budget != nil {
+			// The follower's next fetch (its acknowledgement) waits as long:
+			// under a shared budget acks: all is as slow as the link share.
+			if err := o.cfg.Budget.Wait(ctx, len(out)); err != nil {
+				return
+			}
+		}
 		c.SetWriteDeadline(time.Now().Add(o.cfg.IOTimeout))
 		if _, err := c.Write(out); err != nil {
 			logger.Info("peer: follower disconnected", "err", err)

@@ -94,6 +94,10 @@ type Config struct {
 	// BandwidthBytesPerSec caps the bytes of record data the forwarder
 	// publishes, across all partitions; 0 means no cap.
 	BandwidthBytesPerSec int64
+	// Budget, if set, is a byte budget shared with the node's other links
+	// (peer replication): every message waits for it, and it replaces
+	// BandwidthBytesPerSec.
+	Budget Budget
 	// LiveLagRecords is the lag at or below which a partition counts as
 	// live: live partitions get bandwidth before backlogged ones.
 	LiveLagRecords int64

@@ -70,7 +70,7 @@ func newForwarder(ctx context.Context, cfg Config, src lister, store metaStore) 
 		log:     lg.With("component", "upstream"),
 		src:     src,
 		store:   store,
-		sched:   newScheduler(cfg.BandwidthBytesPerSec, cfg.MaxInflightBytes),
+		sched:   newScheduler(cfg.BandwidthBytesPerSec, cfg.MaxInflightBytes, cfg.Budget),
 		backoff: backoff.Backoff{Min: cfg.ReconnectMin, Max: cfg.ReconnectMax},
 		link:    cfg.Link,
 		parts:   make(map[partKey]*partition),

@@ -20,6 +20,7 @@ type scheduler struct {
 	rate        float64 // bytes per second; 0 means no cap
 	burst       float64
 	maxInflight int
+	budget      Budget // shared with other users of the link; nil: none
 
 	mu         sync.Mutex
 	tokens     float64
@@ -29,8 +30,18 @@ type scheduler struct {
 	wake       chan struct{} // closed and replaced when waiters may proceed
 }
 
-func newScheduler(bytesPerSec int64, maxInflight int) *scheduler {
-	s := &scheduler{rate: float64(bytesPerSec), maxInflight: maxInflight, wake: make(chan struct{}), last: time.Now()}
+// Budget is a byte budget the forwarder shares with other users of the
+// node's links (internal/ratelimit's Lane): Wait blocks until n bytes may
+// be sent.
+type Budget interface {
+	Wait(ctx context.Context, n int) error
+}
+
+func newScheduler(bytesPerSec int64, maxInflight int, budget Budget) *scheduler {
+	if budget != nil {
+		bytesPerSec = 0 // the shared budget is the cap
+	}
+	s := &scheduler{rate: float64(bytesPerSec), maxInflight: maxInflight, budget: budget, wake: make(chan struct{}), last: time.Now()}
 	if s.rate > 0 {
 		// A tenth of a second of credit: enough to send whole messages
 		// without stuttering, small enough that the cap holds over a second.
@@ -98,6 +109,12 @@ func (s *scheduler) acquire(ctx context.Context, n int, live bool) error {
 			if s.rate == 0 {
 				s.inflight += n
 				s.mu.Unlock()
+				if s.budget != nil {
+					if err := s.budget.Wait(ctx, n); err != nil {
+						s.release(n)
+						return err
+					}
+				}
 				return nil
 			}
 			now := time.Now()

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -272,7 +273,7 @@ func TestConfigValidate(t *testing.T) {
 }
 
 func TestSchedulerCapsRate(t *testing.T) {
-	s := newScheduler(100<<10, 1<<30) // 100 KiB/s
+	s := newScheduler(100<<10, 1<<30, nil) // 100 KiB/s
 	ctx := context.Background()
 	start := time.Now()
 	for range 30 {
@@ -287,7 +288,7 @@ func TestSchedulerCapsRate(t *testing.T) {
 }
 
 func TestSchedulerInflightBudget(t *testing.T) {
-	s := newScheduler(0, 100)
+	s := newScheduler(0, 100, nil)
 	ctx := context.Background()
 	if err := s.acquire(ctx, 60, false); err != nil {
 		t.Fatal(err)
@@ -315,7 +316,7 @@ func TestSchedulerInflightBudget(t *testing.T) {
 }
 
 func TestSchedulerLiveFirst(t *testing.T) {
-	s := newScheduler(0, 1<<30)
+	s := newScheduler(0, 1<<30, nil)
 	s.enterLive()
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
@@ -437,5 +438,32 @@ func TestLateMessagesOfPredecessorNotDuplicated(t *testing.T) {
 	}
 	if n := metricValue(t, reg, "outpost_upstream_resumes_total", "source", "moved"); n < 1 {
 		t.Errorf("no resume counted as moved (%v)", n)
+	}
+}
+
+// recordingBudget counts what the scheduler asks of a shared budget.
+type recordingBudget struct{ bytes atomic.Int64 }
+
+func (b *recordingBudget) Wait(_ context.Context, n int) error {
+	b.bytes.Add(int64(n))
+	return nil
+}
+
+// TestSchedulerUsesTheSharedBudget: with a Budget (shared with the peer
+// links), every acquire asks it for its bytes, and the scheduler's own
+// bucket is off (the budget is the cap).
+func TestSchedulerUsesTheSharedBudget(t *testing.T) {
+	b := &recordingBudget{}
+	s := newScheduler(100<<10, 1<<30, b)
+	if s.rate != 0 {
+		t.Fatalf("own cap %v with a shared budget", s.rate)
+	}
+	for range 10 {
+		if err := s.acquire(context.Background(), 1000, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if b.bytes.Load() != 10000 {
+		t.Fatalf("budget asked for %d bytes, want 10000", b.bytes.Load())
 	}
 }

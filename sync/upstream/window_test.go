@@ -9,7 +9,7 @@ import (
 // its size or maxInflightBytes, and every byte it took from the
 // scheduler's in-flight budget goes back, by pop or by release.
 func TestWindow(t *testing.T) {
-	s := newScheduler(0, 64<<20)
+	s := newScheduler(0, 64<<20, nil)
 	w := newWindow(s, 3)
 	add := func(first int64, size int) {
 		t.Helper()
