@@ -110,6 +110,7 @@ func (k *LeaseKeeper) Run(ctx context.Context) error {
 	b := backoff.Backoff{Min: 250 * time.Millisecond, Max: k.cfg.TTL / 3}
 	attempt := 0
 	counted := false // the loss was counted at a renewal already
+	warned := ""     // the last failure logged as a warning
 	for {
 		c, err := k.cfg.Link.Wait(ctx)
 		if err != nil {
@@ -128,7 +129,18 @@ func (k *LeaseKeeper) Run(ctx context.Context) error {
 			k.log.Warn("upstream: a peer took this node's forwarding lease (it found this node unreachable); taking it back", "err", err)
 			continue
 		}
-		k.log.Debug("upstream: forwarding lease not held; retrying", "err", err)
+		if held {
+			warned = ""
+		}
+		// Once per kind of failure: without the lease a peer cannot tell
+		// this node is forwarding, and takes over after takeover_after
+		// once this node is unreachable on the site network too.
+		if msg := fmt.Sprint(err); msg != warned && !errors.Is(err, context.DeadlineExceeded) {
+			warned = msg
+			k.log.Warn("upstream: cannot hold this node's forwarding lease in the centre; retrying (forwarding goes on; a peer could take over only if it also lost sight of this node)", "err", err)
+		} else {
+			k.log.Debug("upstream: forwarding lease not held; retrying", "err", err)
+		}
 		backoff.Sleep(ctx, b.Delay(attempt))
 		attempt++
 	}
