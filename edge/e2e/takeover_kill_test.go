@@ -93,6 +93,12 @@ func TestTakeoverKill(t *testing.T) {
 	}
 
 	a, b := startA(), startB()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("pi-a's last log:\n%s", tailLines(a.stderr.String(), 60))
+			t.Logf("pi-b's log (forwarding, takeover, peer):\n%s", grepLines(b.stderr.String(), "upstream", "takeover", "peer:", "lease"))
+		}
+	})
 	leases := kv()
 	acked := map[int]bool{}
 	nextA, nextB := 0, 100_000_000 // dev-a's and dev-b's sequence numbers
@@ -268,4 +274,24 @@ func upstreamSeqs(t *testing.T, js jetstream.JetStream) map[int]bool {
 		}
 	})
 	return seqs
+}
+
+// tailLines returns the last n lines of s.
+func tailLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// grepLines returns the lines of s holding any of words (at most 200, the last).
+func grepLines(s string, words ...string) string {
+	var out []string
+	for l := range strings.Lines(s) {
+		for _, w := range words {
+			if strings.Contains(l, w) {
+				out = append(out, strings.TrimRight(l, "\n"))
+				break
+			}
+		}
+	}
+	return strings.Join(out[max(0, len(out)-200):], "\n")
 }

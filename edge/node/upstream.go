@@ -115,6 +115,11 @@ func (n *Node) openUpstream(ctx context.Context) error {
 	// is away, and may still be doing so for a moment when it returns: both
 	// forwarders are fenced, so neither relies on the duplicate window.
 	uc.Fenced = n.cfg.Replication.Enabled()
+	if n.owner != nil {
+		// Forward only what the in-sync peers hold: a node restored from a
+		// peer's replica must never find the centre ahead of it.
+		uc.Watermark = n.owner
+	}
 	if u.ReconnectMax > 0 {
 		uc.ReconnectMax = u.ReconnectMax
 	}
@@ -156,6 +161,7 @@ func (n *Node) openTakeovers(ctx context.Context, uc upstream.Config, nodeName s
 		fc := uc
 		fc.Node = p.Name
 		fc.Registerer = nil
+		fc.Watermark = nil // a replica: nobody appends to it while its owner is gone
 		tk, err := upstream.NewTakeover(ctx, upstream.TakeoverConfig{Forwarder: fc, Holder: nodeName, Owner: n.followers[i],
 			After: r.TakeoverAfter, TTL: r.LeaseTTL, Metrics: m}, n.replicaLogs[i], n.meta)
 		if errors.Is(err, upstream.ErrOriginChanged) {

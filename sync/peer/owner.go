@@ -29,6 +29,9 @@ type Owner struct {
 	conns  map[net.Conn]struct{} // mu
 	closed bool                  // mu
 	wg     sync.WaitGroup
+
+	hwMu      sync.Mutex
+	hwChanged chan struct{} // closed and replaced when a high watermark may have moved
 }
 
 type partKey struct {
@@ -292,6 +295,9 @@ func (o *Owner) refresh(ctx context.Context) {
 		for _, op := range o.parts {
 			o.release(op, now)
 		}
+		// A follower that fell out of sync lifts the high watermark
+		// without fetching.
+		o.highWatermarkMoved()
 		select {
 		case <-ctx.Done():
 			return
@@ -608,6 +614,52 @@ func (o *Owner) ack(op *ownedPart, follower string, end int64, now time.Time) {
 	}
 	if h := op.holds[follower]; h != nil {
 		h.Set(end)
+	}
+	o.highWatermarkMoved()
+}
+
+// HighWatermark returns the partition's high watermark: every record below
+// it is on this node and on every in-sync follower (the owner's end when
+// none is in sync). ok is false for a partition this owner does not serve
+// (created after it started: nobody replicates it). The forwarder reads
+// only below it, so the centre never holds a record the peers lack, and a
+// node restored from a peer's replica never reuses an offset the centre
+// holds (while a peer was in sync).
+func (o *Owner) HighWatermark(topic string, partition int32) (int64, bool) {
+	op := o.parts[partKey{topic, partition}]
+	if op == nil {
+		return 0, false
+	}
+	now := time.Now()
+	op.mu.Lock()
+	defer op.mu.Unlock()
+	hw := op.p.EndOffset()
+	for _, f := range o.cfg.Followers {
+		if st := op.replicas[f]; st != nil && now.Sub(st.caughtUp) < o.cfg.LagMax {
+			hw = min(hw, st.end)
+		}
+	}
+	return hw, true
+}
+
+// HighWatermarkChanged returns a channel closed when a high watermark may
+// have moved: a follower acknowledged, or the in-sync sets were looked at
+// again (every second).
+func (o *Owner) HighWatermarkChanged() <-chan struct{} {
+	o.hwMu.Lock()
+	defer o.hwMu.Unlock()
+	if o.hwChanged == nil {
+		o.hwChanged = make(chan struct{})
+	}
+	return o.hwChanged
+}
+
+func (o *Owner) highWatermarkMoved() {
+	o.hwMu.Lock()
+	defer o.hwMu.Unlock()
+	if o.hwChanged != nil {
+		close(o.hwChanged)
+		o.hwChanged = nil
 	}
 }
 

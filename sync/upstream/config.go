@@ -94,6 +94,11 @@ type Config struct {
 	// BandwidthBytesPerSec caps the bytes of record data the forwarder
 	// publishes, across all partitions; 0 means no cap.
 	BandwidthBytesPerSec int64
+	// Watermark, if set, limits how far each partition is forwarded: only
+	// below its high watermark (sync/peer's Owner), so the centre never
+	// holds a record the site's in-sync replicas lack — a node restored
+	// from a peer's replica then never reuses an offset the centre holds.
+	Watermark Watermark
 	// Budget, if set, is a byte budget shared with the node's other links
 	// (peer replication): every message waits for it, and it replaces
 	// BandwidthBytesPerSec.

@@ -86,6 +86,18 @@ func newPartition(f *Forwarder, o wire.Origin, src source) (*partition, error) {
 	return p, nil
 }
 
+// visibleEnd is the offset forwarding may read up to: the log's end, or
+// below it the high watermark (Config.Watermark).
+func (p *partition) visibleEnd() int64 {
+	end := p.src.EndOffset()
+	if wm := p.f.cfg.Watermark; wm != nil {
+		if hw, ok := wm.HighWatermark(p.origin.Topic, p.origin.Partition); ok && hw < end {
+			return hw
+		}
+	}
+	return end
+}
+
 // setAcked moves acked, and the retention hold with it.
 func (p *partition) setAcked(next int64) {
 	p.acked.Store(next)

@@ -63,7 +63,7 @@ func (s *pump) run(ctx context.Context) error {
 		if err := s.harvest(ctx); err != nil {
 			return err
 		}
-		end := s.p.src.EndOffset()
+		end := s.p.visibleEnd()
 		live := s.noteLive(end)
 		if !s.w.full() {
 			if err := s.fill(ctx, end); err != nil {
@@ -177,7 +177,7 @@ func (s *pump) fill(ctx context.Context, end int64) error {
 		if err != nil {
 			return err
 		}
-		s.buf = recs
+		s.buf = below(recs, end)
 	}
 	for len(s.buf) > 0 && len(s.cuts) > 0 && s.cuts[0].Last < s.buf[0].Offset {
 		s.cuts = s.cuts[1:]
@@ -205,9 +205,20 @@ func (s *pump) readAhead(ctx context.Context, end int64) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	s.buf = append(s.buf, more...)
+	s.buf = append(s.buf, below(more, end)...)
 	s.woke = true
 	return true, nil
+}
+
+// below returns the records of recs before offset end (the high
+// watermark can be below what a read returns).
+func below(recs []log.Record, end int64) []log.Record {
+	for i := range recs {
+		if recs[i].Offset >= end {
+			return recs[:i]
+		}
+	}
+	return recs
 }
 
 // read reads from the log at from; a failed read, or one that does not
@@ -263,9 +274,15 @@ func (s *pump) send(ctx context.Context, live bool) error {
 func (s *pump) wait(ctx context.Context, grow bool) error {
 	s.setInLive(false)
 	ok, failed := s.w.head()
-	var grown <-chan struct{}
+	var grown, hw <-chan struct{}
 	if grow {
-		grown = s.p.src.Notify(s.sent)
+		if wm := s.cfg.Watermark; wm != nil && s.sent < s.p.src.EndOffset() {
+			// Held below the log's end by the high watermark: wait for it
+			// to move, not for the log (which has the records already).
+			hw = wm.HighWatermarkChanged()
+		} else {
+			grown = s.p.src.Notify(s.sent)
+		}
 	}
 	changed := s.p.f.link.Changed()
 	select {
@@ -279,6 +296,7 @@ func (s *pump) wait(ctx context.Context, grow bool) error {
 	case err := <-failed:
 		return s.abort(ctx, true, err)
 	case <-grown:
+	case <-hw:
 	case <-changed:
 		if s.conn.Epoch() != s.epoch || !s.conn.Up() {
 			return s.abort(ctx, false, ErrNotConnected)

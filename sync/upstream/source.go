@@ -17,6 +17,14 @@ type source interface {
 	EndOffset() int64
 }
 
+// Watermark says how far a partition may be forwarded; *peer.Owner
+// satisfies it. ok false: no limit (a partition nobody replicates).
+type Watermark interface {
+	HighWatermark(topic string, partition int32) (hw int64, ok bool)
+	// HighWatermarkChanged is closed when a high watermark may have moved.
+	HighWatermarkChanged() <-chan struct{}
+}
+
 // holder is an optional extra of a source: a retention hold named after
 // the cursor, kept at the first offset not yet acknowledged by the stream
 // (edge/log's Partition.Hold).
