@@ -123,6 +123,16 @@
 // resends: the stream never holds a record above a missing one. The price
 // is one round trip per batch instead of a pipelined window.
 //
+// # The high watermark (Config.Watermark)
+//
+// With site peers, a node forwards a partition only below its high
+// watermark (sync/peer's Owner: what every in-sync replica holds), so the
+// centre never holds a record the peers lack. Otherwise a node whose disk
+// died and that restored itself from a peer's lagging replica would write
+// new records at offsets the centre already holds, and resume would skip
+// them as "stream ahead". Reads are cut at the watermark, and a partition
+// held below the log's end waits for the watermark to move.
+//
 // # Forwarding leases and takeover (lease.go, lease_keeper.go, takeover.go)
 //
 // When site peers replicate each other (sync/peer), a node's partitions
