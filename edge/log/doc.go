@@ -81,6 +81,8 @@
 //	journal_entry.go  journal entry layout
 //	journal_replay.go recovery from the journal at open
 //	reader.go     Read, Notify, OffsetForTime, Check
+//	replica.go    AppendAt: appends at a given offset (site replicas)
+//	raw.go        RawBatch, ReadBatches, AppendBatchesAt: batches copied as stored
 //	hold.go       Hold: retention holds per reader and partition
 //	retention.go  retention by bytes and age, the disk budget's delete-oldest
 //	segment.go    segment files, frames, the sparse index
@@ -89,7 +91,7 @@
 //	config.go     Config, TopicConfig, SyncPolicy, BudgetPolicy, Recovery
 //	file.go       the File seam (fault injection), fdatasync, directory syncs
 //	record.go     Record, Header, Batch (msgp, record_gen.go)
-//	decode.go     batch decoding without copying (the read hot path)
+//	decode.go     batch decoding without copying (the read hot path), scanning
 //	metrics.go    outpost_log_* metrics (docs/metrics.md)
 //	errors.go     sentinels and CorruptionError
 //

@@ -273,7 +273,7 @@ func (j *journal) commit() {
 		p.roundMu.Unlock()
 		b.rounds = append(b.rounds, journalRound{p, r})
 		for _, q := range r.reqs {
-			b.recs += len(q.recs)
+			b.recs += q.count
 		}
 		if r.left > 0 {
 			j.requeue(p, r.left, start)

@@ -185,7 +185,7 @@ func (l *Log) replayEntry(e journalEntry, path string, replayed map[*Partition]b
 			}
 			return n, fmt.Errorf("%w: %s holds %s/%d offsets %d..%d, the partition ends at %d (its segment lost fdatasynced records); `edge check` shows the damage", ErrJournalGap, path, e.topic, e.part, first, end-1, p.nextOffset)
 		}
-		req := &appendReq{recs: b.Records, size: recordsSize(b.Records)}
+		req := &appendReq{recs: b.Records, count: len(b.Records), size: recordsSize(b.Records)}
 		if err := p.writeRequests([]*appendReq{req}, nil); err != nil {
 			return n, err
 		}

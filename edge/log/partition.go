@@ -78,6 +78,8 @@ type Partition struct {
 
 type appendReq struct {
 	recs  []Record
+	raw   []RawBatch // AppendBatchesAt: stored as they are, one frame each; recs is nil
+	count int        // records
 	size  int
 	first int64
 	done  func(first int64, err error)
@@ -191,6 +193,12 @@ func (p *Partition) AppendAsync(ctx context.Context, recs []Record, done func(fi
 	if size+frameHeaderSize > p.log.cfg.MaxBatchBytes {
 		return fmt.Errorf("%w: %d bytes, limit %d", ErrBatchTooLarge, size, p.log.cfg.MaxBatchBytes)
 	}
+	return p.enqueue(ctx, &appendReq{recs: recs, count: len(recs), size: size, done: done})
+}
+
+// enqueue queues req for the next commit, waiting while the queue is full.
+func (p *Partition) enqueue(ctx context.Context, req *appendReq) error {
+	size := req.size
 	p.mu.Lock()
 	for {
 		if p.closed {
@@ -214,12 +222,12 @@ func (p *Partition) AppendAsync(ctx context.Context, recs []Record, done func(fi
 		}
 		p.mu.Lock()
 	}
-	p.pending = append(p.pending, &appendReq{recs: recs, size: size, done: done})
+	p.pending = append(p.pending, req)
 	p.pendingBytes += size
-	p.pendingRecs += len(recs)
+	p.pendingRecs += req.count
 	p.mu.Unlock()
 	if j := p.log.journal; j != nil {
-		j.queued(p, len(recs), size) // the journal's committer writes every partition
+		j.queued(p, req.count, size) // the journal's committer writes every partition
 		return nil
 	}
 	p.kick()
@@ -337,7 +345,7 @@ func (p *Partition) prepare(j *journal, limit int) *round {
 		reqs = reqs[:n:n]
 		p.pendingBytes -= size
 		for _, q := range reqs {
-			p.pendingRecs -= len(q.recs)
+			p.pendingRecs -= q.count
 		}
 	} else {
 		p.pending = nil
@@ -451,16 +459,9 @@ func (p *Partition) writeRequests(reqs []*appendReq, j *journal) error {
 		runStart = len(p.buf)
 		return nil
 	}
-	emit := func() error {
-		if len(batch.Records) == 0 {
-			return nil
-		}
-		frameStart := len(p.buf)
-		var err error
-		p.buf, err = appendFrame(p.buf, &batch, p.durablePos)
-		if err != nil {
-			return err
-		}
+	// place settles the frame appended to p.buf at frameStart: it rolls
+	// the segment first when the frame does not fit, and notes its offsets.
+	place := func(frameStart int, base int64, count int, maxTs int64) error {
 		frameLen := int64(len(p.buf) - frameStart)
 		if p.writePos+int64(frameStart-runStart)+frameLen > cfg.SegmentMaxBytes && p.writePos+int64(frameStart-runStart) > segmentHeaderSize {
 			// The frame does not fit: write what precedes it, then roll.
@@ -472,11 +473,40 @@ func (p *Partition) writeRequests(reqs []*appendReq, j *journal) error {
 			if err := p.roll(); err != nil {
 				return err
 			}
+			// The frame was sealed with the old segment's durable
+			// position; in the new one only its header is durable.
+			sealFrame(frame, p.durablePos)
 			p.buf = append(p.buf, frame...)
 		}
-		p.indexFrame(batch.BaseOffset, p.writePos+int64(frameStart-runStart), batch.MaxTimestamp)
-		p.nextOffset = batch.BaseOffset + int64(len(batch.Records))
+		p.indexFrame(base, p.writePos+int64(frameStart-runStart), maxTs)
+		p.nextOffset = base + int64(count)
+		return nil
+	}
+	emit := func() error {
+		if len(batch.Records) == 0 {
+			return nil
+		}
+		frameStart := len(p.buf)
+		var err error
+		p.buf, err = appendFrame(p.buf, &batch, p.durablePos)
+		if err != nil {
+			return err
+		}
+		if err := place(frameStart, batch.BaseOffset, len(batch.Records), batch.MaxTimestamp); err != nil {
+			return err
+		}
 		batch.Records = batch.Records[:0]
+		return nil
+	}
+	// flush ends the frame being built and writes the buffer.
+	flush := func() error {
+		if err := emit(); err != nil {
+			return err
+		}
+		if err := flushRun(); err != nil {
+			return err
+		}
+		p.buf, runStart = p.buf[:0], 0
 		return nil
 	}
 	size := 0
@@ -484,14 +514,20 @@ func (p *Partition) writeRequests(reqs []*appendReq, j *journal) error {
 	batch.MaxTimestamp = minTs
 	next := p.nextOffset
 	for _, q := range reqs {
+		if q.raw != nil {
+			if err := p.writeRaw(q, next, emit, flush, place); err != nil {
+				return err
+			}
+			next = p.nextOffset
+			batch.BaseOffset = next
+			batch.MaxTimestamp = minTs
+			size = 0
+			continue
+		}
 		if size > 0 && size+q.size+frameHeaderSize > frameMax {
-			if err := emit(); err != nil {
+			if err := flush(); err != nil {
 				return err
 			}
-			if err := flushRun(); err != nil {
-				return err
-			}
-			p.buf, runStart = p.buf[:0], 0
 			batch.BaseOffset = next
 			batch.MaxTimestamp = minTs
 			size = 0
@@ -514,6 +550,37 @@ func (p *Partition) writeRequests(reqs []*appendReq, j *journal) error {
 		p.buf = nil // a burst's buffer is not kept: memory per partition stays small
 	}
 	return err
+}
+
+// writeRaw frames an AppendBatchesAt request's batches, their payloads
+// unchanged, after the records framed before them (emit). A batch that
+// does not start at next — a second writer got in since AppendBatchesAt
+// checked the end — fails the round before anything of it is written: a
+// frame whose base is not its position would be damage. roundMu must be
+// held.
+func (p *Partition) writeRaw(q *appendReq, next int64, emit, flush func() error, place func(int, int64, int, int64) error) error {
+	if err := emit(); err != nil {
+		return err
+	}
+	frameMax := min(p.log.cfg.MaxBatchBytes, retainBufBytes)
+	q.first = next
+	for _, b := range q.raw {
+		if b.base != next {
+			return fmt.Errorf("%w: %s/%d: batch of offset %d would land at %d (a second writer appended to a replica)", ErrNotContiguous, p.topic, p.id, b.base, next)
+		}
+		if len(p.buf) > 0 && len(p.buf)+frameHeaderSize+len(b.payload) > frameMax {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		frameStart := len(p.buf)
+		p.buf = appendRawFrame(p.buf, b.payload, p.durablePos)
+		if err := place(frameStart, b.base, b.count, b.maxTs); err != nil {
+			return err
+		}
+		next = b.End()
+	}
+	return nil
 }
 
 // indexFrame queues an index entry for the frame about to be written at
@@ -749,7 +816,7 @@ func (p *Partition) publish(r *round) {
 	// must find its records in the metrics.
 	var n int
 	for _, q := range r.reqs {
-		n += len(q.recs)
+		n += q.count
 	}
 	p.log.metrics.appendedRecords.Add(float64(n))
 	p.inFlight = n + queued

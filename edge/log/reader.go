@@ -22,33 +22,45 @@ const maxReadChunk = 4 << 20
 // never overwritten, but a record kept long keeps its buffer alive, so copy
 // what you keep.
 func (p *Partition) Read(ctx context.Context, from int64, maxBytes int) ([]Record, error) {
+	var recs []Record
+	err := p.read(ctx, from, func(s *segment, end int64) error {
+		var err error
+		recs, err = p.readSegment(s, from, end, maxBytes)
+		return err
+	})
+	return recs, err
+}
+
+// read checks from and calls fn with the segment holding it (a reference
+// held) and the end readers may see; not at all when from is that end.
+func (p *Partition) read(ctx context.Context, from int64, fn func(s *segment, end int64) error) error {
 	for attempt := 0; ; attempt++ {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return err
 		}
 		if p.isClosed() {
-			return nil, ErrClosed
+			return ErrClosed
 		}
 		end := p.end.Load()
 		start := p.start.Load()
 		if from < start || from > end {
-			return nil, fmt.Errorf("%w: %s/%d offset %d, readable [%d, %d)", ErrOffsetOutOfRange, p.topic, p.id, from, start, end)
+			return fmt.Errorf("%w: %s/%d offset %d, readable [%d, %d)", ErrOffsetOutOfRange, p.topic, p.id, from, start, end)
 		}
 		if from == end {
-			return nil, nil
+			return nil
 		}
 		s := p.segmentFor(from)
 		if s == nil {
 			if p.isClosed() {
-				return nil, ErrClosed
+				return ErrClosed
 			}
 			if attempt < 3 {
 				continue // deleted by retention meanwhile: recheck the range
 			}
-			return nil, fmt.Errorf("%w: %s/%d offset %d", ErrOffsetOutOfRange, p.topic, p.id, from)
+			return fmt.Errorf("%w: %s/%d offset %d", ErrOffsetOutOfRange, p.topic, p.id, from)
 		}
 		wasOpen := s.isOpen()
-		recs, err := p.readSegment(s, from, end, maxBytes)
+		err := fn(s, end)
 		s.release()
 		if !wasOpen {
 			// Only a read that opened a sealed file can push the partition
@@ -56,7 +68,7 @@ func (p *Partition) Read(ctx context.Context, from int64, maxBytes int) ([]Recor
 			// the walk over every segment.
 			p.trimOpen()
 		}
-		return recs, err
+		return err
 	}
 }
 
@@ -168,34 +180,44 @@ func (rb *readBuf) holds(pos int64, n int) bool {
 // frameAt returns the frame at pos, reading ahead into rb so that a run of
 // small frames costs one pread per chunk.
 func (p *Partition) frameAt(f File, s *segment, pos, limit int64, rb *readBuf) (*Batch, int, error) {
+	frame, err := p.frameBytesAt(f, s, pos, limit, rb)
+	if err != nil {
+		return nil, 0, err
+	}
+	batch, _, err := DecodeFrame(frame)
+	if err != nil {
+		return nil, 0, p.readErr(s, pos, err)
+	}
+	return batch, len(frame), nil
+}
+
+// frameBytesAt returns the bytes of the frame at pos, not yet checked
+// beyond its header.
+func (p *Partition) frameBytesAt(f File, s *segment, pos, limit int64, rb *readBuf) ([]byte, error) {
 	chunk := rb.chunk
 	if chunk == 0 {
 		chunk = readChunk
 	}
 	if !rb.holds(pos, frameHeaderSize) {
 		if err := rb.fill(f, pos, min(limit-pos, chunk)); err != nil {
-			return nil, 0, p.readErr(s, pos, err)
+			return nil, p.readErr(s, pos, err)
 		}
 	}
 	off := int(pos - rb.pos)
 	n, err := frameLen(rb.data[off:])
 	if err != nil {
-		return nil, 0, p.readErr(s, pos, err)
+		return nil, p.readErr(s, pos, err)
 	}
 	if pos+int64(n) > limit {
-		return nil, 0, p.readErr(s, pos, ErrShortFrame)
+		return nil, p.readErr(s, pos, ErrShortFrame)
 	}
 	if !rb.holds(pos, n) {
 		if err := rb.fill(f, pos, min(limit-pos, max(int64(n), chunk))); err != nil {
-			return nil, 0, p.readErr(s, pos, err)
+			return nil, p.readErr(s, pos, err)
 		}
 		off = 0
 	}
-	batch, _, err := DecodeFrame(rb.data[off : off+n])
-	if err != nil {
-		return nil, 0, p.readErr(s, pos, err)
-	}
-	return batch, n, nil
+	return rb.data[off : off+n], nil
 }
 
 // fill reads n bytes at pos into a new buffer: records returned from the

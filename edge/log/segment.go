@@ -86,12 +86,26 @@ func appendFrame(dst []byte, b *Batch, durable int64) ([]byte, error) {
 	if err != nil {
 		return dst[:start], fmt.Errorf("log: encode batch: %w", err)
 	}
-	payload := dst[start+frameHeaderSize:]
-	binary.BigEndian.PutUint32(dst[start:], frameMagic)
-	binary.BigEndian.PutUint32(dst[start+4:], uint32(len(payload)))
-	binary.BigEndian.PutUint64(dst[start+12:], uint64(durable))
-	binary.BigEndian.PutUint32(dst[start+8:], crc32.Checksum(dst[start+12:], castagnoli))
+	sealFrame(dst[start:], durable)
 	return dst, nil
+}
+
+// appendRawFrame appends a frame holding payload, a batch as ParseBatch
+// checked it: a replica stores its owner's batches as they came.
+func appendRawFrame(dst, payload []byte, durable int64) []byte {
+	start := len(dst)
+	dst = append(dst, make([]byte, frameHeaderSize)...)
+	dst = append(dst, payload...)
+	sealFrame(dst[start:], durable)
+	return dst
+}
+
+// sealFrame fills the header of frame, whose payload follows it.
+func sealFrame(frame []byte, durable int64) {
+	binary.BigEndian.PutUint32(frame, frameMagic)
+	binary.BigEndian.PutUint32(frame[4:], uint32(len(frame)-frameHeaderSize))
+	binary.BigEndian.PutUint64(frame[12:], uint64(durable))
+	binary.BigEndian.PutUint32(frame[8:], crc32.Checksum(frame[12:], castagnoli))
 }
 
 // EncodeBatch returns one frame holding b, as it is stored in a segment
@@ -126,6 +140,26 @@ func decodeFrame(buf []byte) (*Batch, int, int64, error) {
 		return nil, 0, 0, err
 	}
 	return b, n, int64(binary.BigEndian.Uint64(buf[12:20])), nil
+}
+
+// framePayload checks the checksum of the first frame of buf and returns
+// its payload (aliasing buf) and the frame's length, without decoding it.
+func framePayload(buf []byte) ([]byte, int, error) {
+	n, err := frameLen(buf)
+	if err != nil {
+		return nil, 0, err
+	}
+	if len(buf) < n {
+		return nil, 0, ErrShortFrame
+	}
+	covered, payload := buf[12:n], buf[frameHeaderSize:n]
+	if binary.BigEndian.Uint32(buf[0:4]) == frameMagicV1 {
+		covered, payload = buf[frameHeaderSizeV1:n], buf[frameHeaderSizeV1:n]
+	}
+	if crc32.Checksum(covered, castagnoli) != binary.BigEndian.Uint32(buf[8:12]) {
+		return nil, 0, ErrChecksum
+	}
+	return payload, n, nil
 }
 
 // frameLen validates a frame header (at least frameMinHeader bytes) and
