@@ -3,6 +3,8 @@ package peer
 import (
 	"errors"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Policy is what replication.acks: all does with a record when fewer than
@@ -41,6 +43,12 @@ type waiter struct {
 	done func(error)
 }
 
+// ackCounters are outpost_replication_acks_total's children, looked up
+// once: an acknowledgement is counted on the ingest path.
+type ackCounters struct {
+	replicated, degraded, refused prometheus.Counter
+}
+
 // Await calls done once records below end of the partition are durable on
 // every in-sync follower (the high watermark reached end) and at least
 // MinInSync followers are in sync — the acks: all rule. With fewer in sync,
@@ -54,7 +62,7 @@ func (o *Owner) Await(topic string, partition int32, end int64, done func(error)
 	if op == nil {
 		// Not one of the partitions the owner serves (created after it
 		// started): nobody replicates it; the policy decides.
-		done(o.verdict())
+		done(o.verdict(1))
 		return
 	}
 	op.mu.Lock()
@@ -63,16 +71,16 @@ func (o *Owner) Await(topic string, partition int32, end int64, done func(error)
 		done(ErrOwnerStopped)
 		return
 	}
-	ri := op.stateLocked(o.cfg, time.Now())
+	hw, under := op.hwLocked(o.cfg, time.Now())
 	switch {
-	case ri.HighWatermark >= end && !ri.UnderRep:
+	case hw >= end && !under:
 		op.mu.Unlock()
-		o.cfg.Metrics.acks.WithLabelValues("replicated").Inc()
+		o.acked.replicated.Inc()
 		done(nil)
 		return
-	case ri.UnderRep:
+	case under:
 		op.mu.Unlock()
-		done(o.verdict())
+		done(o.verdict(1))
 		return
 	}
 	op.waiters = append(op.waiters, waiter{end: end, done: done})
@@ -80,54 +88,61 @@ func (o *Owner) Await(topic string, partition int32, end int64, done func(error)
 	o.cfg.Metrics.acksWaiting.Inc()
 }
 
-// verdict applies the policy to a record that cannot wait for replicas.
-func (o *Owner) verdict() error {
+// verdict applies the policy to n records that cannot wait for replicas.
+func (o *Owner) verdict(n int) error {
 	if o.cfg.Policy == PolicyRefuse {
-		o.cfg.Metrics.acks.WithLabelValues("refused").Inc()
+		o.acked.refused.Add(float64(n))
 		return ErrNotReplicated
 	}
-	o.cfg.Metrics.acks.WithLabelValues("degraded").Inc()
+	o.acked.degraded.Add(float64(n))
 	return nil
 }
 
 // releaseLocked takes the waiters the partition's state now decides: those
 // below the high watermark, or all of them when too few followers are in
-// sync. The caller runs the returned completions after unlocking op.mu.
-func (o *Owner) releaseLocked(op *ownedPart, now time.Time) []func() {
+// sync (under). The caller completes them after unlocking op.mu.
+func (o *Owner) releaseLocked(op *ownedPart, now time.Time) (ws []waiter, under bool) {
 	if len(op.waiters) == 0 {
-		return nil
+		return nil, false
 	}
-	ri := op.stateLocked(o.cfg, now)
-	var out []func()
+	hw, under := op.hwLocked(o.cfg, now)
 	keep := op.waiters[:0]
 	for _, w := range op.waiters {
-		switch {
-		case ri.UnderRep:
-			out = append(out, func() { w.done(o.verdict()) })
-		case ri.HighWatermark >= w.end:
-			out = append(out, func() {
-				o.cfg.Metrics.acks.WithLabelValues("replicated").Inc()
-				w.done(nil)
-			})
-		default:
+		if under || hw >= w.end {
+			ws = append(ws, w)
+		} else {
 			keep = append(keep, w)
 		}
 	}
 	clear(op.waiters[len(keep):])
 	op.waiters = keep
-	o.cfg.Metrics.acksWaiting.Sub(float64(len(out)))
-	return out
+	o.cfg.Metrics.acksWaiting.Sub(float64(len(ws)))
+	return ws, under
+}
+
+// complete calls the done functions of released waiters.
+func (o *Owner) complete(ws []waiter, under bool) {
+	if len(ws) == 0 {
+		return
+	}
+	var err error
+	if under {
+		err = o.verdict(len(ws))
+	} else {
+		o.acked.replicated.Add(float64(len(ws)))
+	}
+	for _, w := range ws {
+		w.done(err)
+	}
 }
 
 // release decides op's waiters now (after a follower's fetch, or on the
 // refresher's tick).
 func (o *Owner) release(op *ownedPart, now time.Time) {
 	op.mu.Lock()
-	fns := o.releaseLocked(op, now)
+	ws, under := o.releaseLocked(op, now)
 	op.mu.Unlock()
-	for _, f := range fns {
-		f()
-	}
+	o.complete(ws, under)
 }
 
 // stopWaiters fails every waiting acknowledgement once the owner stops, so

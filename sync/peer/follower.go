@@ -422,23 +422,47 @@ func (f *Follower) applyPart(ctx context.Context, k partKey, rp *replicaPart, pa
 		rp.hist = slicesClone(h)
 		f.mu.Unlock()
 	}
-	if len(part.Records) == 0 {
+	if len(part.Batches) == 0 {
 		return nil
 	}
-	recs := make([]log.Record, len(part.Records))
-	for i, b := range part.Records {
-		rest, err := recs[i].UnmarshalMsg(b)
-		if err != nil || len(rest) != 0 {
-			return fmt.Errorf("%w: record %d of %s/%d does not decode: %v", ErrProtocol, part.Base+int64(i), k.topic, k.partition, err)
+	bs := make([]log.RawBatch, len(part.Batches))
+	next := part.Base
+	for i, payload := range part.Batches {
+		b, err := log.ParseBatch(payload)
+		if err == nil && b.Base() != next {
+			err = fmt.Errorf("it starts at offset %d, not %d", b.Base(), next)
 		}
+		if err != nil {
+			return fmt.Errorf("%w: batch %d of %s/%d: %v", ErrProtocol, i, k.topic, k.partition, err)
+		}
+		bs[i], next = b, b.End()
 	}
 	// The append is not cancelled with the session: an abandoned append
 	// could land after the next fetch asked from the old end (AppendAt).
-	if err := appendAt(context.WithoutCancel(ctx), rp.p, part.Base, recs); err != nil {
+	if err := appendBatches(context.WithoutCancel(ctx), rp.p, part.Base, bs); err != nil {
 		return fmt.Errorf("peer: replica %s/%d: %w", k.topic, k.partition, err)
 	}
-	f.cfg.Metrics.fetchedRecords.WithLabelValues(f.cfg.Owner).Add(float64(len(recs)))
+	f.cfg.Metrics.fetchedRecords.WithLabelValues(f.cfg.Owner).Add(float64(next - part.Base))
 	return nil
+}
+
+// appendBatches stores the owner's batches as they came; when one exceeds
+// the replica log's batch limit (the owner's is larger), it copies their
+// records instead.
+func appendBatches(ctx context.Context, p *log.Partition, base int64, bs []log.RawBatch) error {
+	err := p.AppendBatchesAt(ctx, base, bs)
+	if !errors.Is(err, log.ErrBatchTooLarge) {
+		return err
+	}
+	var recs []log.Record
+	for _, b := range bs {
+		r, err := b.Records()
+		if err != nil {
+			return err
+		}
+		recs = append(recs, r...)
+	}
+	return appendAt(ctx, p, base, recs)
 }
 
 func slicesClone(h history) history { return append(history(nil), h...) }

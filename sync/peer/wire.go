@@ -12,7 +12,7 @@ import (
 // Version is the peer protocol version this code speaks (PROTOCOL.md
 // "Versions"). A peer announcing another is refused with an Error naming
 // both.
-const Version uint16 = 1
+const Version uint16 = 2
 
 // maxFrameBytes caps one frame [PROTOCOL-2.1]: a reader never allocates
 // more for a frame, whatever its length field says.
@@ -112,13 +112,14 @@ type respPart struct {
 	Start      int64 // the owner's log start
 	TruncateTo int64 // statusTruncate: the follower must cut its log here before fetching on
 	History    []epochEntry
-	Base       int64    // offset of Records[0]
-	Records    [][]byte // msgp-encoded edge/log Records, as the log encodes them
+	Base       int64    // offset of the first record of Batches[0]
+	Batches    [][]byte // edge/log batch payloads (msgp Batch), as the owner's log stores them
+	records    int      // records in Batches, counted by the owner (not sent)
 }
 
 // Partition statuses of a fetch response [PROTOCOL-4.2].
 const (
-	statusOK           byte = 0 // Records follow from Base (possibly none)
+	statusOK           byte = 0 // Batches follow from Base (possibly none)
 	statusTruncate     byte = 1 // the follower's log diverged: cut at TruncateTo, then fetch
 	statusOutOfRange   byte = 2 // the fetch offset is below the owner's start or past its end
 	statusUnknownEpoch byte = 3 // the owner's history cannot place the follower's last epoch
@@ -337,8 +338,8 @@ func (m *fetchResp) encode(e *enc) {
 			e.i64(h.Start)
 		}
 		e.i64(p.Base)
-		e.u32(uint32(len(p.Records)))
-		for _, r := range p.Records {
+		e.u32(uint32(len(p.Batches)))
+		for _, r := range p.Batches {
 			e.bytes(r)
 		}
 	}
@@ -365,15 +366,15 @@ func (m *fetchResp) decode(d *dec) {
 		p.Base = d.i64()
 		rc := d.u32()
 		if d.err == nil && uint64(rc)*4 > uint64(len(d.b)) {
-			d.err = fmt.Errorf("%w: %d records cannot fit in %d bytes", ErrProtocol, rc, len(d.b))
+			d.err = fmt.Errorf("%w: %d batches cannot fit in %d bytes", ErrProtocol, rc, len(d.b))
 		}
 		r := int(rc) // at most len(d.b)/4: fits an int on 32-bit ARM too
 		if d.err != nil {
 			break
 		}
-		p.Records = make([][]byte, 0, r)
+		p.Batches = make([][]byte, 0, r)
 		for range r {
-			p.Records = append(p.Records, d.bytes())
+			p.Batches = append(p.Batches, d.bytes())
 		}
 		m.Parts = append(m.Parts, p)
 	}

@@ -12,7 +12,7 @@ func sampleMessages() []message {
 		&hello{Version: Version, Site: "farm", Follower: "pi-b", Nonce: newNonce()},
 		&welcome{Owner: "pi-a", Epoch: 7, Topics: []topicInfo{{"telemetry", 4}, {"events", 1}}},
 		&fetch{Epoch: 7, MaxBytes: 1 << 20, MaxWaitMs: 500, Parts: []fetchPart{{"telemetry", 3, 100, 2}}},
-		&fetchResp{Epoch: 7, Parts: []respPart{{Topic: "telemetry", Partition: 3, HW: 90, End: 120, History: []epochEntry{{1, 0}, {2, 50}}, Base: 100, Records: [][]byte{{0x80}, {1, 2, 3}}}}},
+		&fetchResp{Epoch: 7, Parts: []respPart{{Topic: "telemetry", Partition: 3, HW: 90, End: 120, History: []epochEntry{{1, 0}, {2, 50}}, Base: 100, Batches: [][]byte{{0x80}, {1, 2, 3}}}}},
 		&errorMsg{Code: codeAuth, Message: "authentication failed"},
 	}
 }
