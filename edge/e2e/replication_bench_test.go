@@ -26,7 +26,7 @@ import (
 //     is sampled every 10 ms (median, p99, max), and the time from the
 //     fleet's last ack to the replica holding everything.
 //
-//     go test -run '^$' -bench Replication -benchtime 3x ./edge/e2e/
+//     go test -run '^$' -bench Replication -benchtime 5x ./edge/e2e/
 //
 // OUTPOST_BENCH_SECONDS (default 5) sets the length of each run;
 // OUTPOST_BENCH_PEER_TMPFS=1 puts the peer's data on /dev/shm (a second
