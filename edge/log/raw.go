@@ -103,17 +103,10 @@ func (p *Partition) ReadBatches(ctx context.Context, from int64, maxBytes int) (
 }
 
 func (p *Partition) readSegmentBatches(s *segment, from, end int64, maxBytes int) ([]RawBatch, error) {
-	f, err := s.logFile(p.useTick.Add(1))
+	f, pos, limit, rb, err := p.scanFrom(s, from, maxBytes)
 	if err != nil {
 		return nil, err
 	}
-	e, err := s.lookupIndex(s.idxEntries.Load(), func(e indexEntry) bool { return s.base+int64(e.relOffset) <= from })
-	if err != nil {
-		return nil, err
-	}
-	limit := s.size.Load()
-	pos := int64(e.pos)
-	rb := readBuf{chunk: min(max(int64(maxBytes)+p.log.cfg.IndexIntervalBytes, readChunk), maxReadChunk)}
 	var out []RawBatch
 	bytes := 0
 	for pos < limit && bytes < maxBytes {

@@ -126,20 +126,28 @@ func (p *Partition) segmentFor(offset int64) *segment {
 	return s
 }
 
-func (p *Partition) readSegment(s *segment, from, end int64, maxBytes int) ([]Record, error) {
-	f, err := s.logFile(p.useTick.Add(1))
-	if err != nil {
-		return nil, err
+// scanFrom starts a read of s at the last indexed frame at or before
+// from: the file, that frame's position, the segment's size and a
+// read-ahead buffer for about maxBytes.
+func (p *Partition) scanFrom(s *segment, from int64, maxBytes int) (f File, pos, limit int64, rb readBuf, err error) {
+	if f, err = s.logFile(p.useTick.Add(1)); err != nil {
+		return nil, 0, 0, rb, err
 	}
 	e, err := s.lookupIndex(s.idxEntries.Load(), func(e indexEntry) bool { return s.base+int64(e.relOffset) <= from })
 	if err != nil {
-		return nil, err
+		return nil, 0, 0, rb, err
 	}
-	limit := s.size.Load()
-	pos := int64(e.pos)
 	// One pread covers the whole request in the common case; the buffer is
 	// bounded by maxBytes (plus one index interval of skipped records).
-	rb := readBuf{chunk: min(max(int64(maxBytes)+p.log.cfg.IndexIntervalBytes, readChunk), maxReadChunk)}
+	rb.chunk = min(max(int64(maxBytes)+p.log.cfg.IndexIntervalBytes, readChunk), maxReadChunk)
+	return f, int64(e.pos), s.size.Load(), rb, nil
+}
+
+func (p *Partition) readSegment(s *segment, from, end int64, maxBytes int) ([]Record, error) {
+	f, pos, limit, rb, err := p.scanFrom(s, from, maxBytes)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]Record, 0, min(max(maxBytes/128, 16), 8192))
 	var bytes int
 	for pos < limit {
