@@ -90,13 +90,13 @@ func start(tb testing.TB, cfg auth.Config, p *pki) server {
 		tb.Fatal(err)
 	}
 	g := bmqtt.NewGate(bmqtt.DefaultLimits(), nil)
-	plain, _ := bmqtt.NewListener(bmqtt.ListenerConfig{ID: "plain", Type: bmqtt.TypeTCP, Address: "127.0.0.1:0", Gate: g})
+	plain, _ := bmqtt.NewListener(bmqtt.ListenerConfig{ID: "plain", Type: bmqtt.TypeTCP, Address: "127.0.0.1:0", Gate: g, Server: srv})
 	if err := srv.AddListener(plain); err != nil {
 		tb.Fatal(err)
 	}
 	s := server{plain: plain.Address()}
 	if p != nil {
-		tl, _ := bmqtt.NewListener(bmqtt.ListenerConfig{ID: "tls", Type: bmqtt.TypeTLS, Address: "127.0.0.1:0", Gate: g,
+		tl, _ := bmqtt.NewListener(bmqtt.ListenerConfig{ID: "tls", Type: bmqtt.TypeTLS, Address: "127.0.0.1:0", Gate: g, Server: srv,
 			TLS: &tls.Config{Certificates: []tls.Certificate{p.server}, ClientCAs: p.pool, ClientAuth: tls.VerifyClientCertIfGiven}})
 		if err := srv.AddListener(tl); err != nil {
 			tb.Fatal(err)

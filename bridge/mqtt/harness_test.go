@@ -24,6 +24,7 @@ import (
 	"github.com/outpost-edge/outpost/bridge/mqtt"
 	"github.com/outpost-edge/outpost/bridge/route"
 	"github.com/outpost-edge/outpost/edge/log"
+	"github.com/outpost-edge/outpost/internal/mochifix"
 	"github.com/outpost-edge/outpost/internal/polltest"
 )
 
@@ -181,13 +182,13 @@ func newEnv(tb testing.TB, o envOpts) *env {
 		if o.limits != nil {
 			limits = *o.limits
 		}
-		ln, err := mqtt.NewListener(mqtt.ListenerConfig{ID: "t1", Type: mqtt.TypeTCP, Address: "127.0.0.1:0", Gate: mqtt.NewGate(limits, nil)})
+		ln, err := mqtt.NewListener(mqtt.ListenerConfig{ID: "t1", Type: mqtt.TypeTCP, Address: "127.0.0.1:0", Gate: mqtt.NewGate(limits, nil), Server: srv})
 		if err != nil {
 			tb.Fatal(err)
 		}
 		tcp = ln
 	} else {
-		tcp = listeners.NewTCP(listeners.Config{ID: "t1", Address: "127.0.0.1:0"})
+		tcp = mochifix.Listener{Listener: listeners.NewTCP(listeners.Config{ID: "t1", Address: "127.0.0.1:0"}), Server: srv}
 	}
 	if err := srv.AddListener(tcp); err != nil {
 		tb.Fatal(err)

@@ -14,7 +14,10 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
+
+	"github.com/outpost-edge/outpost/internal/mochifix"
 )
 
 // Listener types.
@@ -37,6 +40,11 @@ type ListenerConfig struct {
 	TLS *tls.Config
 	// Gate applies the connection limits; required.
 	Gate *Gate
+	// Server is the server the listener is added to. Close disconnects
+	// the listener's clients through it with mochifix.CloseClients: the
+	// function mochi passes can deadlock when a client leaves meanwhile
+	// (mochi-mqtt/server#488). Nil uses mochi's.
+	Server *mochi.Server
 }
 
 // Listener is a mochi listener with the Gate applied, which can stop
@@ -203,7 +211,11 @@ func (l *Listener) Close(closeClients listeners.CloseFn) {
 		_ = l.http.Shutdown(ctx)
 		cancel()
 	}
-	closeClients(l.cfg.ID)
+	if l.cfg.Server != nil {
+		mochifix.CloseClients(l.cfg.Server, l.cfg.ID)
+	} else {
+		closeClients(l.cfg.ID)
+	}
 	l.refMu.Lock()
 	l.refClosed = true
 	l.refMu.Unlock()

@@ -17,6 +17,7 @@ import (
 
 	"github.com/outpost-edge/outpost/edge/node"
 	"github.com/outpost-edge/outpost/firmware-sim/fleet"
+	"github.com/outpost-edge/outpost/internal/mochifix"
 )
 
 type benchCase struct {
@@ -143,7 +144,7 @@ func startMochi(t testing.TB) broker {
 	srv := mochi.New(&mochi.Options{InlineClient: true, Logger: slog.New(slog.DiscardHandler)})
 	srv.AddHook(new(auth.AllowHook), nil)
 	tcp := listeners.NewTCP(listeners.Config{ID: "t", Address: "127.0.0.1:0"})
-	if err := srv.AddListener(tcp); err != nil {
+	if err := srv.AddListener(mochifix.Listener{Listener: tcp, Server: srv}); err != nil {
 		t.Fatal(err)
 	}
 	if err := srv.Serve(); err != nil {

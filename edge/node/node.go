@@ -311,7 +311,7 @@ func (n *Node) openBroker(router *route.Router) error {
 				return fmt.Errorf("node: %s: %w", field, err)
 			}
 		}
-		ln, err := bmqtt.NewListener(bmqtt.ListenerConfig{ID: ids[i], Type: lc.Type, Address: lc.Address, TLS: tc, Gate: n.gate})
+		ln, err := bmqtt.NewListener(bmqtt.ListenerConfig{ID: ids[i], Type: lc.Type, Address: lc.Address, TLS: tc, Gate: n.gate, Server: n.server})
 		if err != nil {
 			return fmt.Errorf("node: %s: %w", field, err)
 		}

@@ -11,6 +11,8 @@ import (
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/outpost-edge/outpost/internal/mochifix"
 )
 
 // Broker is a running mochi server.
@@ -61,7 +63,9 @@ func New(withWS bool, hooks ...mqtt.Hook) (*Broker, error) {
 		}
 	}
 	tcp := listeners.NewTCP(listeners.Config{ID: "tcp", Address: "127.0.0.1:0"})
-	if err := s.AddListener(tcp); err != nil {
+	// mochifix.Listener: a Close racing with a client leaving hung CI in
+	// mochi's own (mochi-mqtt/server#488).
+	if err := s.AddListener(mochifix.Listener{Listener: tcp, Server: s}); err != nil {
 		return nil, fmt.Errorf("mochitest: %w", err)
 	}
 	b := &Broker{Server: s, URL: "tcp://" + tcp.Address()}
@@ -75,7 +79,7 @@ func New(withWS bool, hooks ...mqtt.Hook) (*Broker, error) {
 		}
 		addr := l.Addr().String()
 		_ = l.Close()
-		if err := s.AddListener(listeners.NewWebsocket(listeners.Config{ID: "ws", Address: addr})); err != nil {
+		if err := s.AddListener(mochifix.Listener{Listener: listeners.NewWebsocket(listeners.Config{ID: "ws", Address: addr}), Server: s}); err != nil {
 			return nil, fmt.Errorf("mochitest: %w", err)
 		}
 		b.WSURL = "ws://" + addr + "/mqtt"

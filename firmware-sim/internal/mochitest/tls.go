@@ -16,6 +16,8 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
+
+	"github.com/outpost-edge/outpost/internal/mochifix"
 )
 
 // StartTLS runs a broker with a TLS listener on 127.0.0.1:0 using a fresh
@@ -52,7 +54,7 @@ func StartTLS(tb testing.TB) (url string, client *tls.Config) {
 		MinVersion:   tls.VersionTLS12,
 		Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}},
 	}})
-	if err := s.AddListener(l); err != nil {
+	if err := s.AddListener(mochifix.Listener{Listener: l, Server: s}); err != nil {
 		tb.Fatal(err)
 	}
 	if err := s.Serve(); err != nil {
