@@ -79,3 +79,32 @@ func TestAwaitFollowerDies(t *testing.T) {
 		})
 	}
 }
+
+// TestOwnerStartsUnderReplicated: before any follower has fetched, the
+// under-replicated gauge counts every partition — from NewOwner on, not
+// only from the refresher's first pass — and drops to 0 once the follower
+// is in sync.
+func TestOwnerStartsUnderReplicated(t *testing.T) {
+	a := openNode(t, "pi-a", t.TempDir())
+	b := openNode(t, "pi-b", t.TempDir())
+	createTopic(t, a.log, "telemetry", 3)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner, err := peer.NewOwner(context.Background(), peer.OwnerConfig{Config: a.config(), Log: a.log, Listener: ln, Followers: []string{"pi-b"}, MinInSync: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := metric(t, a, "outpost_replica_under_replicated_partitions"); got != 3 {
+		t.Fatalf("under-replicated partitions before Run: %v, want 3", got)
+	}
+	run(t, owner.Run)
+	startFollower(t, b, "pi-a", owner.Addr().String(), b.replicaLog("pi-a"))
+	polltest.Until(t, 10*time.Second, func() error {
+		if got := metric(t, a, "outpost_replica_under_replicated_partitions"); got != 0 {
+			return errorf("under-replicated partitions: %v", got)
+		}
+		return nil
+	})
+}

@@ -110,6 +110,14 @@ func NewOwner(ctx context.Context, cfg OwnerConfig) (*Owner, error) {
 		}
 		return int(a.partition - b.partition)
 	})
+	if cfg.MinInSync > 0 {
+		// No follower has fetched yet: every partition is under-replicated
+		// until one does. The refresher says so within a second of Run, but
+		// a reader of the metric must never see "all in sync" before that
+		// (TestTakeoverKill published into an owner the gauge called in
+		// sync, its acks degraded, and lost the records with it).
+		cfg.Metrics.underRep.Set(float64(len(o.parts)))
+	}
 	return o, nil
 }
 

@@ -183,7 +183,8 @@ func (p *partition) report(ctx context.Context, lg *slog.Logger, in resumeInput,
 		// them would either be dropped as duplicates or give the stream two
 		// different records at one offset.
 		m.gapRecords.WithLabelValues("stream_ahead").Add(float64(d.streamAhead))
-		lg.Error("upstream: the stream holds offsets beyond the end of the log (disk restored from an older copy?); "+
+		lg.Error("upstream: the stream holds offsets beyond the end of the log (a disk restored from an older copy; "+
+			"or, forwarding a peer's replica, the peer forwarded records before this node had them, as policy degrade allows); "+
 			"records written at these offsets will NOT be forwarded", "log_end", in.end, "stream_next", d.next, "skipped", d.streamAhead)
 	}
 	m.resumes.WithLabelValues(string(d.source)).Inc()
