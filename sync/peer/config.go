@@ -39,6 +39,11 @@ type Config struct {
 	// end and still count as in sync (Kafka's replica.lag.time.max.ms).
 	LagMax time.Duration
 	// ReconnectMin and ReconnectMax bound the follower's jittered backoff.
+	// The max is short: while a restarted owner waits for its followers
+	// to reconnect, its acknowledgements are degraded (on its disk alone),
+	// and a dial on the site network costs nothing. Refusals that need an
+	// operator (authentication, version, a stale owner) are retried at
+	// 10 × ReconnectMax instead, so they do not fill the log.
 	ReconnectMin, ReconnectMax time.Duration
 	// Logger receives connection and divergence reports; nil discards.
 	Logger *slog.Logger
@@ -54,7 +59,7 @@ func DefaultConfig() Config {
 		IOTimeout:     10 * time.Second,
 		LagMax:        10 * time.Second,
 		ReconnectMin:  100 * time.Millisecond,
-		ReconnectMax:  10 * time.Second,
+		ReconnectMax:  2 * time.Second,
 	}
 }
 

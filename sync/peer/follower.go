@@ -103,15 +103,26 @@ func (f *Follower) Run(ctx context.Context) error {
 			attempt = 0
 		}
 		level := f.cfg.Logger.Info
-		if errors.Is(err, ErrStaleOwner) || errors.Is(err, ErrAuth) || errors.Is(err, ErrVersion) {
+		d, operator := retryDelay(err, b.Delay(attempt), f.cfg.ReconnectMax)
+		attempt++
+		if operator {
 			level = f.cfg.Logger.Error
 		}
-		d := b.Delay(attempt)
-		attempt++
 		level("peer: replication from owner interrupted; retrying", "owner", f.cfg.Owner, "address", f.cfg.Address, "err", err, "retry_in", d)
 		backoff.Sleep(ctx, d)
 	}
 	return nil
+}
+
+// retryDelay is how long Run waits after a session ended with err, given
+// the backoff's delay d; operator says the error needs an operator (a
+// wrong secret or version, a stale owner): those wait at least 10 ×
+// ReconnectMax, so that they are retried without filling the log.
+func retryDelay(err error, d, reconnectMax time.Duration) (time.Duration, bool) {
+	if errors.Is(err, ErrStaleOwner) || errors.Is(err, ErrAuth) || errors.Is(err, ErrVersion) {
+		return max(d, 10*reconnectMax), true
+	}
+	return d, false
 }
 
 func (f *Follower) setConnected(v bool) {
