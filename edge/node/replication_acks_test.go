@@ -38,14 +38,7 @@ func TestReplicationAcksAll(t *testing.T) {
 		return n
 	}
 	// Wait until pi-b follows (before that, the policy acknowledges alone).
-	waitFor(t, 10*time.Second, func() error {
-		for _, ri := range a.Replicas() {
-			if len(ri.InSync) != 1 {
-				return fmt.Errorf("%s/%d: in sync %v", ri.Topic, ri.Partition, ri.InSync)
-			}
-		}
-		return nil
-	})
+	waitInSync(t, a)
 	c, br := rawConnect(t, a.MQTTAddrs()[0], "dev-1")
 	defer c.Close()
 	topic := "sensors/dev-1/temp"

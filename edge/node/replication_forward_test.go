@@ -1,7 +1,6 @@
 package node_test
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"testing"
@@ -28,34 +27,11 @@ func TestReplicationRestoreForwardsExactlyOnce(t *testing.T) {
 	cfgA.Upstream.Site = "farm"
 	start(t, replicatingConfig(t, "pi-b", addrB, "pi-a", addrA), node.Options{}) // pi-b, the replica
 	a := start(t, cfgA, node.Options{})
-	waitFor(t, 10*time.Second, func() error {
-		for _, ri := range a.Replicas() {
-			if len(ri.InSync) != 1 {
-				return fmt.Errorf("%s/%d not in sync", ri.Topic, ri.Partition)
-			}
-		}
-		return nil
-	})
+	waitInSync(t, a)
 	publishQoS1(t, a.MQTTAddrs()[0], "dev-1", "sensors/dev-1/temp", 60)
 	publishQoS1(t, a.MQTTAddrs()[0], "dev-2", "sensors/dev-2/temp", 40)
 	_, js := srv.Connect()
-	streamMsgs := func() uint64 {
-		s, err := js.Stream(context.Background(), wire.StreamName(wire.DefaultPrefix, "telemetry"))
-		if err != nil {
-			return 0
-		}
-		info, err := s.Info(context.Background())
-		if err != nil {
-			return 0
-		}
-		return info.State.Msgs
-	}
-	waitFor(t, 30*time.Second, func() error {
-		if n := streamMsgs(); n != 100 {
-			return fmt.Errorf("stream holds %d of 100", n)
-		}
-		return nil
-	})
+	waitStreamHolds(t, js, 100)
 
 	srv.Stop() // the uplink goes down; devices go on
 	publishQoS1(t, a.MQTTAddrs()[0], "dev-1", "sensors/dev-1/temp", 30)
@@ -65,10 +41,10 @@ func TestReplicationRestoreForwardsExactlyOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv.Restart()
-	a = start(t, cfgA, node.Options{})
+	start(t, cfgA, node.Options{}) // pi-a on a new disk: it restores from pi-b and forwards
 	_, js = srv.Connect()
 	waitFor(t, 30*time.Second, func() error {
-		if n := streamMsgs(); n < 150 {
+		if n := streamMsgCount(js); n < 150 {
 			return fmt.Errorf("stream holds %d of 150", n)
 		}
 		return nil

@@ -96,14 +96,7 @@ func TestReplicationForwardsOnlyReplicated(t *testing.T) {
 	}
 	start(t, cfgB, node.Options{})
 	a := start(t, cfgA, node.Options{})
-	waitFor(t, 10*time.Second, func() error {
-		for _, ri := range a.Replicas() {
-			if len(ri.InSync) != 1 {
-				return fmt.Errorf("%s/%d not in sync", ri.Topic, ri.Partition)
-			}
-		}
-		return nil
-	})
+	waitInSync(t, a)
 	publishQoS1(t, a.MQTTAddrs()[0], "dev-1", "sensors/dev-1/temp", 300)
 	a.stop(t) // at once: pi-b's replica may lag what pi-a had
 	if err := os.RemoveAll(cfgA.DataDir); err != nil {

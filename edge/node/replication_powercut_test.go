@@ -58,16 +58,7 @@ func TestReplicationBothPowerCut(t *testing.T) {
 	fsA, fsB := logtest.NewFS(), logtest.NewFS()
 	a := start(t, cfgA, node.Options{OpenFile: fsA.Open})
 	b := start(t, cfgB, node.Options{OpenFile: fsB.Open})
-	waitFor(t, 10*time.Second, func() error {
-		for _, n := range []*running{a, b} {
-			for _, ri := range n.Replicas() {
-				if len(ri.InSync) != 1 {
-					return fmt.Errorf("%s/%d not in sync", ri.Topic, ri.Partition)
-				}
-			}
-		}
-		return nil
-	})
+	waitInSync(t, a, b)
 	// Every PUBACK here came after the record was durable on both nodes.
 	na, nb := 50+rnd.IntN(100), 50+rnd.IntN(100)
 	done := make(chan struct{})

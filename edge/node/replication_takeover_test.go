@@ -43,6 +43,17 @@ func upstreamOrigins(t testing.TB, js jetstream.JetStream) map[string]int {
 	return perNode
 }
 
+// waitStreamHolds waits until the telemetry stream holds want messages.
+func waitStreamHolds(t testing.TB, js jetstream.JetStream, want uint64) {
+	t.Helper()
+	waitFor(t, 30*time.Second, func() error {
+		if n := streamMsgCount(js); n != want {
+			return fmt.Errorf("stream holds %d of %d", n, want)
+		}
+		return nil
+	})
+}
+
 func streamMsgCount(js jetstream.JetStream) uint64 {
 	s, err := js.Stream(context.Background(), wire.StreamName(wire.DefaultPrefix, "telemetry"))
 	if err != nil {
@@ -78,22 +89,10 @@ func TestReplicationTakeover(t *testing.T) {
 	cfgA, cfgB := cfg("pi-a", addrA, "pi-b", addrB), cfg("pi-b", addrB, "pi-a", addrA)
 	b := start(t, cfgB, node.Options{})
 	a := start(t, cfgA, node.Options{})
-	waitFor(t, 10*time.Second, func() error {
-		for _, ri := range a.Replicas() {
-			if len(ri.InSync) != 1 {
-				return fmt.Errorf("%s/%d not in sync", ri.Topic, ri.Partition)
-			}
-		}
-		return nil
-	})
+	waitInSync(t, a)
 	publishQoS1(t, a.MQTTAddrs()[0], "dev-1", "sensors/dev-1/temp", 60)
 	_, js := srv.Connect()
-	waitFor(t, 30*time.Second, func() error {
-		if n := streamMsgCount(js); n != 60 {
-			return fmt.Errorf("stream holds %d of 60", n)
-		}
-		return nil
-	})
+	waitStreamHolds(t, js, 60)
 
 	srv.Stop() // the uplink goes down; devices go on
 	publishQoS1(t, a.MQTTAddrs()[0], "dev-1", "sensors/dev-1/temp", 30)
@@ -105,12 +104,7 @@ func TestReplicationTakeover(t *testing.T) {
 	srv.Restart()
 	_, js = srv.Connect()
 	died := time.Now()
-	waitFor(t, 30*time.Second, func() error {
-		if n := streamMsgCount(js); n != 110 {
-			return fmt.Errorf("stream holds %d of 110", n)
-		}
-		return nil
-	})
+	waitStreamHolds(t, js, 110)
 	t.Logf("pi-a's 50 unforwarded records upstream %v after the uplink came back (pi-b forwarding)", time.Since(died).Round(time.Millisecond))
 	if got := upstreamOrigins(t, js); got["pi-a"] != 110 {
 		t.Fatalf("records per origin node %v, want pi-a: 110", got)
@@ -146,12 +140,7 @@ func TestReplicationTakeover(t *testing.T) {
 		return nil
 	})
 	publishQoS1(t, a.MQTTAddrs()[0], "dev-3", "sensors/dev-3/temp", 25)
-	waitFor(t, 30*time.Second, func() error {
-		if n := streamMsgCount(js); n != 135 {
-			return fmt.Errorf("stream holds %d of 135", n)
-		}
-		return nil
-	})
+	waitStreamHolds(t, js, 135)
 	if got := upstreamOrigins(t, js); got["pi-a"] != 135 || len(got) != 1 {
 		t.Fatalf("records per origin node %v, want pi-a: 135", got)
 	}
@@ -173,22 +162,10 @@ func TestReplicationSharesUplinkBandwidth(t *testing.T) {
 	cfgA.Replication.ShareUplinkBandwidth = true
 	start(t, replicatingConfig(t, "pi-b", addrB, "pi-a", addrA), node.Options{})
 	a := start(t, cfgA, node.Options{})
-	waitFor(t, 10*time.Second, func() error {
-		for _, ri := range a.Replicas() {
-			if len(ri.InSync) != 1 {
-				return fmt.Errorf("%s/%d not in sync", ri.Topic, ri.Partition)
-			}
-		}
-		return nil
-	})
+	waitInSync(t, a)
 	publishQoS1(t, a.MQTTAddrs()[0], "dev-1", "sensors/dev-1/temp", 200)
 	_, js := srv.Connect()
-	waitFor(t, 30*time.Second, func() error {
-		if n := streamMsgCount(js); n != 200 {
-			return fmt.Errorf("stream holds %d of 200", n)
-		}
-		return nil
-	})
+	waitStreamHolds(t, js, 200)
 	if got := upstreamOrigins(t, js); got["pi-a"] != 200 {
 		t.Fatalf("records upstream %v", got)
 	}

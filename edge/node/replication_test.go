@@ -31,6 +31,22 @@ func freeAddr(t testing.TB) string {
 	return ln.Addr().String()
 }
 
+// waitInSync waits until every partition of each node has its peer in
+// sync (before that, acks: all acknowledges by the policy alone).
+func waitInSync(t testing.TB, nodes ...*running) {
+	t.Helper()
+	waitFor(t, 10*time.Second, func() error {
+		for _, n := range nodes {
+			for _, ri := range n.Replicas() {
+				if len(ri.InSync) != 1 {
+					return fmt.Errorf("%s/%d: in sync %v", ri.Topic, ri.Partition, ri.InSync)
+				}
+			}
+		}
+		return nil
+	})
+}
+
 func replicatingConfig(t testing.TB, name, listen, peerName, peerAddr string) node.Config {
 	cfg := testConfig(t)
 	cfg.Upstream.Site, cfg.Upstream.Node = "farm", name

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"sync"
 	"testing"
 	"time"
 
@@ -121,25 +120,7 @@ func testFencedForwarders(t *testing.T, mode Mode, atomic bool) {
 		return nil
 	})
 	runForwarder(t, sides[0].f)
-	var wg sync.WaitGroup
-	stop := make(chan struct{})
-	wg.Go(func() {
-		r := rand.New(rand.NewPCG(uint64(seed), 1))
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			part := int32(i % parts)
-			n := 1 + r.IntN(burst)
-			for _, l := range logs {
-				appendN(t, l, "t", part, n, 80)
-			}
-			counts[part] += int64(n)
-			time.Sleep(time.Duration(1+r.IntN(3)) * time.Millisecond)
-		}
-	})
+	stopFeed := feedLogs(t, seed, logs, parts, burst, 80, 3, counts)
 	cuts := 0
 	for start := time.Now(); time.Since(start) < raceFor; {
 		time.Sleep(time.Duration(100+rng.IntN(300)) * time.Millisecond)
@@ -147,8 +128,7 @@ func testFencedForwarders(t *testing.T, mode Mode, atomic bool) {
 		// the slow one stays up, its publishes always late.
 		cuts += sides[0].px.cutAll()
 	}
-	close(stop)
-	wg.Wait()
+	stopFeed()
 	for _, s := range sides {
 		waitForwarded(t, s.f, 60*time.Second, parts)
 	}

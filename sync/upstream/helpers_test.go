@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -58,6 +59,40 @@ func createTopic(t testing.TB, l *log.Log, topic string, parts int32) {
 	t.Helper()
 	if err := l.CreateTopic(topic, log.TopicConfig{Partitions: parts}); err != nil {
 		t.Fatalf("create topic: %v", err)
+	}
+}
+
+// feedLogs appends the same records to every log (a node and its peer's
+// replica of it) until the returned stop is called: partition i%parts gets
+// 1–burst records of size bytes, then the feeder pauses 1–maxPause ms.
+// stop waits for the feeder and adds what each partition got to counts.
+func feedLogs(t testing.TB, seed int64, logs []*log.Log, parts, burst, size, maxPause int, counts map[int32]int64) (stop func()) {
+	fed := map[int32]int64{}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		r := rand.New(rand.NewPCG(uint64(seed), 1))
+		for i := 0; ; i++ {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			part := int32(i % parts)
+			n := 1 + r.IntN(burst)
+			for _, l := range logs {
+				appendN(t, l, "t", part, n, size)
+			}
+			fed[part] += int64(n)
+			time.Sleep(time.Duration(1+r.IntN(maxPause)) * time.Millisecond)
+		}
+	})
+	return func() {
+		close(done)
+		wg.Wait()
+		for part, n := range fed {
+			counts[part] += n
+		}
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -248,25 +247,7 @@ func TestLeaseRaceWithFlappingUplinks(t *testing.T) {
 	regB, logB := b.reg, b.log
 
 	counts := map[int32]int64{}
-	var wg sync.WaitGroup
-	stop := make(chan struct{})
-	wg.Go(func() {
-		r := rand.New(rand.NewPCG(uint64(seed), 1))
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			part := int32(i % parts)
-			n := 1 + r.IntN(20)
-			for _, l := range logs {
-				appendN(t, l, "t", part, n, 60)
-			}
-			counts[part] += int64(n)
-			time.Sleep(time.Duration(1+r.IntN(5)) * time.Millisecond)
-		}
-	})
+	stopFeed := feedLogs(t, seed, logs, parts, 20, 60, 5, counts)
 	outages, cuts := 0, 0
 	for start := time.Now(); time.Since(start) < raceFor; {
 		switch rng.IntN(4) {
@@ -285,8 +266,7 @@ func TestLeaseRaceWithFlappingUplinks(t *testing.T) {
 			}
 		}
 	}
-	close(stop)
-	wg.Wait()
+	stopFeed()
 	waitForwarded(t, fA, 60*time.Second, parts)
 	checkExactlyOnce(t, js, "t", counts)
 	takeovers := metricValue(t, regB, "outpost_upstream_takeovers_total")
