@@ -2,6 +2,8 @@ package log
 
 import (
 	"bytes"
+	"encoding/binary"
+	"hash/crc32"
 	"os"
 	"testing"
 )
@@ -101,6 +103,24 @@ func TestRollResealsFrame(t *testing.T) {
 		}
 		if durable != segmentHeaderSize {
 			t.Errorf("%s: first frame records durable position %d, want %d", s.logPath, durable, segmentHeaderSize)
+		}
+	}
+}
+
+// TestFramePayloadShortV1: an OPB1 frame (12-byte header) shorter than an
+// OPB2 header must be read by its own header size. framePayload sliced it
+// at OPB2's 20 bytes first and panicked on such a frame — on disk data,
+// in the owner's ReadBatches.
+func TestFramePayloadShortV1(t *testing.T) {
+	for size := 1; size <= 10; size++ {
+		payload := bytes.Repeat([]byte{0xc0}, size)
+		frame := binary.BigEndian.AppendUint32(nil, frameMagicV1)
+		frame = binary.BigEndian.AppendUint32(frame, uint32(size))
+		frame = binary.BigEndian.AppendUint32(frame, crc32.Checksum(payload, castagnoli))
+		frame = append(frame, payload...)
+		got, n, err := framePayload(frame)
+		if err != nil || n != len(frame) || !bytes.Equal(got, payload) {
+			t.Fatalf("%d-byte OPB1 frame: payload %x, length %d, %v", size, got, n, err)
 		}
 	}
 }

@@ -50,12 +50,12 @@ func ParseBatch(payload []byte) (RawBatch, error) {
 
 // Records decodes the batch. The records alias its payload.
 func (b RawBatch) Records() ([]Record, error) {
-	d, rest, err := decodeBatch(b.payload)
-	if err != nil || len(rest) != 0 || len(d.Records) != b.count {
-		return nil, fmt.Errorf("%w: batch at offset %d: %v", ErrDecode, b.base, err)
+	d, err := decodePayload(b.payload)
+	if err == nil && (d.BaseOffset != b.base || len(d.Records) != b.count) {
+		err = fmt.Errorf("%w: holds [%d,+%d), parsed as [%d,+%d)", ErrDecode, d.BaseOffset, len(d.Records), b.base, b.count)
 	}
-	for i := range d.Records {
-		d.Records[i].Offset = b.base + int64(i)
+	if err != nil {
+		return nil, fmt.Errorf("batch at offset %d: %w", b.base, err)
 	}
 	return d.Records, nil
 }

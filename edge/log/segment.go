@@ -123,21 +123,16 @@ func DecodeFrame(buf []byte) (*Batch, int, error) {
 // decodeFrame is DecodeFrame that also returns the frame's durable position
 // (durableUnknown for an OPB1 frame).
 func decodeFrame(buf []byte) (*Batch, int, int64, error) {
-	n, err := frameLen(buf)
+	payload, n, err := framePayload(buf)
 	if err != nil {
 		return nil, 0, 0, err
 	}
-	if len(buf) < n {
-		return nil, 0, 0, ErrShortFrame
+	b, err := decodePayload(payload)
+	if err != nil {
+		return nil, 0, 0, err
 	}
-	sum := binary.BigEndian.Uint32(buf[8:12])
 	if binary.BigEndian.Uint32(buf[0:4]) == frameMagicV1 {
-		b, err := decodePayload(buf[frameHeaderSizeV1:n], buf[frameHeaderSizeV1:n], sum)
-		return b, n, durableUnknown, err
-	}
-	b, err := decodePayload(buf[12:n], buf[frameHeaderSize:n], sum)
-	if err != nil {
-		return nil, 0, 0, err
+		return b, n, durableUnknown, nil
 	}
 	return b, n, int64(binary.BigEndian.Uint64(buf[12:20])), nil
 }
@@ -152,9 +147,11 @@ func framePayload(buf []byte) ([]byte, int, error) {
 	if len(buf) < n {
 		return nil, 0, ErrShortFrame
 	}
-	covered, payload := buf[12:n], buf[frameHeaderSize:n]
-	if binary.BigEndian.Uint32(buf[0:4]) == frameMagicV1 {
-		covered, payload = buf[frameHeaderSizeV1:n], buf[frameHeaderSizeV1:n]
+	// OPB2's checksum covers the durable position and the payload; OPB1's
+	// the payload (frameLen checked that n covers the header).
+	covered, payload := buf[12:n], buf[frameHeaderSizeV1:n]
+	if binary.BigEndian.Uint32(buf[0:4]) == frameMagic {
+		payload = buf[frameHeaderSize:n]
 	}
 	if crc32.Checksum(covered, castagnoli) != binary.BigEndian.Uint32(buf[8:12]) {
 		return nil, 0, ErrChecksum
@@ -183,12 +180,9 @@ func frameLen(hdr []byte) (int, error) {
 	return hsize + int(n), nil
 }
 
-// decodePayload checks sum against covered (the payload, and for OPB2 the
-// durable position before it) and decodes payload.
-func decodePayload(covered, payload []byte, sum uint32) (*Batch, error) {
-	if crc32.Checksum(covered, castagnoli) != sum {
-		return nil, ErrChecksum
-	}
+// decodePayload decodes a batch payload whose checksum was checked, and
+// numbers its records.
+func decodePayload(payload []byte) (*Batch, error) {
 	b, rest, err := decodeBatch(payload)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrDecode, err)
