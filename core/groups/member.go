@@ -7,8 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -133,12 +133,7 @@ func (m *Member) Buckets() int { return m.buckets }
 func (m *Member) Assignment() []int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := make([]int, 0, len(m.readers))
-	for b := range m.readers {
-		out = append(out, b)
-	}
-	sort.Ints(out)
-	return out
+	return slices.Sorted(maps.Keys(m.readers))
 }
 
 // filter is the subject filter of bucket b.

@@ -322,6 +322,20 @@ func allValues(t *testing.T, httpAddr string) []string {
 	return out
 }
 
+// killRounds is how many rounds a randomized kill test runs (short, or
+// long with OUTPOST_LONG=1) and its random source, seeded by OUTPOST_SEED
+// or the clock; the seed is logged so that a failure can be replayed.
+func killRounds(t *testing.T, short, long int) (int, *rand.Rand) {
+	t.Helper()
+	rounds := short
+	if os.Getenv("OUTPOST_LONG") != "" {
+		rounds = long
+	}
+	seed := int64(envInt("OUTPOST_SEED", int(time.Now().UnixNano()%1e9)))
+	t.Logf("seed %d (replay with OUTPOST_SEED=%d), %d rounds", seed, seed, rounds)
+	return rounds, rand.New(rand.NewSource(seed))
+}
+
 func envInt(name string, def int) int {
 	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
 		return v

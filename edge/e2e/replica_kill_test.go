@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"math/rand"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -28,13 +27,7 @@ func TestReplicaKillOwnerAndFollower(t *testing.T) {
 	if testing.Short() {
 		t.Skip("e2e: skipped under -short")
 	}
-	rounds := 6
-	if os.Getenv("OUTPOST_LONG") != "" {
-		rounds = 30
-	}
-	seed := int64(envInt("OUTPOST_SEED", int(time.Now().UnixNano()%1e9)))
-	t.Logf("seed %d (replay with OUTPOST_SEED=%d), %d rounds", seed, seed, rounds)
-	rng := rand.New(rand.NewSource(seed))
+	rounds, rng := killRounds(t, 6, 30)
 	t.Setenv("OUTPOST_REPLICATION_SECRET", "e2e-site-secret-0123456789")
 	t.Setenv("OUTPOST_REPLICATION_POLICY", "refuse")
 	bin := edgeBinary(t)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"math/rand"
 	"os"
 	"strconv"
 	"strings"
@@ -36,13 +35,7 @@ func TestTakeoverKill(t *testing.T) {
 	if testing.Short() {
 		t.Skip("e2e: skipped under -short")
 	}
-	rounds := 3
-	if os.Getenv("OUTPOST_LONG") != "" {
-		rounds = 12
-	}
-	seed := int64(envInt("OUTPOST_SEED", int(time.Now().UnixNano()%1e9)))
-	t.Logf("seed %d (replay with OUTPOST_SEED=%d), %d rounds", seed, seed, rounds)
-	rng := rand.New(rand.NewSource(seed))
+	rounds, rng := killRounds(t, 3, 12)
 	// Short timings keep the test fast; OUTPOST_TAKEOVER_DEFAULTS=1 uses
 	// the shipped defaults (takeover_after 5s, lease_ttl 15s) to measure
 	// the time from a node's death to its partitions reaching the centre.
