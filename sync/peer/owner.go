@@ -574,15 +574,23 @@ func (o *Owner) handleFetch(ctx context.Context, follower string, src *source, f
 	}
 	parts := make([]*ownedPart, len(f.Parts))
 	now := time.Now()
+	acked := false
 	for i, fp := range f.Parts {
 		op := src.parts[partKey{fp.Topic, int32(fp.Partition)}]
 		if op == nil || fp.Partition > 1<<30 {
+			if acked {
+				o.highWatermarkMoved()
+			}
 			return nil, codeBadRequest, fmt.Errorf("no partition %s/%d here", fp.Topic, fp.Partition)
 		}
 		parts[i] = op
 		if !src.restore {
 			o.ack(op, follower, fp.Offset, now)
+			acked = true
 		}
+	}
+	if acked {
+		o.highWatermarkMoved() // once per fetch, not per partition
 	}
 	budget := min(int(f.MaxBytes), o.cfg.MaxFetchBytes)
 	wait := min(time.Duration(f.MaxWaitMs)*time.Millisecond, o.cfg.MaxWait)
@@ -624,7 +632,8 @@ func (o *Owner) handleFetch(ctx context.Context, follower string, src *source, f
 // as of its previous fetch, it is in sync as of now (Kafka's
 // lastCaughtUpTime: under steady ingest a follower is never exactly at the
 // end, but it is in sync if it has everything that existed when it last
-// asked). Acknowledgements the new state decides are released.
+// asked). Acknowledgements the new state decides are released; the caller
+// signals HighWatermarkChanged.
 func (o *Owner) ack(op *ownedPart, follower string, end int64, now time.Time) {
 	op.mu.Lock()
 	ownerEnd := op.p.EndOffset()
@@ -645,7 +654,6 @@ func (o *Owner) ack(op *ownedPart, follower string, end int64, now time.Time) {
 	if h := op.holds[follower]; h != nil {
 		h.Set(end)
 	}
-	o.highWatermarkMoved()
 }
 
 // HighWatermark returns the partition's high watermark: every record below
